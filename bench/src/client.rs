@@ -1,0 +1,226 @@
+//! A minimal Client-Server API client: just the endpoints the scenarios drive.
+
+use std::fmt;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use sha1::Sha1;
+
+/// Why a request did not succeed: the transport failed, or the server answered with an error.
+#[derive(Debug)]
+pub enum RequestError {
+    Transport(reqwest::Error),
+    Status {
+        status: StatusCode,
+        body: String,
+    },
+    /// A 2xx answer without the fields the spec promises.
+    Malformed(String),
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Transport(e) => write!(f, "transport error: {e}"),
+            Self::Status { status, body } => write!(f, "HTTP {status}: {body}"),
+            Self::Malformed(what) => write!(f, "malformed response: {what}"),
+        }
+    }
+}
+
+impl From<reqwest::Error> for RequestError {
+    fn from(e: reqwest::Error) -> Self {
+        Self::Transport(e)
+    }
+}
+
+/// A logged-in device: what register and login hand back.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user_id: String,
+    pub access_token: String,
+}
+
+#[derive(Clone)]
+pub struct CsClient {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+impl CsClient {
+    /// `pool_size` keeps one idle connection per concurrent worker so the measured phase does
+    /// not pay for reconnects.
+    pub fn new(base_url: &str, pool_size: usize, timeout: Duration) -> reqwest::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .pool_max_idle_per_host(pool_size)
+            .build()?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// Registers through User-Interactive Auth with `m.login.dummy` (open registration):
+    /// the first request only obtains the UIA session, the second completes it.
+    pub async fn register_open(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Session, RequestError> {
+        let path = "/_matrix/client/v3/register";
+        let mut body = json!({ "username": username, "password": password });
+        let (status, challenge) = self.send(Method::POST, path, None, Some(&body)).await?;
+        if status != StatusCode::UNAUTHORIZED {
+            return Err(status_error(status, &challenge));
+        }
+        let session = challenge["session"]
+            .as_str()
+            .ok_or_else(|| RequestError::Malformed("UIA challenge without session".into()))?;
+        body["auth"] = json!({ "type": "m.login.dummy", "session": session });
+        let response = self
+            .expect_ok(Method::POST, path, None, Some(&body))
+            .await?;
+        session_from(&response)
+    }
+
+    /// Registers through Synapse's shared-secret admin API, which Tessera also serves.
+    pub async fn register_shared_secret(
+        &self,
+        shared_secret: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Session, RequestError> {
+        let path = "/_synapse/admin/v1/register";
+        let nonce_response = self.expect_ok(Method::GET, path, None, None).await?;
+        let nonce = nonce_response["nonce"]
+            .as_str()
+            .ok_or_else(|| RequestError::Malformed("no nonce".into()))?;
+        let body = json!({
+            "nonce": nonce,
+            "username": username,
+            "password": password,
+            "admin": false,
+            "mac": registration_mac(shared_secret, nonce, username, password),
+        });
+        let response = self
+            .expect_ok(Method::POST, path, None, Some(&body))
+            .await?;
+        session_from(&response)
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Result<Session, RequestError> {
+        let body = json!({
+            "type": "m.login.password",
+            "identifier": { "type": "m.id.user", "user": username },
+            "password": password,
+        });
+        let response = self
+            .expect_ok(Method::POST, "/_matrix/client/v3/login", None, Some(&body))
+            .await?;
+        session_from(&response)
+    }
+
+    /// Returns the user ID the access token belongs to.
+    pub async fn whoami(&self, access_token: &str) -> Result<String, RequestError> {
+        let response = self
+            .expect_ok(
+                Method::GET,
+                "/_matrix/client/v3/account/whoami",
+                Some(access_token),
+                None,
+            )
+            .await?;
+        string_field(&response, "user_id")
+    }
+
+    async fn expect_ok(
+        &self,
+        method: Method,
+        path: &str,
+        access_token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Value, RequestError> {
+        let (status, response) = self.send(method, path, access_token, body).await?;
+        if status.is_success() {
+            Ok(response)
+        } else {
+            Err(status_error(status, &response))
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        access_token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value), RequestError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
+        if let Some(token) = access_token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let bytes = response.bytes().await?;
+        // Error bodies are not always JSON (proxies, panics): keep them as text for the report.
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        Ok((status, value))
+    }
+}
+
+/// Synapse's MAC: hex HMAC-SHA1 over `nonce\0username\0password\0notadmin`.
+fn registration_mac(shared_secret: &str, nonce: &str, username: &str, password: &str) -> String {
+    let mut mac = Hmac::<Sha1>::new_from_slice(shared_secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    for (i, part) in [nonce, username, password, "notadmin"].iter().enumerate() {
+        if i > 0 {
+            mac.update(b"\0");
+        }
+        mac.update(part.as_bytes());
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn session_from(response: &Value) -> Result<Session, RequestError> {
+    Ok(Session {
+        user_id: string_field(response, "user_id")?,
+        access_token: string_field(response, "access_token")?,
+    })
+}
+
+fn string_field(response: &Value, field: &str) -> Result<String, RequestError> {
+    response[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| RequestError::Malformed(format!("no `{field}` in {response}")))
+}
+
+fn status_error(status: StatusCode, body: &Value) -> RequestError {
+    RequestError::Status {
+        status,
+        body: body.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_mac_matches_synapse() {
+        // Python: hmac.new(b"secret", b"abc\x00alice\x00pw\x00notadmin", hashlib.sha1).hexdigest()
+        assert_eq!(
+            registration_mac("secret", "abc", "alice", "pw"),
+            "42e32623fe124933c326f9d2d67ff7c617915a10"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! tessera-bench: a load generator for any Matrix homeserver, one subcommand per scenario.
+
+mod client;
+mod compare;
+mod load;
+mod scenarios;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::scenarios::CommonArgs;
+use crate::stats::ScenarioReport;
+
+#[derive(Parser)]
+#[command(about = "Load generator for Matrix homeservers (Client-Server API)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register --users users, then run --requests password logins and whoami calls.
+    Auth(scenarios::auth::AuthArgs),
+    /// Print reports saved with --json, and the ratios between two of them.
+    Compare(compare::CompareArgs),
+}
+
+/// Exit codes: 0 all requests succeeded, 1 the run finished but some requests failed,
+/// 2 the run could not be carried out.
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match &cli.command {
+        Command::Auth(args) => match scenarios::auth::run(args).await {
+            Ok(report) => publish(&report, &args.common),
+            Err(e) => Err(e),
+        },
+        Command::Compare(args) => compare::run(args).map(|output| {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }),
+    };
+    outcome.unwrap_or_else(|e| {
+        eprintln!("tessera-bench: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn publish(report: &ScenarioReport, common: &CommonArgs) -> Result<ExitCode, String> {
+    print!("{}", report.table());
+    if let Some(path) = &common.json {
+        let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(if report.has_errors() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,95 @@
+//! The Client-Server API (`/_matrix/client`, `/.well-known`, Synapse's admin registration) and
+//! the assembly of each listener's router.
+
+mod account;
+mod account_data;
+mod admin;
+mod device;
+mod discovery;
+mod filter;
+mod json_body;
+mod metrics;
+mod profile;
+mod route;
+mod ruma_wrapper;
+mod session;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request},
+    response::Response,
+};
+use http::{Method, header};
+use tessera_core::{Services, config::Api};
+use tessera_federation::edge::ApiError;
+use tower_http::{
+    cors::{Any, CorsLayer},
+    trace::TraceLayer,
+};
+
+pub use metrics::Metrics;
+
+/// The router for one listener, serving the APIs it is configured for.
+pub fn router(services: Arc<Services>, apis: &[Api], metrics: Arc<Metrics>) -> Router {
+    let mut router = Router::new();
+    if apis.contains(&Api::Client) {
+        router = router.merge(client_routes());
+    }
+    if apis.contains(&Api::Federation) {
+        router = router.merge(tessera_federation::router());
+    }
+    if apis.contains(&Api::Metrics) {
+        router = router.merge(metrics::routes());
+    }
+    router
+        .fallback(|| async { ApiError::unrecognized("Unrecognized request") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(axum::middleware::from_fn_with_state(metrics.clone(), metrics::record))
+        .layer(axum::Extension(metrics))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request| {
+                    let path = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
+                    tracing::info_span!("request", method = %request.method(), path, user = tracing::field::Empty)
+                })
+                .on_response(|response: &Response, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                }),
+        )
+        .layer(cors())
+        .with_state(services)
+}
+
+/// Web clients (Element Web) call from other origins; Matrix access is token-based, so any
+/// origin may call (spec: "Web Browser Clients").
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            "x-requested-with".parse().expect("static header name"),
+        ])
+}
+
+fn client_routes() -> Router<Arc<Services>> {
+    let router = Router::new();
+    let router = discovery::routes(router);
+    let router = account::routes(router);
+    let router = session::routes(router);
+    let router = device::routes(router);
+    let router = profile::routes(router);
+    let router = account_data::routes(router);
+    let router = filter::routes(router);
+    admin::routes(router)
+}

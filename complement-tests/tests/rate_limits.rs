@@ -1,0 +1,144 @@
+//! Rate limits: 429 M_LIMIT_EXCEEDED with an integer `retry_after_ms`, per client IP, and
+//! switched off entirely by `rate_limits.enabled = false` (the harness default).
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use complement_tests::{Response, TestServer, V3, json, wait_until};
+
+const PASSWORD: &str = "rate-limit-password";
+
+/// Asserts a rate-limit answer and returns its `retry_after_ms`.
+#[track_caller]
+fn assert_limited(resp: &Response) -> u64 {
+    resp.assert_error(429, "M_LIMIT_EXCEEDED");
+    let retry_after_ms = resp.json["retry_after_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("retry_after_ms must be a non-negative integer: {resp}"));
+    if let Some(header) = resp.header("retry-after") {
+        assert!(
+            header.parse::<u64>().is_ok(),
+            "Retry-After must be a number of seconds: {header:?} in {resp:?}"
+        );
+    }
+    retry_after_ms
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_ip() {
+    let server = TestServer::builder()
+        .rate_limit("login", 0.01, 3)
+        .start()
+        .await;
+    let client = server.client();
+    client.register("alice", PASSWORD).await;
+
+    // Failed attempts count: that is the point of limiting logins.
+    for _ in 0..3 {
+        client
+            .login_password("alice", "wrong password")
+            .await
+            .assert_error(403, "M_FORBIDDEN");
+    }
+    let resp = client.login_password("alice", PASSWORD).await;
+    let retry_after_ms = assert_limited(&resp);
+    assert!(
+        retry_after_ms > 0,
+        "the bucket refills at 0.01/s, so the wait is not zero: {resp}"
+    );
+
+    // Another client address has its own bucket.
+    let elsewhere = client.from_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)));
+    elsewhere.login("alice", PASSWORD).await;
+    // And the limited address is still limited.
+    assert_limited(&client.login_password("alice", PASSWORD).await);
+}
+
+#[tokio::test]
+async fn waiting_retry_after_ms_lets_the_client_through() {
+    const PER_SECOND: f64 = 0.5;
+    let server = TestServer::builder()
+        .rate_limit("login", PER_SECOND, 1)
+        .start()
+        .await;
+    let client = server.client();
+    client.register("alice", PASSWORD).await;
+    client.login("alice", PASSWORD).await;
+    let retry_after_ms = assert_limited(&client.login_password("alice", PASSWORD).await);
+    let refill_ms = (1000.0 / PER_SECOND) as u64;
+    assert!(
+        retry_after_ms <= refill_ms + 500,
+        "retry_after_ms {retry_after_ms} is longer than one refill ({refill_ms} ms)"
+    );
+
+    // Honour retry_after_ms, as a client would; it must then succeed well within a deadline.
+    let user = wait_until(
+        "login to be allowed again",
+        Duration::from_secs(15),
+        || async {
+            let resp = client.login_password("alice", PASSWORD).await;
+            if resp.status == 429 {
+                let wait = assert_limited(&resp).min(refill_ms);
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                return None;
+            }
+            Some(client.user_from(&resp, PASSWORD))
+        },
+    )
+    .await;
+    user.assert_token_valid().await;
+}
+
+#[tokio::test]
+async fn registration_is_limited() {
+    let server = TestServer::builder()
+        .rate_limit("register", 0.01, 3)
+        .start()
+        .await;
+    let client = server.client();
+    // However the server counts (per request or per completed registration), the first one
+    // fits in the burst and a handful more cannot.
+    client.register("first", PASSWORD).await;
+    let limited = 'attempts: {
+        for i in 0..6 {
+            let resp = client
+                .register_dummy(json!({ "username": format!("user{i}"), "password": PASSWORD }))
+                .await;
+            match resp.status {
+                200 => continue,
+                _ => break 'attempts Some((i, resp)),
+            }
+        }
+        None
+    };
+    let (i, resp) = limited.expect("7 registrations with a burst of 3 were never rate limited");
+    assert_limited(&resp);
+    client
+        .login_password(&format!("user{i}"), PASSWORD)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}
+
+#[tokio::test]
+async fn disabled_rate_limits_never_limit() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    client.register("alice", PASSWORD).await;
+    for _ in 0..15 {
+        client
+            .login_password("alice", "wrong password")
+            .await
+            .assert_error(403, "M_FORBIDDEN");
+    }
+    for _ in 0..5 {
+        client.login("alice", PASSWORD).await;
+    }
+    for i in 0..8 {
+        client
+            .register(&format!("bulk{i}"), PASSWORD)
+            .await
+            .assert_token_valid()
+            .await;
+    }
+    client.get(&format!("{V3}/login")).await.assert_status(200);
+}

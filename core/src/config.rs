@@ -1,0 +1,564 @@
+//! Typed configuration: one TOML file, every key documented in `config.example.toml`.
+//!
+//! Loading never half-succeeds: any unknown key, wrong type or invalid value is reported as a
+//! [`ConfigError`] naming the key path and, where known, the line.
+
+mod secret;
+
+use std::{
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use ruma::OwnedServerName;
+use serde::Deserialize;
+
+pub use secret::Secret;
+
+/// The text `tessera generate-config` writes: the documented example, so the two never drift.
+pub const EXAMPLE: &str = include_str!("../../config.example.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server_name: OwnedServerName,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub public_baseurl: Option<String>,
+    #[serde(default)]
+    pub well_known_server: Option<String>,
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerConfig>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub registration: RegistrationConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub rate_limits: RateLimitsConfig,
+    #[serde(default)]
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub apis: Vec<Api>,
+    #[serde(default)]
+    pub tls_certificate: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_private_key: Option<PathBuf>,
+}
+
+impl ListenerConfig {
+    pub fn serves(&self, api: Api) -> bool {
+        self.apis.contains(&api)
+    }
+
+    pub fn tls(&self) -> Option<(&Path, &Path)> {
+        Some((
+            self.tls_certificate.as_deref()?,
+            self.tls_private_key.as_deref()?,
+        ))
+    }
+
+    pub fn url(&self) -> String {
+        let scheme = if self.tls().is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        match self.bind {
+            IpAddr::V6(ip) => format!("{scheme}://[{ip}]:{}", self.port),
+            IpAddr::V4(ip) => format!("{scheme}://{ip}:{}", self.port),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    Client,
+    Federation,
+    Metrics,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    #[serde(default)]
+    pub url: Secret,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::default(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    #[default]
+    Disabled,
+    Open,
+    Token,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationConfig {
+    #[serde(default)]
+    pub mode: RegistrationMode,
+    #[serde(default)]
+    pub tokens: Vec<Secret>,
+    #[serde(default)]
+    pub shared_secret: Secret,
+    #[serde(default = "yes")]
+    pub refresh_tokens: bool,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        Self {
+            mode: RegistrationMode::default(),
+            tokens: Vec::new(),
+            shared_secret: Secret::default(),
+            refresh_tokens: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default = "default_access_token_lifetime_ms")]
+    pub access_token_lifetime_ms: u64,
+    #[serde(default = "default_reserved_localparts")]
+    pub reserved_localparts: Vec<String>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            access_token_lifetime_ms: default_access_token_lifetime_ms(),
+            reserved_localparts: default_reserved_localparts(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_max_request_body_bytes")]
+    pub max_request_body_bytes: usize,
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+    #[serde(default = "default_max_page_size")]
+    pub max_page_size: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_request_body_bytes: default_max_request_body_bytes(),
+            max_event_bytes: default_max_event_bytes(),
+            max_page_size: default_max_page_size(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_login_rate")]
+    pub login: RateLimit,
+    #[serde(default = "default_register_rate")]
+    pub register: RateLimit,
+}
+
+impl Default for RateLimitsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            login: default_login_rate(),
+            register: default_register_rate(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./data")
+}
+fn default_listeners() -> Vec<ListenerConfig> {
+    vec![ListenerConfig {
+        bind: IpAddr::from([127, 0, 0, 1]),
+        port: 8008,
+        apis: vec![Api::Client, Api::Federation, Api::Metrics],
+        tls_certificate: None,
+        tls_private_key: None,
+    }]
+}
+fn default_max_connections() -> u32 {
+    16
+}
+fn default_access_token_lifetime_ms() -> u64 {
+    300_000
+}
+fn default_reserved_localparts() -> Vec<String> {
+    [
+        "admin",
+        "root",
+        "administrator",
+        "matrix",
+        "support",
+        "system",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_max_request_body_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_event_bytes() -> usize {
+    65536
+}
+fn default_max_page_size() -> u32 {
+    1000
+}
+fn default_login_rate() -> RateLimit {
+    RateLimit {
+        per_second: 0.5,
+        burst: 10,
+    }
+}
+fn default_register_rate() -> RateLimit {
+    RateLimit {
+        per_second: 0.2,
+        burst: 5,
+    }
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+/// A configuration problem, naming the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            line: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = if self.key.is_empty() {
+            "(top level)"
+        } else {
+            &self.key
+        };
+        match self.line {
+            Some(line) => write!(f, "config key `{key}` (line {line}): {}", self.message),
+            None => write!(f, "config key `{key}`: {}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads, parses, resolves secrets in and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                "",
+                format!("cannot read config file {}: {e}", path.display()),
+            )
+        })?;
+        Self::parse(&text)
+    }
+
+    /// The configuration used when no file is given: SQLite in `./data`, open on localhost.
+    pub fn embedded_default() -> Self {
+        Self::parse("server_name = \"localhost\"").expect("the embedded default config is valid")
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+        let deserializer = toml::de::Deserializer::parse(text).map_err(|e| ConfigError {
+            key: String::new(),
+            line: e.span().map(|s| line_of(s.start)),
+            message: e.message().to_owned(),
+        })?;
+        let mut config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError {
+                key: if path == "." { String::new() } else { path },
+                line: inner.span().map(|s| line_of(s.start)),
+                message: inner.message().to_owned(),
+            }
+        })?;
+        config.resolve_secrets()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        self.database.url.resolve("database.url")?;
+        self.registration
+            .shared_secret
+            .resolve("registration.shared_secret")?;
+        for (i, token) in self.registration.tokens.iter_mut().enumerate() {
+            token.resolve(&format!("registration.tokens[{i}]"))?;
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.is_empty() {
+            return Err(ConfigError::new(
+                "listeners",
+                "at least one listener is required",
+            ));
+        }
+        for (i, listener) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listeners[{i}].{k}");
+            if listener.port == 0 {
+                return Err(ConfigError::new(key("port"), "must be between 1 and 65535"));
+            }
+            if listener.apis.is_empty() {
+                return Err(ConfigError::new(key("apis"), "must name at least one API"));
+            }
+            if listener.tls_certificate.is_some() != listener.tls_private_key.is_some() {
+                return Err(ConfigError::new(
+                    key("tls_certificate"),
+                    "tls_certificate and tls_private_key must be given together",
+                ));
+            }
+        }
+        if let Some(url) = &self.public_baseurl
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::new(
+                "public_baseurl",
+                "must start with http:// or https://",
+            ));
+        }
+        if let Some(server) = &self.well_known_server
+            && <&ruma::ServerName>::try_from(server.as_str()).is_err()
+        {
+            return Err(ConfigError::new(
+                "well_known_server",
+                "must be a host with optional port",
+            ));
+        }
+        let db_url = self.database.url.value();
+        if !(db_url.is_empty()
+            || db_url.starts_with("postgres://")
+            || db_url.starts_with("postgresql://")
+            || db_url.starts_with("sqlite:"))
+        {
+            return Err(ConfigError::new(
+                "database.url",
+                "must be empty (SQLite in data_dir), sqlite:PATH or postgres://...",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::new(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if self.registration.mode == RegistrationMode::Token && self.registration.tokens.is_empty()
+        {
+            return Err(ConfigError::new(
+                "registration.tokens",
+                "registration mode \"token\" needs at least one token",
+            ));
+        }
+        if self.limits.max_request_body_bytes < 1024 {
+            return Err(ConfigError::new(
+                "limits.max_request_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        if self.limits.max_page_size == 0 {
+            return Err(ConfigError::new(
+                "limits.max_page_size",
+                "must be at least 1",
+            ));
+        }
+        for (name, limit) in [
+            ("login", self.rate_limits.login),
+            ("register", self.rate_limits.register),
+        ] {
+            if !(limit.per_second.is_finite() && limit.per_second > 0.0) {
+                return Err(ConfigError::new(
+                    format!("rate_limits.{name}.per_second"),
+                    "must be a positive number",
+                ));
+            }
+            if limit.burst == 0 {
+                return Err(ConfigError::new(
+                    format!("rate_limits.{name}.burst"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if !valid_log_level(&self.logging.level) {
+            return Err(ConfigError::new(
+                "logging.level",
+                "must be trace, debug, info, warn, error or a filter like \"info,tessera=debug\"",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The base URL clients are told to use.
+    pub fn client_base_url(&self) -> String {
+        if let Some(url) = &self.public_baseurl {
+            return url.trim_end_matches('/').to_owned();
+        }
+        self.listeners
+            .iter()
+            .find(|l| l.serves(Api::Client))
+            .map(ListenerConfig::url)
+            .unwrap_or_else(|| format!("https://{}", self.server_name))
+    }
+
+    /// The database URL, with the embedded SQLite default filled in.
+    pub fn database_url(&self) -> String {
+        let url = self.database.url.value();
+        if url.is_empty() {
+            format!("sqlite://{}", self.data_dir.join("tessera.db").display())
+        } else {
+            url.to_owned()
+        }
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.data_dir.join("signing.key")
+    }
+}
+
+fn valid_log_level(level: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    level.split(',').all(|directive| {
+        let level = directive.rsplit('=').next().unwrap_or_default().trim();
+        let target_ok = directive.split('=').count() <= 2;
+        target_ok && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_file_parses_to_the_defaults() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(config.server_name.as_str(), "localhost");
+        assert_eq!(config.listeners[0].port, 8008);
+        assert_eq!(config.registration.mode, RegistrationMode::Disabled);
+        assert_eq!(config.limits.max_event_bytes, 65536);
+        assert_eq!(config.rate_limits.login, default_login_rate());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::parse("server_name = \"a.org\"\n[limits]\nmax_bodyy = 3\n").unwrap_err();
+        assert_eq!(err.line, Some(3));
+        assert!(err.message.contains("max_bodyy"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key_path() {
+        let err = Config::parse(
+            "server_name = \"a.org\"\n[[listeners]]\nbind = \"127.0.0.1\"\nport = 70000\napis = [\"client\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "listeners[0].port");
+        assert_eq!(err.line, Some(4));
+    }
+
+    #[test]
+    fn invalid_server_name_is_refused() {
+        let err = Config::parse("server_name = \"bad name!\"").unwrap_err();
+        assert_eq!(err.key, "server_name");
+    }
+
+    #[test]
+    fn token_mode_needs_tokens() {
+        let err = Config::parse("server_name = \"a.org\"\n[registration]\nmode = \"token\"\n")
+            .unwrap_err();
+        assert_eq!(err.key, "registration.tokens");
+    }
+
+    #[test]
+    fn log_levels() {
+        assert!(valid_log_level("info"));
+        assert!(valid_log_level("info,tessera_core=debug"));
+        assert!(!valid_log_level("loud"));
+    }
+}

@@ -1,0 +1,41 @@
+//! The engine's error: each variant is one Matrix error condition, mapped to an errcode and HTTP
+//! status once, at the HTTP edge.
+
+use crate::{store::StoreError, uia::Challenge};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadJson(String),
+    #[error("{0}")]
+    InvalidParam(String),
+    #[error("{0}")]
+    InvalidUsername(String),
+    #[error("{0}")]
+    WeakPassword(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("User ID already taken")]
+    UserInUse,
+    #[error("This account has been deactivated")]
+    UserDeactivated,
+    #[error("{0}")]
+    Unknown(String),
+    #[error("Unknown or expired access token")]
+    UnknownToken { soft_logout: bool },
+    #[error("Too many requests")]
+    LimitExceeded { retry_after_ms: u64 },
+    /// User-Interactive Authentication must continue: the client gets the challenge (401).
+    #[error("Additional authentication is required")]
+    AuthRequired(Box<Challenge>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,164 @@
+//! The server's ed25519 signing key, kept in Synapse's key-file format
+//! (`ed25519 <version> <unpadded base64 seed>`) so keys move between the two.
+
+use std::{
+    io::Write,
+    path::{Path, PathBuf},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
+use rand::{Rng, RngCore, distributions::Alphanumeric};
+use ruma::signatures::Ed25519KeyPair;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read signing key {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write signing key {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("signing key {path} is malformed: {reason}")]
+    Malformed { path: PathBuf, reason: String },
+}
+
+pub struct SigningKey {
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SigningKey({})", self.key_id())
+    }
+}
+
+/// PKCS#8 v1 header of an Ed25519 private key (RFC 8410): the 32-byte seed follows it.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+fn pair_from_seed(seed: &[u8; 32], version: String) -> Result<Ed25519KeyPair, String> {
+    let mut der = PKCS8_ED25519_PREFIX.to_vec();
+    der.extend_from_slice(seed);
+    Ed25519KeyPair::from_der(&der, version).map_err(|e| e.to_string())
+}
+
+impl SigningKey {
+    /// Loads the key at `path`, generating it (file mode 0600) if the file does not exist.
+    pub fn load_or_generate(path: &Path) -> Result<Self, KeyError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text).map_err(|reason| KeyError::Malformed {
+                path: path.to_owned(),
+                reason,
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(path),
+            Err(source) => Err(KeyError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    fn generate(path: &Path) -> Result<Self, KeyError> {
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        let suffix: String = rand::thread_rng()
+            .sample_iter(&Alphanumeric)
+            .take(4)
+            .map(char::from)
+            .collect();
+        let version = format!("a_{suffix}");
+        let line = format!("ed25519 {version} {}\n", STANDARD_NO_PAD.encode(seed));
+        let write_err = |source| KeyError::Write {
+            path: path.to_owned(),
+            source,
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(write_err)?;
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(write_err)?;
+        let pair = pair_from_seed(&seed, version).map_err(|reason| KeyError::Malformed {
+            path: path.to_owned(),
+            reason,
+        })?;
+        Ok(Self { pair })
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.split_whitespace();
+        let (Some("ed25519"), Some(version), Some(seed), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err("expected one line `ed25519 <version> <base64 seed>`".to_owned());
+        };
+        let seed = STANDARD_NO_PAD
+            .decode(seed.trim_end_matches('='))
+            .map_err(|e| format!("seed is not base64: {e}"))?;
+        let seed: [u8; 32] = seed
+            .try_into()
+            .map_err(|_| "seed is not 32 bytes".to_owned())?;
+        Ok(Self {
+            pair: pair_from_seed(&seed, version.to_owned())?,
+        })
+    }
+
+    /// `ed25519:<version>`, as used in `verify_keys` and signatures.
+    pub fn key_id(&self) -> String {
+        format!("ed25519:{}", self.pair.version())
+    }
+
+    pub fn public_key_base64(&self) -> String {
+        STANDARD_NO_PAD.encode(self.pair.public_key())
+    }
+
+    pub fn pair(&self) -> &Ed25519KeyPair {
+        &self.pair
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_is_private_and_reloads_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let key = SigningKey::load_or_generate(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let again = SigningKey::load_or_generate(&path).unwrap();
+        assert_eq!(key.key_id(), again.key_id());
+        assert_eq!(key.public_key_base64(), again.public_key_base64());
+    }
+
+    #[test]
+    fn synapse_key_file_parses() {
+        // Seed of all zeroes: its public key is a published ed25519 test vector.
+        let key = SigningKey::parse("ed25519 a_test AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+            .unwrap();
+        assert_eq!(key.key_id(), "ed25519:a_test");
+        assert_eq!(
+            key.public_key_base64(),
+            "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik"
+        );
+    }
+
+    #[test]
+    fn malformed_key_is_refused() {
+        assert!(SigningKey::parse("rsa a_x AAAA").is_err());
+        assert!(SigningKey::parse("ed25519 a_x AAAA").is_err());
+    }
+}

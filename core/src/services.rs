@@ -1,0 +1,52 @@
+//! The engine's services, built once at start-up and shared (`Arc`) by every request.
+
+use std::sync::Arc;
+
+use crate::{
+    Config,
+    keys::{KeyError, SigningKey},
+    ratelimit::RateLimiter,
+    store::{Store, StoreError},
+    users::Users,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub signing_key: SigningKey,
+    pub users: Users,
+    pub rate_limiter: RateLimiter,
+}
+
+impl Services {
+    /// Creates the data directory and signing key if missing, opens and migrates the database.
+    pub async fn start(config: Config) -> Result<Arc<Self>, StartError> {
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let signing_key = SigningKey::load_or_generate(&config.signing_key_path())?;
+        let store = Store::open(&config.database_url(), config.database.max_connections).await?;
+        Ok(Arc::new(Self {
+            users: Users::new(store.clone(), config.clone()),
+            rate_limiter: RateLimiter::new(config.rate_limits.clone()),
+            signing_key,
+            store,
+            config,
+        }))
+    }
+}

@@ -1,0 +1,249 @@
+//! Devices and the sessions (access and refresh tokens) that belong to them.
+
+use ruma::{DeviceId, OwnedDeviceId, UserId};
+use sqlx::{Any, Row, Transaction, any::AnyRow};
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub device_id: OwnedDeviceId,
+    pub display_name: Option<String>,
+    pub last_seen_ts: Option<i64>,
+    pub last_seen_ip: Option<String>,
+}
+
+/// A login: the device it is for (created if new) and its tokens, as hashes.
+pub struct NewSession<'a> {
+    pub user_id: &'a UserId,
+    pub device_id: &'a DeviceId,
+    /// Only applied when the device is new: logging in again keeps the name a user gave it.
+    pub display_name: Option<&'a str>,
+    pub access_token_hash: &'a str,
+    pub refresh_token_hash: Option<&'a str>,
+    pub expires_ts: Option<i64>,
+    pub now_ts: i64,
+    pub ip: Option<&'a str>,
+}
+
+const DEVICE_COLUMNS: &str = "device_id, display_name, last_seen_ts, last_seen_ip";
+
+fn device_from_row(row: &AnyRow) -> Result<Device> {
+    Ok(Device {
+        device_id: row.try_get::<String, _>(0)?.into(),
+        display_name: row.try_get(1)?,
+        last_seen_ts: row.try_get(2)?,
+        last_seen_ip: row.try_get(3)?,
+    })
+}
+
+async fn delete_device_rows(
+    tx: &mut Transaction<'static, Any>,
+    user_id: &UserId,
+    device_id: &DeviceId,
+    tables: &[&str],
+) -> Result<u64> {
+    let mut deleted = 0;
+    for table in tables {
+        deleted = sqlx::query(&format!(
+            "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"
+        ))
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(deleted)
+}
+
+const SESSION_TABLES: [&str; 2] = ["access_tokens", "refresh_tokens"];
+/// Devices last, so the count returned is that of deleted devices.
+const DEVICE_TABLES: [&str; 3] = ["access_tokens", "refresh_tokens", "devices"];
+
+impl Store {
+    /// Creates or reuses the device and gives it a fresh session. Logging in with an existing
+    /// device ID revokes that device's previous tokens (spec: "Log in", `device_id`).
+    pub async fn create_session(&self, session: NewSession<'_>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id) \
+             DO UPDATE SET last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
+        )
+        .bind(session.user_id.as_str())
+        .bind(session.device_id.as_str())
+        .bind(session.display_name)
+        .bind(session.now_ts)
+        .bind(session.ip)
+        .execute(&mut *tx)
+        .await?;
+        delete_device_rows(&mut tx, session.user_id, session.device_id, &SESSION_TABLES).await?;
+        sqlx::query(
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(session.access_token_hash)
+        .bind(session.user_id.as_str())
+        .bind(session.device_id.as_str())
+        .bind(session.expires_ts)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(refresh_hash) = session.refresh_token_hash {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES ($1, $2, $3)",
+            )
+            .bind(refresh_hash)
+            .bind(session.user_id.as_str())
+            .bind(session.device_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 ORDER BY device_id"
+        ))
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    pub async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Option<Device>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE user_id = $1 AND device_id = $2"
+        ))
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(device_from_row).transpose()
+    }
+
+    /// `false` if there is no such device.
+    pub async fn rename_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        display_name: Option<&str>,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .bind(display_name)
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Deletes the devices and their sessions in one transaction; unknown IDs are skipped.
+    /// Returns how many devices existed.
+    pub async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut deleted = 0;
+        for device_id in device_ids {
+            deleted += delete_device_rows(&mut tx, user_id, device_id, &DEVICE_TABLES).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Deletes every device of the user except `keep` (all of them when `keep` is `None`).
+    pub async fn delete_devices_except(
+        &self,
+        user_id: &UserId,
+        keep: Option<&DeviceId>,
+    ) -> Result<()> {
+        let keep = keep.map_or("", DeviceId::as_str);
+        let mut tx = self.writer.begin().await?;
+        for table in DEVICE_TABLES {
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
+            ))
+            .bind(user_id.as_str())
+            .bind(keep)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{device_id, user_id};
+
+    use super::*;
+    use crate::store::testing::sqlite_store;
+
+    fn session<'a>(device_id: &'a DeviceId, token: &'a str) -> NewSession<'a> {
+        NewSession {
+            user_id: user_id!("@alice:example.org"),
+            device_id,
+            display_name: Some("phone"),
+            access_token_hash: token,
+            refresh_token_hash: None,
+            expires_ts: None,
+            now_ts: 5,
+            ip: Some("127.0.0.1"),
+        }
+    }
+
+    #[tokio::test]
+    async fn relogin_on_a_device_revokes_its_old_token_and_keeps_its_name() {
+        let (store, _dir) = sqlite_store().await;
+        let alice = user_id!("@alice:example.org");
+        store
+            .create_session(session(device_id!("D1"), "t1"))
+            .await
+            .unwrap();
+        store
+            .rename_device(alice, device_id!("D1"), Some("renamed"))
+            .await
+            .unwrap();
+        store
+            .create_session(session(device_id!("D1"), "t2"))
+            .await
+            .unwrap();
+        assert!(store.access_token("t1").await.unwrap().is_none());
+        assert!(store.access_token("t2").await.unwrap().is_some());
+        let device = store
+            .device(alice, device_id!("D1"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(device.display_name.as_deref(), Some("renamed"));
+    }
+
+    #[tokio::test]
+    async fn delete_devices_except_keeps_one() {
+        let (store, _dir) = sqlite_store().await;
+        let alice = user_id!("@alice:example.org");
+        store
+            .create_session(session(device_id!("D1"), "t1"))
+            .await
+            .unwrap();
+        store
+            .create_session(session(device_id!("D2"), "t2"))
+            .await
+            .unwrap();
+        store
+            .delete_devices_except(alice, Some(device_id!("D2")))
+            .await
+            .unwrap();
+        let devices = store.devices(alice).await.unwrap();
+        assert_eq!(devices.len(), 1);
+        assert!(store.access_token("t1").await.unwrap().is_none());
+        assert!(store.access_token("t2").await.unwrap().is_some());
+    }
+}

@@ -1,0 +1,67 @@
+//! Stored sync filters, numbered per user.
+
+use ruma::UserId;
+
+use super::{Result, Store};
+
+impl Store {
+    /// Stores the filter (canonical JSON text) and returns its ID; storing the same filter again
+    /// returns the existing ID, as Synapse does, so clients that re-upload on every start do not
+    /// grow the table.
+    pub async fn create_filter(&self, user_id: &UserId, filter: &str) -> Result<i64> {
+        let mut tx = self.writer.begin().await?;
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT filter_id FROM filters WHERE user_id = $1 AND filter = $2")
+                .bind(user_id.as_str())
+                .bind(filter)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO filters (user_id, filter_id, filter) \
+             SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM filters WHERE user_id = $1 \
+             RETURNING filter_id",
+        )
+        .bind(user_id.as_str())
+        .bind(filter)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn filter(&self, user_id: &UserId, filter_id: i64) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT filter FROM filters WHERE user_id = $1 AND filter_id = $2")
+                .bind(user_id.as_str())
+                .bind(filter_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::user_id;
+
+    use crate::store::testing::sqlite_store;
+
+    #[tokio::test]
+    async fn filter_ids_count_per_user_and_dedupe() {
+        let (store, _dir) = sqlite_store().await;
+        let alice = user_id!("@alice:example.org");
+        let bob = user_id!("@bob:example.org");
+        assert_eq!(store.create_filter(alice, "{\"a\":1}").await.unwrap(), 0);
+        assert_eq!(store.create_filter(alice, "{\"a\":2}").await.unwrap(), 1);
+        assert_eq!(store.create_filter(alice, "{\"a\":1}").await.unwrap(), 0);
+        assert_eq!(store.create_filter(bob, "{\"a\":2}").await.unwrap(), 0);
+        assert_eq!(
+            store.filter(alice, 1).await.unwrap().as_deref(),
+            Some("{\"a\":2}")
+        );
+        assert_eq!(store.filter(bob, 1).await.unwrap(), None);
+    }
+}

@@ -1,0 +1,112 @@
+//! Access, refresh and login tokens, looked up by their SHA-256 hash.
+
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
+use sqlx::Row;
+
+use super::{Result, Store, accounts::parse_user_id};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessTokenInfo {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    /// Milliseconds since the epoch; `None` never expires.
+    pub expires_ts: Option<i64>,
+}
+
+impl Store {
+    pub async fn access_token(&self, token_hash: &str) -> Result<Option<AccessTokenInfo>> {
+        let row = sqlx::query(
+            "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(AccessTokenInfo {
+            user_id: parse_user_id(row.try_get(0)?)?,
+            device_id: row.try_get::<String, _>(1)?.into(),
+            expires_ts: row.try_get(2)?,
+        }))
+    }
+
+    /// Exchanges a refresh token for a new access/refresh pair, revoking the old pair.
+    /// `None` if the refresh token is unknown (or was already used).
+    pub async fn rotate_refresh_token(
+        &self,
+        old_refresh_hash: &str,
+        new_access_hash: &str,
+        new_refresh_hash: &str,
+        expires_ts: i64,
+    ) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
+        )
+        .bind(old_refresh_hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let user_id: String = row.try_get(0)?;
+        let device_id: String = row.try_get(1)?;
+        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+            .bind(&user_id)
+            .bind(&device_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(new_access_hash)
+        .bind(&user_id)
+        .bind(&device_id)
+        .bind(expires_ts)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES ($1, $2, $3)",
+        )
+        .bind(new_refresh_hash)
+        .bind(&user_id)
+        .bind(&device_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((parse_user_id(user_id)?, device_id.into())))
+    }
+
+    pub async fn add_login_token(
+        &self,
+        token_hash: &str,
+        user_id: &UserId,
+        expires_ts: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)",
+        )
+        .bind(token_hash)
+        .bind(user_id.as_str())
+        .bind(expires_ts)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Consumes a login token: it works once, and only before it expires.
+    pub async fn take_login_token(
+        &self,
+        token_hash: &str,
+        now_ts: i64,
+    ) -> Result<Option<OwnedUserId>> {
+        let row = sqlx::query(
+            "DELETE FROM login_tokens WHERE token_hash = $1 RETURNING user_id, expires_ts",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.writer)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        if row.try_get::<i64, _>(1)? < now_ts {
+            return Ok(None);
+        }
+        Ok(Some(parse_user_id(row.try_get(0)?)?))
+    }
+}

@@ -1,0 +1,41 @@
+//! A user's devices: list, rename, delete (deleting also ends the device's session).
+
+use ruma::{DeviceId, OwnedDeviceId, UserId};
+
+use super::Users;
+use crate::{Error, Result, store::Device};
+
+impl Users {
+    pub async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
+        Ok(self.store.devices(user_id).await?)
+    }
+
+    pub async fn device(&self, user_id: &UserId, device_id: &DeviceId) -> Result<Device> {
+        self.store
+            .device(user_id, device_id)
+            .await?
+            .ok_or_else(|| Error::NotFound("Device not found".to_owned()))
+    }
+
+    pub async fn rename_device(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        name: Option<&str>,
+    ) -> Result<()> {
+        if !self.store.rename_device(user_id, device_id, name).await? {
+            return Err(Error::NotFound("Device not found".to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Deletes devices; IDs the user does not have are ignored, as the spec's
+    /// `POST /delete_devices` allows.
+    pub async fn delete_devices(
+        &self,
+        user_id: &UserId,
+        device_ids: &[OwnedDeviceId],
+    ) -> Result<u64> {
+        Ok(self.store.delete_devices(user_id, device_ids).await?)
+    }
+}

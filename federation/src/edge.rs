@@ -1,0 +1,236 @@
+//! The HTTP edge shared by the client and federation APIs: turning a request into a ruma type,
+//! a ruma response into HTTP, and every error into Matrix error JSON with the right status.
+
+use axum::{
+    Json,
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, header};
+use ruma::api::{
+    IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
+    error::{DeserializationError, FromHttpRequestError},
+};
+use serde_json::{Map, Value as JsonValue, json};
+use tessera_core::{Error as CoreError, uia::Challenge};
+
+/// A Matrix error response: status, errcode, message and any errcode-specific fields.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub errcode: &'static str,
+    pub message: String,
+    extra: Map<String, JsonValue>,
+    retry_after_ms: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, errcode: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            errcode,
+            message: message.into(),
+            extra: Map::new(),
+            retry_after_ms: None,
+        }
+    }
+
+    pub fn unrecognized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", message)
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "M_UNRECOGNIZED",
+            "Method not allowed for this endpoint",
+        )
+    }
+
+    pub fn not_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "M_NOT_JSON", message)
+    }
+
+    pub fn bad_json(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "M_BAD_JSON", message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "M_FORBIDDEN", message)
+    }
+
+    pub fn missing_token() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "M_MISSING_TOKEN",
+            "Missing access token",
+        )
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        let message = message.into();
+        tracing::error!(%message, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "M_UNKNOWN",
+            "Internal server error",
+        )
+    }
+
+    fn with(mut self, key: &str, value: JsonValue) -> Self {
+        self.extra.insert(key.to_owned(), value);
+        self
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> Self {
+        use StatusCode as S;
+        let message = error.to_string();
+        match error {
+            CoreError::Forbidden(_) => Self::forbidden(message),
+            CoreError::NotFound(_) => Self::new(S::NOT_FOUND, "M_NOT_FOUND", message),
+            CoreError::BadJson(_) => Self::bad_json(message),
+            CoreError::InvalidParam(_) => Self::new(S::BAD_REQUEST, "M_INVALID_PARAM", message),
+            CoreError::InvalidUsername(_) => {
+                Self::new(S::BAD_REQUEST, "M_INVALID_USERNAME", message)
+            }
+            CoreError::WeakPassword(_) => Self::new(S::BAD_REQUEST, "M_WEAK_PASSWORD", message),
+            CoreError::TooLarge(_) => Self::too_large(message),
+            CoreError::UserInUse => Self::new(S::BAD_REQUEST, "M_USER_IN_USE", message),
+            CoreError::UserDeactivated => Self::new(S::FORBIDDEN, "M_USER_DEACTIVATED", message),
+            CoreError::Unknown(_) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", message),
+            CoreError::UnknownToken { soft_logout } => {
+                let error = Self::new(S::UNAUTHORIZED, "M_UNKNOWN_TOKEN", message);
+                if soft_logout {
+                    error.with("soft_logout", JsonValue::Bool(true))
+                } else {
+                    error
+                }
+            }
+            CoreError::LimitExceeded { retry_after_ms } => {
+                let mut error = Self::new(S::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", message)
+                    .with("retry_after_ms", json!(retry_after_ms));
+                error.retry_after_ms = Some(retry_after_ms);
+                error
+            }
+            CoreError::AuthRequired(challenge) => uia_challenge(&challenge),
+            CoreError::Store(e) => Self::internal(e.to_string()),
+            CoreError::Internal(e) => Self::internal(e),
+        }
+    }
+}
+
+/// The 401 body of User-Interactive Authentication (spec: "User-interactive API in the REST API").
+fn uia_challenge(challenge: &Challenge) -> ApiError {
+    let (errcode, message) = challenge.error.clone().unwrap_or(("", String::new()));
+    let mut error = ApiError::new(StatusCode::UNAUTHORIZED, errcode, message)
+        .with(
+            "flows",
+            json!(
+                challenge
+                    .flows
+                    .iter()
+                    .map(|stages| json!({ "stages": stages }))
+                    .collect::<Vec<_>>()
+            ),
+        )
+        .with("params", json!({}))
+        .with("session", json!(challenge.session));
+    if !challenge.completed.is_empty() {
+        error = error.with("completed", json!(challenge.completed));
+    }
+    error
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = self.extra;
+        // A UIA challenge without a failed stage carries no errcode at all.
+        if !self.errcode.is_empty() {
+            body.insert("errcode".to_owned(), json!(self.errcode));
+            body.insert("error".to_owned(), json!(self.message));
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(ms) = self.retry_after_ms
+            && let Ok(value) = HeaderValue::from_str(&ms.div_ceil(1000).to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// A ruma response, serialized by ruma.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<Vec<u8>>() {
+            Ok(response) => response.map(Body::from),
+            Err(e) => {
+                ApiError::internal(format!("response serialization failed: {e}")).into_response()
+            }
+        }
+    }
+}
+
+/// Parses a request into the ruma type `T`, with the spec's errcodes for each way it can fail:
+/// a body that is not JSON is `M_NOT_JSON`; JSON of the wrong shape `M_BAD_JSON`; a malformed
+/// identifier or query parameter `M_INVALID_PARAM`.
+pub fn parse_request<T: IncomingRequest>(
+    parts: &http::request::Parts,
+    body: &Bytes,
+    path_args: &[&str],
+) -> Result<T, ApiError> {
+    let mut request = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(parts.uri.clone());
+    if let Some(headers) = request.headers_mut() {
+        headers.extend(parts.headers.clone());
+    }
+    // Bodiless requests parse as `{}`, so endpoints whose body fields are all optional accept
+    // the empty body clients send to them.
+    let body: &[u8] = if body.is_empty() && parts.method != http::Method::GET {
+        b"{}"
+    } else {
+        body
+    };
+    let request = request
+        .body(body)
+        .map_err(|e| ApiError::bad_json(e.to_string()))?;
+    T::try_from_http_request(request, path_args).map_err(|error| match error {
+        FromHttpRequestError::MethodMismatch { .. } => ApiError::method_not_allowed(),
+        FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
+                ApiError::not_json(format!("Request body is not valid JSON: {e}"))
+            } else {
+                ApiError::bad_json(format!("Request body has the wrong shape: {e}"))
+            }
+        }
+        FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            format!("Invalid identifier: {e}"),
+        ),
+        FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "M_INVALID_PARAM",
+            format!("Invalid query parameter: {e}"),
+        ),
+        FromHttpRequestError::Deserialization(e) => ApiError::bad_json(e.to_string()),
+        other => ApiError::bad_json(other.to_string()),
+    })
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413 `M_TOO_LARGE`.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(format!("Request body exceeds the limit of {limit} bytes"))
+    })
+}

@@ -1,0 +1,55 @@
+//! `tessera`: the homeserver binary and its admin commands.
+
+mod cli;
+mod serve;
+mod user;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// Exit code for a configuration problem (missing file, unknown key, invalid value).
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::GenerateConfig { output } => cli::generate_config(output.as_deref()),
+        Command::CheckConfig { config } => match cli::load_config(config.as_deref()) {
+            Ok((_, source)) => {
+                println!("{source}: configuration is valid");
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::Serve { config } => {
+            let config = match cli::load_config(config.as_deref()) {
+                Ok((config, _)) => config,
+                Err(code) => return code,
+            };
+            run_async(serve::serve(config))
+        }
+        Command::User { config, action } => {
+            let config = match cli::load_config(config.as_deref()) {
+                Ok((config, _)) => config,
+                Err(code) => return code,
+            };
+            run_async(user::run(config, action))
+        }
+    }
+}
+
+fn run_async(future: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(future),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
