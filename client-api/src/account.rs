@@ -3,11 +3,16 @@
 
 use std::sync::Arc;
 
-use axum::{Router, extract::State};
+use axum::{
+    Json, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+};
 use ruma::api::client::account::{
     ThirdPartyIdRemovalStatus, change_password, check_registration_token_validity, deactivate,
     get_username_availability, register, whoami,
 };
+use serde_json::json;
 use tessera_core::{
     Services,
     ratelimit::Action,
@@ -32,7 +37,7 @@ pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
 async fn register(
     State(s): State<Arc<Services>>,
     req: Ruma<register::v3::Request>,
-) -> ApiResult<register::v3::Response> {
+) -> Result<Response, ApiError> {
     s.rate_limiter.check(Action::Register, &req.ip_key())?;
     let body = &req.body;
     if body.kind == register::RegistrationKind::Guest {
@@ -61,14 +66,16 @@ async fn register(
             },
         })
         .await?;
+    let Some(session) = session else {
+        // With inhibit_login the spec omits device_id; ruma's type would send it as null.
+        return Ok(Json(json!({ "user_id": user_id })).into_response());
+    };
     let mut response = register::v3::Response::new(user_id);
-    if let Some(session) = session {
-        response.access_token = Some(session.access_token);
-        response.device_id = Some(session.device_id);
-        response.refresh_token = session.refresh_token;
-        response.expires_in = session.expires_in_ms.map(std::time::Duration::from_millis);
-    }
-    Ok(RumaResponse(response))
+    response.access_token = Some(session.access_token);
+    response.device_id = Some(session.device_id);
+    response.refresh_token = session.refresh_token;
+    response.expires_in = session.expires_in_ms.map(std::time::Duration::from_millis);
+    Ok(RumaResponse(response).into_response())
 }
 
 async fn username_available(

@@ -4,14 +4,13 @@ use std::sync::Arc;
 
 use axum::{Router, extract::State};
 use ruma::{
-    UserId,
     api::client::config::{
         get_global_account_data, get_room_account_data, set_global_account_data,
         set_room_account_data,
     },
     serde::Raw,
 };
-use tessera_core::{Services, users::Caller};
+use tessera_core::Services;
 use tessera_federation::edge::{ApiError, RumaResponse};
 
 use crate::{route::RumaRoutes, ruma_wrapper::Ruma};
@@ -26,20 +25,11 @@ pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<set_room_account_data::v3::Request, _, _>(set_room)
 }
 
-fn require_self(caller: &Caller, user_id: &UserId) -> Result<(), ApiError> {
-    if caller.user_id != user_id {
-        return Err(ApiError::forbidden(
-            "You cannot access another user's account data",
-        ));
-    }
-    Ok(())
-}
-
 async fn get_global(
     State(s): State<Arc<Services>>,
     req: Ruma<get_global_account_data::v3::Request>,
 ) -> ApiResult<get_global_account_data::v3::Response> {
-    require_self(req.caller()?, &req.body.user_id)?;
+    req.caller_is(&req.body.user_id, "access the account data of")?;
     let content = s
         .users
         .account_data(&req.body.user_id, None, &req.body.event_type.to_string())
@@ -53,7 +43,7 @@ async fn set_global(
     State(s): State<Arc<Services>>,
     req: Ruma<set_global_account_data::v3::Request>,
 ) -> ApiResult<set_global_account_data::v3::Response> {
-    require_self(req.caller()?, &req.body.user_id)?;
+    req.caller_is(&req.body.user_id, "access the account data of")?;
     let data_type = req.body.event_type.to_string();
     s.users
         .set_account_data(&req.body.user_id, None, &data_type, req.body.data.json())
@@ -65,7 +55,7 @@ async fn get_room(
     State(s): State<Arc<Services>>,
     req: Ruma<get_room_account_data::v3::Request>,
 ) -> ApiResult<get_room_account_data::v3::Response> {
-    require_self(req.caller()?, &req.body.user_id)?;
+    req.caller_is(&req.body.user_id, "access the account data of")?;
     let data_type = req.body.event_type.to_string();
     let content = s
         .users
@@ -80,7 +70,7 @@ async fn set_room(
     State(s): State<Arc<Services>>,
     req: Ruma<set_room_account_data::v3::Request>,
 ) -> ApiResult<set_room_account_data::v3::Response> {
-    require_self(req.caller()?, &req.body.user_id)?;
+    req.caller_is(&req.body.user_id, "access the account data of")?;
     let data_type = req.body.event_type.to_string();
     s.users
         .set_account_data(

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::{Router, extract::State};
+use axum::{Json, Router, extract::State};
 use ruma::api::client::filter::{create_filter, get_filter};
+use serde_json::value::RawValue;
 use tessera_core::Services;
 use tessera_federation::edge::{ApiError, RumaResponse};
 
 use crate::{route::RumaRoutes, ruma_wrapper::Ruma};
-
-type ApiResult<T> = Result<RumaResponse<T>, ApiError>;
 
 pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     router
@@ -20,31 +19,27 @@ pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
 async fn create(
     State(s): State<Arc<Services>>,
     req: Ruma<create_filter::v3::Request>,
-) -> ApiResult<create_filter::v3::Response> {
-    if req.caller()?.user_id != req.body.user_id {
-        return Err(ApiError::forbidden(
-            "You cannot create filters for another user",
-        ));
-    }
+) -> Result<RumaResponse<create_filter::v3::Response>, ApiError> {
+    req.caller_is(&req.body.user_id, "create filters for")?;
+    let raw: &RawValue = serde_json::from_slice(&req.raw_body)
+        .map_err(|e| ApiError::not_json(format!("Request body is not valid JSON: {e}")))?;
     let id = s
         .users
-        .create_filter(&req.body.user_id, &req.body.filter)
+        .create_filter(&req.body.user_id, &req.body.filter, raw)
         .await?;
     Ok(RumaResponse(create_filter::v3::Response::new(id)))
 }
 
+/// Answers with the stored JSON itself rather than ruma's re-serialization, which would drop
+/// the fields the client set to their defaults.
 async fn get(
     State(s): State<Arc<Services>>,
     req: Ruma<get_filter::v3::Request>,
-) -> ApiResult<get_filter::v3::Response> {
-    if req.caller()?.user_id != req.body.user_id {
-        return Err(ApiError::forbidden(
-            "You cannot read another user's filters",
-        ));
-    }
-    let filter = s
-        .users
-        .filter(&req.body.user_id, &req.body.filter_id)
-        .await?;
-    Ok(RumaResponse(get_filter::v3::Response::new(filter)))
+) -> Result<Json<Box<RawValue>>, ApiError> {
+    req.caller_is(&req.body.user_id, "read the filters of")?;
+    Ok(Json(
+        s.users
+            .filter(&req.body.user_id, &req.body.filter_id)
+            .await?,
+    ))
 }

@@ -19,12 +19,13 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::{MatchedPath, Request},
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use http::{Method, header};
 use tessera_core::{Services, config::Api};
 use tessera_federation::edge::ApiError;
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     cors::{Any, CorsLayer},
     trace::TraceLayer,
 };
@@ -58,6 +59,9 @@ pub fn router(services: Arc<Services>, apis: &[Api], metrics: Arc<Metrics>) -> R
                     tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
                 }),
         )
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal("a request handler panicked").into_response()
+        }))
         .layer(cors())
         .with_state(services)
 }

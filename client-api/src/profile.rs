@@ -8,7 +8,7 @@ use ruma::api::client::profile::{
     ProfileFieldValue, UserProfile, delete_profile_field, get_profile, get_profile_field,
     set_profile_field,
 };
-use tessera_core::{Services, users::Caller};
+use tessera_core::Services;
 use tessera_federation::edge::{ApiError, RumaResponse};
 
 use crate::{route::RumaRoutes, ruma_wrapper::Ruma};
@@ -21,15 +21,6 @@ pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<get_profile_field::v3::Request, _, _>(field)
         .ruma::<set_profile_field::v3::Request, _, _>(set_field)
         .ruma::<delete_profile_field::v3::Request, _, _>(delete_field)
-}
-
-fn require_self(caller: &Caller, user_id: &ruma::UserId) -> Result<(), ApiError> {
-    if caller.user_id != user_id {
-        return Err(ApiError::forbidden(
-            "You cannot change another user's profile",
-        ));
-    }
-    Ok(())
 }
 
 async fn profile(
@@ -57,7 +48,7 @@ async fn set_field(
     State(s): State<Arc<Services>>,
     req: Ruma<set_profile_field::v3::Request>,
 ) -> ApiResult<set_profile_field::v3::Response> {
-    require_self(req.caller()?, &req.body.user_id)?;
+    req.caller_is(&req.body.user_id, "change the profile of")?;
     let value = &req.body.value;
     s.users
         .set_profile_field(
@@ -73,7 +64,7 @@ async fn delete_field(
     State(s): State<Arc<Services>>,
     req: Ruma<delete_profile_field::v3::Request>,
 ) -> ApiResult<delete_profile_field::v3::Response> {
-    require_self(req.caller()?, &req.body.user_id)?;
+    req.caller_is(&req.body.user_id, "change the profile of")?;
     s.users
         .delete_profile_field(&req.body.user_id, req.body.field.as_str())
         .await?;

@@ -18,6 +18,8 @@ use tessera_federation::edge::{ApiError, parse_request, read_body};
 
 pub struct Ruma<T> {
     pub body: T,
+    /// The body as received, for the few endpoints that keep the client's own JSON.
+    pub raw_body: bytes::Bytes,
     caller: Option<Caller>,
     pub ip: Option<IpAddr>,
 }
@@ -27,6 +29,18 @@ impl<T> Ruma<T> {
     /// since the extractor refuses such requests without one.
     pub fn caller(&self) -> Result<&Caller, ApiError> {
         self.caller.as_ref().ok_or_else(ApiError::missing_token)
+    }
+
+    /// The caller, if it is `user_id`: users may only touch their own profile, account data
+    /// and filters. `action` completes "You cannot ... another user".
+    pub fn caller_is(&self, user_id: &ruma::UserId, action: &str) -> Result<&Caller, ApiError> {
+        let caller = self.caller()?;
+        if caller.user_id != user_id {
+            return Err(ApiError::forbidden(format!(
+                "You cannot {action} another user"
+            )));
+        }
+        Ok(caller)
     }
 
     pub fn ip_key(&self) -> String {
@@ -173,7 +187,12 @@ where
             })?;
         let path_args: Vec<&str> = params.iter().map(|(_, value)| value).collect();
         let body = parse_request::<T>(&parts, &bytes, &path_args)?;
-        Ok(Self { body, caller, ip })
+        Ok(Self {
+            body,
+            raw_body: bytes,
+            caller,
+            ip,
+        })
     }
 }
 

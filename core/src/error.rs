@@ -19,6 +19,9 @@ pub enum Error {
     WeakPassword(String),
     #[error("{0}")]
     TooLarge(String),
+    /// The client tried to write data only the server may write (405 `M_BAD_JSON`).
+    #[error("{0}")]
+    ServerControlled(String),
     #[error("User ID already taken")]
     UserInUse,
     #[error("This account has been deactivated")]

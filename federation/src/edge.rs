@@ -102,6 +102,9 @@ impl From<CoreError> for ApiError {
             }
             CoreError::WeakPassword(_) => Self::new(S::BAD_REQUEST, "M_WEAK_PASSWORD", message),
             CoreError::TooLarge(_) => Self::too_large(message),
+            CoreError::ServerControlled(_) => {
+                Self::new(S::METHOD_NOT_ALLOWED, "M_BAD_JSON", message)
+            }
             CoreError::UserInUse => Self::new(S::BAD_REQUEST, "M_USER_IN_USE", message),
             CoreError::UserDeactivated => Self::new(S::FORBIDDEN, "M_USER_DEACTIVATED", message),
             CoreError::Unknown(_) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", message),
@@ -196,6 +199,7 @@ pub fn parse_request<T: IncomingRequest>(
     }
     // Bodiless requests parse as `{}`, so endpoints whose body fields are all optional accept
     // the empty body clients send to them.
+    let received: &[u8] = body;
     let body: &[u8] = if body.is_empty() && parts.method != http::Method::GET {
         b"{}"
     } else {
@@ -204,14 +208,25 @@ pub fn parse_request<T: IncomingRequest>(
     let request = request
         .body(body)
         .map_err(|e| ApiError::bad_json(e.to_string()))?;
-    T::try_from_http_request(request, path_args).map_err(|error| match error {
+    let shape_error = |detail: String| {
+        if received.is_empty() && body != received {
+            ApiError::not_json("Request body is empty; this endpoint expects JSON")
+        } else if serde_json::from_slice::<JsonValue>(received).is_err() {
+            ApiError::not_json(format!("Request body is not valid JSON: {detail}"))
+        } else {
+            ApiError::bad_json(format!("Request body has the wrong shape: {detail}"))
+        }
+    };
+    // Some ruma deserializers index into maps and panic on input that lacks a key (e.g. a login
+    // body without `type`); bad input must get an errcode, never a dropped connection.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        T::try_from_http_request(request, path_args)
+    }))
+    .map_err(|_| shape_error("required fields are missing".to_owned()))?;
+    parsed.map_err(|error| match error {
         FromHttpRequestError::MethodMismatch { .. } => ApiError::method_not_allowed(),
         FromHttpRequestError::Deserialization(DeserializationError::Json(e)) => {
-            if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_err() {
-                ApiError::not_json(format!("Request body is not valid JSON: {e}"))
-            } else {
-                ApiError::bad_json(format!("Request body has the wrong shape: {e}"))
-            }
+            shape_error(e.to_string())
         }
         FromHttpRequestError::Deserialization(DeserializationError::Ident(e)) => ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -128,7 +128,7 @@ impl Store {
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
-        display_name: Option<&str>,
+        display_name: &str,
     ) -> Result<bool> {
         let result = sqlx::query(
             "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
@@ -208,7 +208,7 @@ mod tests {
             .await
             .unwrap();
         store
-            .rename_device(alice, device_id!("D1"), Some("renamed"))
+            .rename_device(alice, device_id!("D1"), "renamed")
             .await
             .unwrap();
         store

@@ -9,10 +9,10 @@ use crate::{Error, Result};
 /// Types with their own endpoints, which the generic account data API must not overwrite.
 fn check_settable(data_type: &str, room_id: Option<&RoomId>) -> Result<()> {
     match (data_type, room_id) {
-        ("m.push_rules", None) => Err(Error::BadJson(
+        ("m.push_rules", None) => Err(Error::ServerControlled(
             "Cannot set m.push_rules through this API: use /pushrules".to_owned(),
         )),
-        ("m.fully_read", Some(_)) => Err(Error::BadJson(
+        ("m.fully_read", Some(_)) => Err(Error::ServerControlled(
             "Cannot set m.fully_read through this API: use /read_markers".to_owned(),
         )),
         ("", _) => Err(Error::BadJson(

@@ -23,6 +23,10 @@ impl Users {
         device_id: &DeviceId,
         name: Option<&str>,
     ) -> Result<()> {
+        // Spec: "If not given, the display name is unchanged" (the device must still exist).
+        let Some(name) = name else {
+            return self.device(user_id, device_id).await.map(drop);
+        };
         if !self.store.rename_device(user_id, device_id, name).await? {
             return Err(Error::NotFound("Device not found".to_owned()));
         }
