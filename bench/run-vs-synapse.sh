@@ -39,7 +39,7 @@ mkdir -p "$WORK"
 
 # (a) build
 if [[ " ${servers[*]} " == *" tessera "* ]]; then
-    (cd "$ROOT" && cargo build --release --bin tessera --bin tessera-bench)
+    (cd "$ROOT" && cargo build --release -p tessera -p tessera-bench)
 else
     (cd "$ROOT" && cargo build --release -p tessera-bench)
 fi
@@ -110,10 +110,11 @@ start_synapse() {
     mkdir -p "$dir"
     # Synapse's own generated config (secrets, signing key, log config, SQLite) is the base;
     # bench.yaml, given second, overrides only what the benchmark needs.
+    # Run from $dir: the generated log config puts homeserver.log in the current directory.
     if [[ ! -f $dir/homeserver.yaml ]]; then
-        "$python" -m synapse.app.homeserver --server-name "localhost:18448" \
-            --config-path "$dir/homeserver.yaml" --data-directory "$dir" \
-            --generate-config --report-stats=no
+        (cd "$dir" && "$python" -m synapse.app.homeserver --server-name "localhost:18448" \
+            --config-path homeserver.yaml --data-directory "$dir" \
+            --generate-config --report-stats=no)
     fi
     rm -f "$dir"/homeserver.db* # a fresh database each run
     local unlimited="{ per_second: 1000000, burst_count: 1000000 }"

@@ -14,8 +14,10 @@ impl<T: DeserializeOwned> FromRequest<Arc<Services>> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
         let bytes = read_body(
-            request.into_body(),
+            &parts.headers,
+            body,
             services.config.limits.max_request_body_bytes,
         )
         .await?;

@@ -164,16 +164,7 @@ where
         };
 
         let limit = services.config.limits.max_request_body_bytes;
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        if declared.is_some_and(|len| len > limit) {
-            return Err(ApiError::too_large(format!(
-                "Request body exceeds the limit of {limit} bytes"
-            )));
-        }
-        let bytes = read_body(axum::body::Body::new(body), limit).await?;
+        let bytes = read_body(&parts.headers, body, limit).await?;
 
         use axum::extract::FromRequestParts;
         let params = RawPathParams::from_request_parts(&mut parts, services)

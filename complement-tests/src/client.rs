@@ -46,12 +46,6 @@ pub struct User {
     pub client: Client,
 }
 
-/// The first (401) leg of a User-Interactive Authentication exchange.
-pub struct Uia {
-    pub session: String,
-    pub response: Response,
-}
-
 impl Client {
     pub fn new(base_url: &str) -> Self {
         Client {
@@ -84,10 +78,6 @@ impl Client {
             token: None,
             ..self.clone()
         }
-    }
-
-    pub fn base_url(&self) -> &str {
-        &self.base_url
     }
 
     /// Sends `method path` with an optional JSON body (and the access token as a Bearer header).
@@ -126,7 +116,21 @@ impl Client {
         body: impl Into<Vec<u8>>,
         content_type: &'static str,
     ) -> Response {
-        self.send(
+        self.try_request_bytes(method, path, body, content_type)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Client::request_bytes`], but a missing HTTP response (connection dropped) is an
+    /// `Err` describing it instead of a panic, so that a test can collect several failures.
+    pub async fn try_request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        body: impl Into<Vec<u8>>,
+        content_type: &'static str,
+    ) -> Result<Response, String> {
+        self.try_send(
             method,
             path,
             Some((body.into(), content_type)),
@@ -154,6 +158,18 @@ impl Client {
         body: Option<(Vec<u8>, &'static str)>,
         headers: &[(String, String)],
     ) -> Response {
+        self.try_send(method, path, body, headers)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Vec<u8>, &'static str)>,
+        headers: &[(String, String)],
+    ) -> Result<Response, String> {
         let request = format!("{method} {path}");
         let mut builder = self
             .http
@@ -164,33 +180,23 @@ impl Client {
         if let Some((bytes, content_type)) = body {
             builder = builder.header(CONTENT_TYPE, content_type).body(bytes);
         }
-        let resp = builder.send().await.unwrap_or_else(|e| {
-            panic!("{request}: no HTTP response (server down or connection dropped?): {e}")
-        });
+        let resp = builder.send().await.map_err(|e| {
+            format!("{request}: no HTTP response (server down or connection dropped?): {e}")
+        })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let text = resp
             .text()
             .await
-            .unwrap_or_else(|e| panic!("{request} -> {status}: reading the body failed: {e}"));
+            .map_err(|e| format!("{request} -> {status}: reading the body failed: {e}"))?;
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Response {
+        Ok(Response {
             request,
             status,
             json,
             text,
             headers,
-        }
-    }
-
-    /// `GET /_matrix/client/versions` answers 200 with a `versions` list: the server still serves.
-    pub async fn assert_serving(&self) {
-        let resp = self.get("/_matrix/client/versions").await;
-        resp.assert_status(200);
-        assert!(
-            resp.json["versions"].is_array(),
-            "versions without a versions list: {resp}"
-        );
+        })
     }
 
     /// One `POST /register` with exactly this body.
@@ -269,11 +275,12 @@ impl Client {
         }
     }
 
-    /// Sends `body` without `auth`, asserts the UIA 401 (flows offering `stage`, a session).
-    pub async fn uia_start(&self, method: Method, path: &str, body: Value, stage: &str) -> Uia {
-        let response = self.request(method, path, Some(body)).await;
-        let session = response.uia_session(&[stage]);
-        Uia { session, response }
+    /// Sends `body` without `auth`, asserts the UIA 401 (flows offering `stage`) and returns
+    /// its session.
+    pub async fn uia_start(&self, method: Method, path: &str, body: Value, stage: &str) -> String {
+        self.request(method, path, Some(body))
+            .await
+            .uia_session(&[stage])
     }
 
     /// Runs `method path` through UIA with `m.login.password` for `user_id` / `password`.
@@ -285,10 +292,10 @@ impl Client {
         user_id: &str,
         password: &str,
     ) -> Response {
-        let uia = self
+        let session = self
             .uia_start(method.clone(), path, body.clone(), "m.login.password")
             .await;
-        let auth = password_auth(&uia.session, user_id, password);
+        let auth = password_auth(&session, user_id, password);
         self.request(method, path, Some(with_auth(body, auth)))
             .await
     }
@@ -329,12 +336,6 @@ impl Client {
 }
 
 impl User {
-    /// The part between `@` and the first `:`.
-    pub fn localpart(&self) -> &str {
-        let rest = self.user_id.strip_prefix('@').unwrap_or(&self.user_id);
-        rest.split(':').next().unwrap_or(rest)
-    }
-
     /// `GET /account/whoami` with this user's token.
     pub async fn whoami(&self) -> Response {
         self.client.get(&format!("{V3}/account/whoami")).await

@@ -16,11 +16,11 @@ mod postgres;
 mod server;
 mod util;
 
-pub use client::{Client, Response, Uia, User, password_auth, password_login_body, with_auth};
+pub use client::{Client, Response, User, password_auth, with_auth};
 pub use reqwest::Method;
 pub use serde_json::{Value, json};
-pub use server::{CliOutput, ServerBuilder, TestServer, run_tessera, tessera_bin};
-pub use util::{admin_register_mac, enc, random_string, wait_until};
+pub use server::{CliOutput, ServerBuilder, TestServer, run_tessera};
+pub use util::{admin_register_mac, enc, wait_until};
 
 /// Path prefix of the Client-Server API, version 3.
 pub const V3: &str = "/_matrix/client/v3";

@@ -29,7 +29,8 @@ pub fn tessera_bin() -> PathBuf {
         let path = PathBuf::from(path);
         assert!(
             path.is_file(),
-            "TESSERA_BIN={} does not exist or is not a file",
+            "TESSERA_BIN={} does not exist or is not a file (unset it to use the binary that \
+             `cargo build --bin tessera` builds)",
             path.display()
         );
         return path;
@@ -106,12 +107,19 @@ pub async fn run_tessera(args: &[&str]) -> CliOutput {
 #[must_use]
 pub struct ServerBuilder {
     overrides: Vec<(String, Value)>,
+    env: Vec<(String, String)>,
 }
 
 impl ServerBuilder {
     /// Sets any config key by its dotted path, e.g. `set("limits.max_page_size", 10)`.
     pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.overrides.push((key.to_owned(), value.into()));
+        self
+    }
+
+    /// An environment variable for the server process (e.g. for `{ env = "VAR" }` secrets).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 
@@ -186,6 +194,7 @@ impl ServerBuilder {
             config_path: dir.path().join("tessera.toml"),
             log_path: dir.path().join("tessera.log"),
             config,
+            env: self.env,
             port,
             server_name,
             shared_secret,
@@ -209,6 +218,7 @@ pub struct TestServer {
     child: Option<Child>,
     database: Option<TestDatabase>,
     config: Table,
+    env: Vec<(String, String)>,
     config_path: PathBuf,
     log_path: PathBuf,
     port: u16,
@@ -227,6 +237,7 @@ impl TestServer {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             overrides: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -245,7 +256,7 @@ impl TestServer {
         format!("@{localpart}:{}", self.server_name)
     }
 
-    /// The configured `registration.shared_secret`.
+    /// The configured `registration.shared_secret` when given inline (else empty).
     pub fn shared_secret(&self) -> &str {
         &self.shared_secret
     }
@@ -257,11 +268,6 @@ impl TestServer {
     /// A fresh client without an access token.
     pub fn client(&self) -> Client {
         Client::new(&self.base_url())
-    }
-
-    /// Whether the process is running (started and not stopped).
-    pub fn is_running(&self) -> bool {
-        self.child.is_some()
     }
 
     /// Starts the process and waits until `/versions` answers 200. Retries on another port when
@@ -367,6 +373,8 @@ impl TestServer {
             .arg(&self.config_path)
             .current_dir(self.dir.path())
             .env("RUST_BACKTRACE", "1")
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(stderr)
@@ -506,7 +514,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn set_key_creates_tables_and_indexes_arrays() {
+    fn set_key_creates_nested_tables() {
         let dir = tempfile::tempdir().unwrap();
         let mut config = base_config(&dir, "localhost:1", 1, "", "s");
         set_key(&mut config, "limits.max_request_body_bytes", 10.into());

@@ -92,7 +92,7 @@ async fn password_change_with_wrong_password_fails() {
     let alice = client.register("alice", OLD).await;
     let path = format!("{V3}/account/password");
     let body = json!({ "new_password": NEW });
-    let uia = alice
+    let session = alice
         .client
         .uia_start(Method::POST, &path, body.clone(), "m.login.password")
         .await;
@@ -100,7 +100,7 @@ async fn password_change_with_wrong_password_fails() {
         .client
         .post(
             &path,
-            with_auth(body, password_auth(&uia.session, &alice.user_id, "wrong")),
+            with_auth(body, password_auth(&session, &alice.user_id, "wrong")),
         )
         .await;
     resp.assert_error(401, "M_FORBIDDEN");
@@ -122,7 +122,7 @@ async fn password_change_cannot_authenticate_as_someone_else() {
     // Mallory's session, but UIA with Alice's credentials: must not change anyone's password.
     let path = format!("{V3}/account/password");
     let body = json!({ "new_password": NEW });
-    let uia = mallory
+    let session = mallory
         .client
         .uia_start(Method::POST, &path, body.clone(), "m.login.password")
         .await;
@@ -130,7 +130,7 @@ async fn password_change_cannot_authenticate_as_someone_else() {
         .client
         .post(
             &path,
-            with_auth(body, password_auth(&uia.session, &alice.user_id, OLD)),
+            with_auth(body, password_auth(&session, &alice.user_id, OLD)),
         )
         .await;
     assert!(
@@ -183,7 +183,7 @@ async fn deactivate_with_wrong_password_keeps_the_account() {
     let client = server.client();
     let alice = client.register("alice", OLD).await;
     let path = format!("{V3}/account/deactivate");
-    let uia = alice
+    let session = alice
         .client
         .uia_start(Method::POST, &path, json!({}), "m.login.password")
         .await;
@@ -191,10 +191,7 @@ async fn deactivate_with_wrong_password_keeps_the_account() {
         .client
         .post(
             &path,
-            with_auth(
-                json!({}),
-                password_auth(&uia.session, &alice.user_id, "wrong"),
-            ),
+            with_auth(json!({}), password_auth(&session, &alice.user_id, "wrong")),
         )
         .await
         .assert_error(401, "M_FORBIDDEN");

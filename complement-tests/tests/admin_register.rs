@@ -134,3 +134,46 @@ async fn endpoint_is_off_without_a_shared_secret() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn shared_secret_from_a_file_or_an_environment_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret_file = dir.path().join("shared_secret");
+    std::fs::write(&secret_file, "secret-from-a-file").expect("write the secret file");
+    let mut from_file = toml::Table::new();
+    from_file.insert("file".into(), secret_file.to_string_lossy().as_ref().into());
+    let mut from_env = toml::Table::new();
+    from_env.insert("env".into(), "TESSERA_TEST_SHARED_SECRET".into());
+
+    let servers = [
+        (
+            TestServer::builder()
+                .set("registration.shared_secret", from_file)
+                .start()
+                .await,
+            "secret-from-a-file",
+        ),
+        (
+            TestServer::builder()
+                .env("TESSERA_TEST_SHARED_SECRET", "secret-from-the-environment")
+                .set("registration.shared_secret", from_env)
+                .start()
+                .await,
+            "secret-from-the-environment",
+        ),
+    ];
+    for (server, secret) in &servers {
+        let client = server.client();
+        client
+            .admin_register("not-the-secret", "wrongsigner", "pw-123456", false)
+            .await
+            .assert_error(403, "M_FORBIDDEN");
+        let resp = client
+            .admin_register(secret, "rightsigner", "pw-123456", false)
+            .await;
+        client
+            .user_from(&resp, "pw-123456")
+            .assert_token_valid()
+            .await;
+    }
+}

@@ -155,7 +155,7 @@ async fn delete_device_with_wrong_password_is_a_failed_stage() {
     let phone = client.register("alice", PASSWORD).await;
     let laptop = client.login("alice", PASSWORD).await;
     let path = device_path(&phone.device_id);
-    let uia = laptop
+    let session = laptop
         .client
         .uia_start(Method::DELETE, &path, json!({}), "m.login.password")
         .await;
@@ -166,7 +166,7 @@ async fn delete_device_with_wrong_password_is_a_failed_stage() {
             &path,
             Some(with_auth(
                 json!({}),
-                password_auth(&uia.session, &laptop.user_id, "wrong password"),
+                password_auth(&session, &laptop.user_id, "wrong password"),
             )),
         )
         .await;

@@ -156,3 +156,19 @@ async fn cors_headers_on_requests_and_preflight() {
         "Access-Control-Allow-Headers does not name Authorization: {resp:?}"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_served_in_prometheus_format() {
+    let server = TestServer::start().await;
+    server
+        .client()
+        .get("/_matrix/client/versions")
+        .await
+        .assert_status(200);
+    let resp = server.client().get("/metrics").await;
+    resp.assert_status(200);
+    assert!(
+        resp.text.lines().any(|line| line.starts_with("# TYPE ")),
+        "no Prometheus text exposition at /metrics: {resp}"
+    );
+}

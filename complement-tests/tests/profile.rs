@@ -190,3 +190,33 @@ async fn displayname_must_be_a_string() {
     let body = alice.client.get(&path).await.ok();
     assert_eq!(body["displayname"], "Alice", "{body}");
 }
+
+#[tokio::test]
+async fn custom_profile_fields_round_trip_or_are_refused_cleanly() {
+    // Custom fields (v1.16) are optional in this issue ("if cheap"): either they work, or the
+    // server refuses them with a Matrix error; never a 200 that loses the value.
+    let server = TestServer::start().await;
+    let client = server.client();
+    let alice = client.register("alice", "alice-password-1").await;
+    let bob = client.register("bob", "bob-password-1").await;
+    let key = "org.example.pronouns";
+    let resp = alice
+        .client
+        .put(&field_path(&alice.user_id, key), json!({ key: "she/her" }))
+        .await;
+    if resp.status != 200 {
+        assert!(
+            (400..500).contains(&resp.status) && resp.errcode().is_some(),
+            "a refused custom field needs a Matrix error: {resp}"
+        );
+        return;
+    }
+    let field = bob.client.get(&field_path(&alice.user_id, key)).await.ok();
+    assert_eq!(field[key], "she/her", "{field}");
+    let profile = bob
+        .client
+        .get(&format!("{V3}/profile/{}", enc(&alice.user_id)))
+        .await
+        .ok();
+    assert_eq!(profile[key], "she/her", "{profile}");
+}

@@ -6,8 +6,9 @@ use axum::{
     body::Body,
     response::{IntoResponse, Response},
 };
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, StatusCode, header};
+use http_body_util::BodyExt;
 use ruma::api::{
     IncomingRequest, IncomingRequestExt, OutgoingResponse, OutgoingResponseExt,
     error::{DeserializationError, FromHttpRequestError},
@@ -243,9 +244,52 @@ pub fn parse_request<T: IncomingRequest>(
     })
 }
 
+/// Beyond the body limit, up to this many bytes are still read (and dropped) before answering
+/// 413: a server that answers without reading closes on unread data, and the client then sees a
+/// connection reset instead of the error. Larger bodies are cut off.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Reads the whole body, refusing more than `limit` bytes with 413 `M_TOO_LARGE`.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::too_large(format!("Request body exceeds the limit of {limit} bytes"))
-    })
+pub async fn read_body(
+    headers: &http::HeaderMap,
+    mut body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let too_large =
+        || ApiError::too_large(format!("Request body exceeds the limit of {limit} bytes"));
+    if declared_length.is_some_and(|len| len > DRAIN_LIMIT) {
+        return Err(too_large());
+    }
+    let mut received = BytesMut::with_capacity(declared_length.unwrap_or(0).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_json(format!("Cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if received.len() + data.len() > limit {
+            drain(
+                body,
+                DRAIN_LIMIT.saturating_sub(received.len() + data.len()),
+            )
+            .await;
+            return Err(too_large());
+        }
+        received.extend_from_slice(&data);
+    }
+    Ok(received.freeze())
+}
+
+async fn drain(mut body: Body, mut budget: usize) {
+    while budget > 0 {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                budget = budget.saturating_sub(frame.data_ref().map_or(0, Bytes::len))
+            }
+            _ => return,
+        }
+    }
 }

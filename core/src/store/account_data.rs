@@ -32,16 +32,18 @@ impl Store {
         data_type: &str,
         content: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET content = excluded.content",
-        )
-        .bind(user_id.as_str())
-        .bind(room_key(room_id))
-        .bind(data_type)
-        .bind(content)
-        .execute(&self.writer)
-        .await?;
+        self.writer
+            .execute(
+                "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET content = excluded.content",
+                vec![
+                    user_id.as_str().into(),
+                    room_key(room_id).into(),
+                    data_type.into(),
+                    content.into(),
+                ],
+            )
+            .await?;
         Ok(())
     }
 }

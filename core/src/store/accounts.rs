@@ -39,17 +39,20 @@ impl Store {
     /// Creates the account; `false` if the user ID is taken (also by a deactivated account,
     /// whose ID is never reused).
     pub async fn create_account(&self, new: NewAccount<'_>) -> Result<bool> {
-        let result = sqlx::query(
-            "INSERT INTO users (user_id, password_hash, is_admin, deactivated, created_ts) \
-             VALUES ($1, $2, $3, 0, $4) ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(new.user_id.as_str())
-        .bind(new.password_hash)
-        .bind(flag(new.admin))
-        .bind(new.created_ts)
-        .execute(&self.writer)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        let created = self
+            .writer
+            .execute(
+                "INSERT INTO users (user_id, password_hash, is_admin, deactivated, created_ts) \
+                 VALUES ($1, $2, $3, 0, $4) ON CONFLICT (user_id) DO NOTHING",
+                vec![
+                    new.user_id.as_str().into(),
+                    new.password_hash.into(),
+                    flag(new.admin).into(),
+                    new.created_ts.into(),
+                ],
+            )
+            .await?;
+        Ok(created == 1)
     }
 
     pub async fn account(&self, user_id: &UserId) -> Result<Option<Account>> {
@@ -79,44 +82,49 @@ impl Store {
 
     /// `false` if there is no such active account.
     pub async fn set_password_hash(&self, user_id: &UserId, password_hash: &str) -> Result<bool> {
-        let result = sqlx::query(
-            "UPDATE users SET password_hash = $2 WHERE user_id = $1 AND deactivated = 0",
-        )
-        .bind(user_id.as_str())
-        .bind(password_hash)
-        .execute(&self.writer)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        let updated = self
+            .writer
+            .execute(
+                "UPDATE users SET password_hash = $2 WHERE user_id = $1 AND deactivated = 0",
+                vec![user_id.as_str().into(), password_hash.into()],
+            )
+            .await?;
+        Ok(updated == 1)
     }
 
     /// Marks the account deactivated and removes its password, devices, sessions and profile,
     /// all in one transaction. `false` if there is no such active account.
     pub async fn deactivate_account(&self, user_id: &UserId) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let result = sqlx::query(
-            "UPDATE users SET deactivated = 1, password_hash = NULL \
-             WHERE user_id = $1 AND deactivated = 0",
-        )
-        .bind(user_id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if result.rows_affected() == 0 {
-            return Ok(false);
-        }
-        for table in [
-            "devices",
-            "access_tokens",
-            "refresh_tokens",
-            "login_tokens",
-            "profile_fields",
-        ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
-                .bind(user_id.as_str())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        let user_id = user_id.to_string();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let result = sqlx::query(
+                        "UPDATE users SET deactivated = 1, password_hash = NULL \
+                         WHERE user_id = $1 AND deactivated = 0",
+                    )
+                    .bind(&user_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    if result.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    for table in [
+                        "devices",
+                        "access_tokens",
+                        "refresh_tokens",
+                        "login_tokens",
+                        "profile_fields",
+                    ] {
+                        sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                            .bind(&user_id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .await
     }
 }
 
@@ -125,11 +133,11 @@ mod tests {
     use ruma::user_id;
 
     use super::*;
-    use crate::store::testing::sqlite_store;
+    use crate::store::testing::test_store;
 
     #[tokio::test]
     async fn create_is_unique_and_deactivation_keeps_the_id_taken() {
-        let (store, _dir) = sqlite_store().await;
+        let (store, _db) = test_store().await;
         let alice = user_id!("@alice:example.org");
         let new = || NewAccount {
             user_id: alice,

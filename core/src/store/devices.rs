@@ -1,7 +1,7 @@
 //! Devices and the sessions (access and refresh tokens) that belong to them.
 
 use ruma::{DeviceId, OwnedDeviceId, UserId};
-use sqlx::{Any, Row, Transaction, any::AnyRow};
+use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{Result, Store};
 
@@ -38,9 +38,9 @@ fn device_from_row(row: &AnyRow) -> Result<Device> {
 }
 
 async fn delete_device_rows(
-    tx: &mut Transaction<'static, Any>,
-    user_id: &UserId,
-    device_id: &DeviceId,
+    conn: &mut AnyConnection,
+    user_id: &str,
+    device_id: &str,
     tables: &[&str],
 ) -> Result<u64> {
     let mut deleted = 0;
@@ -48,9 +48,9 @@ async fn delete_device_rows(
         deleted = sqlx::query(&format!(
             "DELETE FROM {table} WHERE user_id = $1 AND device_id = $2"
         ))
-        .bind(user_id.as_str())
-        .bind(device_id.as_str())
-        .execute(&mut **tx)
+        .bind(user_id)
+        .bind(device_id)
+        .execute(&mut *conn)
         .await?
         .rows_affected();
     }
@@ -65,41 +65,52 @@ impl Store {
     /// Creates or reuses the device and gives it a fresh session. Logging in with an existing
     /// device ID revokes that device's previous tokens (spec: "Log in", `device_id`).
     pub async fn create_session(&self, session: NewSession<'_>) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id) \
-             DO UPDATE SET last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
-        )
-        .bind(session.user_id.as_str())
-        .bind(session.device_id.as_str())
-        .bind(session.display_name)
-        .bind(session.now_ts)
-        .bind(session.ip)
-        .execute(&mut *tx)
-        .await?;
-        delete_device_rows(&mut tx, session.user_id, session.device_id, &SESSION_TABLES).await?;
-        sqlx::query(
-            "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(session.access_token_hash)
-        .bind(session.user_id.as_str())
-        .bind(session.device_id.as_str())
-        .bind(session.expires_ts)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(refresh_hash) = session.refresh_token_hash {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES ($1, $2, $3)",
-            )
-            .bind(refresh_hash)
-            .bind(session.user_id.as_str())
-            .bind(session.device_id.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let (user_id, device_id) = (session.user_id.to_string(), session.device_id.to_string());
+        let display_name = session.display_name.map(str::to_owned);
+        let (now_ts, ip) = (session.now_ts, session.ip.map(str::to_owned));
+        let access_hash = session.access_token_hash.to_owned();
+        let refresh_hash = session.refresh_token_hash.map(str::to_owned);
+        let expires_ts = session.expires_ts;
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id) \
+                         DO UPDATE SET last_seen_ts = excluded.last_seen_ts, last_seen_ip = excluded.last_seen_ip",
+                    )
+                    .bind(&user_id)
+                    .bind(&device_id)
+                    .bind(display_name)
+                    .bind(now_ts)
+                    .bind(ip)
+                    .execute(&mut *conn)
+                    .await?;
+                    delete_device_rows(conn, &user_id, &device_id, &SESSION_TABLES).await?;
+                    sqlx::query(
+                        "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(access_hash)
+                    .bind(&user_id)
+                    .bind(&device_id)
+                    .bind(expires_ts)
+                    .execute(&mut *conn)
+                    .await?;
+                    if let Some(refresh_hash) = refresh_hash {
+                        sqlx::query(
+                            "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES ($1, $2, $3)",
+                        )
+                        .bind(refresh_hash)
+                        .bind(&user_id)
+                        .bind(&device_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
 
     pub async fn devices(&self, user_id: &UserId) -> Result<Vec<Device>> {
@@ -130,15 +141,18 @@ impl Store {
         device_id: &DeviceId,
         display_name: &str,
     ) -> Result<bool> {
-        let result = sqlx::query(
-            "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
-        )
-        .bind(user_id.as_str())
-        .bind(device_id.as_str())
-        .bind(display_name)
-        .execute(&self.writer)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        let updated = self
+            .writer
+            .execute(
+                "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+                vec![
+                    user_id.as_str().into(),
+                    device_id.as_str().into(),
+                    display_name.into(),
+                ],
+            )
+            .await?;
+        Ok(updated == 1)
     }
 
     /// Deletes the devices and their sessions in one transaction; unknown IDs are skipped.
@@ -148,13 +162,21 @@ impl Store {
         user_id: &UserId,
         device_ids: &[OwnedDeviceId],
     ) -> Result<u64> {
-        let mut tx = self.writer.begin().await?;
-        let mut deleted = 0;
-        for device_id in device_ids {
-            deleted += delete_device_rows(&mut tx, user_id, device_id, &DEVICE_TABLES).await?;
-        }
-        tx.commit().await?;
-        Ok(deleted)
+        let user_id = user_id.to_string();
+        let device_ids = device_ids.to_vec();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut deleted = 0;
+                    for device_id in &device_ids {
+                        deleted +=
+                            delete_device_rows(conn, &user_id, device_id.as_str(), &DEVICE_TABLES)
+                                .await?;
+                    }
+                    Ok(deleted)
+                })
+            })
+            .await
     }
 
     /// Deletes every device of the user except `keep` (all of them when `keep` is `None`).
@@ -163,19 +185,24 @@ impl Store {
         user_id: &UserId,
         keep: Option<&DeviceId>,
     ) -> Result<()> {
-        let keep = keep.map_or("", DeviceId::as_str);
-        let mut tx = self.writer.begin().await?;
-        for table in DEVICE_TABLES {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
-            ))
-            .bind(user_id.as_str())
-            .bind(keep)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        let user_id = user_id.to_string();
+        let keep = keep.map_or_else(String::new, |d| d.to_string());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    for table in DEVICE_TABLES {
+                        sqlx::query(&format!(
+                            "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
+                        ))
+                        .bind(&user_id)
+                        .bind(&keep)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
     }
 }
 
@@ -184,7 +211,7 @@ mod tests {
     use ruma::{device_id, user_id};
 
     use super::*;
-    use crate::store::testing::sqlite_store;
+    use crate::store::testing::test_store;
 
     fn session<'a>(device_id: &'a DeviceId, token: &'a str) -> NewSession<'a> {
         NewSession {
@@ -201,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn relogin_on_a_device_revokes_its_old_token_and_keeps_its_name() {
-        let (store, _dir) = sqlite_store().await;
+        let (store, _db) = test_store().await;
         let alice = user_id!("@alice:example.org");
         store
             .create_session(session(device_id!("D1"), "t1"))
@@ -227,7 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn delete_devices_except_keeps_one() {
-        let (store, _dir) = sqlite_store().await;
+        let (store, _db) = test_store().await;
         let alice = user_id!("@alice:example.org");
         store
             .create_session(session(device_id!("D1"), "t1"))

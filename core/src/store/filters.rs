@@ -9,27 +9,32 @@ impl Store {
     /// returns the existing ID, as Synapse does, so clients that re-upload on every start do not
     /// grow the table.
     pub async fn create_filter(&self, user_id: &UserId, filter: &str) -> Result<i64> {
-        let mut tx = self.writer.begin().await?;
-        let existing: Option<i64> =
-            sqlx::query_scalar("SELECT filter_id FROM filters WHERE user_id = $1 AND filter = $2")
-                .bind(user_id.as_str())
-                .bind(filter)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(id) = existing {
-            return Ok(id);
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO filters (user_id, filter_id, filter) \
-             SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM filters WHERE user_id = $1 \
-             RETURNING filter_id",
-        )
-        .bind(user_id.as_str())
-        .bind(filter)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(id)
+        let (user_id, filter) = (user_id.to_string(), filter.to_owned());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let existing: Option<i64> = sqlx::query_scalar(
+                        "SELECT filter_id FROM filters WHERE user_id = $1 AND filter = $2",
+                    )
+                    .bind(&user_id)
+                    .bind(&filter)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    if let Some(id) = existing {
+                        return Ok(id);
+                    }
+                    Ok(sqlx::query_scalar(
+                        "INSERT INTO filters (user_id, filter_id, filter) \
+                         SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM filters WHERE user_id = $1 \
+                         RETURNING filter_id",
+                    )
+                    .bind(&user_id)
+                    .bind(&filter)
+                    .fetch_one(&mut *conn)
+                    .await?)
+                })
+            })
+            .await
     }
 
     pub async fn filter(&self, user_id: &UserId, filter_id: i64) -> Result<Option<String>> {
@@ -47,11 +52,11 @@ impl Store {
 mod tests {
     use ruma::user_id;
 
-    use crate::store::testing::sqlite_store;
+    use crate::store::testing::test_store;
 
     #[tokio::test]
     async fn filter_ids_count_per_user_and_dedupe() {
-        let (store, _dir) = sqlite_store().await;
+        let (store, _db) = test_store().await;
         let alice = user_id!("@alice:example.org");
         let bob = user_id!("@bob:example.org");
         assert_eq!(store.create_filter(alice, "{\"a\":1}").await.unwrap(), 0);

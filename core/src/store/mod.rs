@@ -10,6 +10,7 @@ mod devices;
 mod filters;
 mod profiles;
 mod tokens;
+mod writer;
 
 use std::{str::FromStr, time::Duration};
 
@@ -22,6 +23,7 @@ use sqlx::{
 pub use accounts::{Account, NewAccount};
 pub use devices::{Device, NewSession};
 pub use tokens::AccessTokenInfo;
+use writer::Writer;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -39,6 +41,10 @@ pub enum StoreError {
     Migration(MigrateError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    #[error("the write was not committed: {0}")]
+    CommitFailed(String),
+    #[error("the database writer could not run this write")]
+    WriterUnavailable,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -51,11 +57,11 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
-    /// Reads (and, on PostgreSQL, writes).
+    /// Reads.
     pool: AnyPool,
-    /// Writes. On SQLite a single connection; on PostgreSQL the same pool as `pool`.
-    writer: AnyPool,
-    backend: Backend,
+    /// The connections writes use: on SQLite a single one; on PostgreSQL the read pool.
+    writer_pool: AnyPool,
+    writer: Writer,
 }
 
 impl Store {
@@ -67,55 +73,34 @@ impl Store {
         } else {
             Backend::Postgres
         };
-        let store = match backend {
+        let (pool, writer_pool) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url);
-                let writer = pool_options(1).connect(&url).await?;
+                let writer_pool = pool_options(1).connect(&url).await?;
                 // WAL lets readers run beside the writer; it is persistent in the file.
                 sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&writer)
+                    .execute(&writer_pool)
                     .await?;
-                let pool = pool_options(max_connections).connect(&url).await?;
-                Self {
-                    pool,
-                    writer,
-                    backend,
-                }
+                (
+                    pool_options(max_connections).connect(&url).await?,
+                    writer_pool,
+                )
             }
             Backend::Postgres => {
                 let pool = pool_options(max_connections).connect(url).await?;
-                Self {
-                    writer: pool.clone(),
-                    pool,
-                    backend,
-                }
+                (pool.clone(), pool)
             }
         };
-        store.migrate().await?;
-        Ok(store)
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    fn migrator(&self) -> &'static Migrator {
-        match self.backend {
-            Backend::Sqlite => &SQLITE_MIGRATIONS,
-            Backend::Postgres => &POSTGRES_MIGRATIONS,
-        }
-    }
-
-    async fn migrate(&self) -> Result<()> {
-        let migrator = self.migrator();
-        match migrator.run(&self.writer).await {
-            Ok(()) => Ok(()),
-            Err(MigrateError::VersionMissing(found)) => Err(StoreError::SchemaTooNew {
-                found,
-                known: migrator.iter().map(|m| m.version).max().unwrap_or_default(),
-            }),
-            Err(e) => Err(StoreError::Migration(e)),
-        }
+        migrate(backend, &writer_pool).await?;
+        let writer = match backend {
+            Backend::Sqlite => Writer::grouped(writer_pool.clone()),
+            Backend::Postgres => Writer::Direct(writer_pool.clone()),
+        };
+        Ok(Self {
+            pool,
+            writer_pool,
+            writer,
+        })
     }
 
     /// The newest schema version applied to the database.
@@ -129,7 +114,26 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
-        self.writer.close().await;
+        self.writer_pool.close().await;
+    }
+}
+
+fn migrator(backend: Backend) -> &'static Migrator {
+    match backend {
+        Backend::Sqlite => &SQLITE_MIGRATIONS,
+        Backend::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
+
+async fn migrate(backend: Backend, pool: &AnyPool) -> Result<()> {
+    let migrator = migrator(backend);
+    match migrator.run(pool).await {
+        Ok(()) => Ok(()),
+        Err(MigrateError::VersionMissing(found)) => Err(StoreError::SchemaTooNew {
+            found,
+            known: migrator.iter().map(|m| m.version).max().unwrap_or_default(),
+        }),
+        Err(e) => Err(StoreError::Migration(e)),
     }
 }
 
@@ -156,13 +160,98 @@ fn flag(value: bool) -> i64 {
 
 #[cfg(test)]
 pub(crate) mod testing {
+    use rand::{Rng, distributions::Alphanumeric};
+    use sqlx::{Connection, PgConnection};
+
     use super::Store;
 
-    /// A fresh SQLite store in a temporary directory (kept alive by the returned guard).
-    pub async fn sqlite_store() -> (Store, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        (Store::open(&url, 4).await.unwrap(), dir)
+    /// Where a test store lives; removed when dropped.
+    pub enum TestDatabase {
+        Sqlite {
+            _dir: tempfile::TempDir,
+            url: String,
+        },
+        Postgres {
+            admin_url: String,
+            name: String,
+            url: String,
+        },
+    }
+
+    impl TestDatabase {
+        pub fn url(&self) -> &str {
+            match self {
+                Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+            }
+        }
+    }
+
+    impl Drop for TestDatabase {
+        fn drop(&mut self) {
+            let Self::Postgres {
+                admin_url, name, ..
+            } = self
+            else {
+                return;
+            };
+            let (admin_url, sql) = (
+                admin_url.clone(),
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            );
+            // Drop runs inside the test's runtime; the clean-up needs a runtime of its own.
+            let cleanup = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                runtime.block_on(async {
+                    let mut conn = PgConnection::connect(&admin_url).await.ok()?;
+                    sqlx::raw_sql(&sql).execute(&mut conn).await.ok()?;
+                    conn.close().await.ok()
+                })
+            });
+            if cleanup.join().ok().flatten().is_none() {
+                eprintln!("note: could not drop test database {name}");
+            }
+        }
+    }
+
+    /// A fresh, migrated store: PostgreSQL when `TESSERA_TEST_DATABASE_URL` names a cluster
+    /// (a new database per test), SQLite in a temporary directory otherwise.
+    pub async fn test_store() -> (Store, TestDatabase) {
+        let db = match std::env::var("TESSERA_TEST_DATABASE_URL") {
+            Ok(admin_url) if !admin_url.is_empty() => {
+                let suffix: String = rand::thread_rng()
+                    .sample_iter(&Alphanumeric)
+                    .take(16)
+                    .map(|b| char::from(b).to_ascii_lowercase())
+                    .collect();
+                let name = format!("tessera_t_unit_{suffix}");
+                let mut conn = PgConnection::connect(&admin_url)
+                    .await
+                    .expect("connect to PostgreSQL");
+                sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(base, _)| base);
+                let url = format!("{base}/{name}");
+                TestDatabase::Postgres {
+                    admin_url,
+                    name,
+                    url,
+                }
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}", dir.path().join("t.db").display());
+                TestDatabase::Sqlite { _dir: dir, url }
+            }
+        };
+        let store = Store::open(db.url(), 4).await.expect("open test store");
+        (store, db)
     }
 }
 
@@ -172,23 +261,23 @@ mod tests {
 
     #[tokio::test]
     async fn migrations_record_the_schema_version() {
-        let (store, _dir) = testing::sqlite_store().await;
+        let (store, _db) = testing::test_store().await;
         assert_eq!(store.schema_version().await.unwrap(), 1);
     }
 
     #[tokio::test]
     async fn a_newer_schema_is_refused() {
-        let (store, dir) = testing::sqlite_store().await;
+        let (store, db) = testing::test_store().await;
         sqlx::query(
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
-             VALUES (9999, 'from the future', TRUE, x'00', 0)",
+             VALUES (9999, 'from the future', TRUE, $1, 0)",
         )
-        .execute(&store.writer)
+        .bind(vec![0u8])
+        .execute(&store.writer_pool)
         .await
         .unwrap();
         store.close().await;
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        match Store::open(&url, 2).await {
+        match Store::open(db.url(), 2).await {
             Err(StoreError::SchemaTooNew {
                 found: 9999,
                 known: 1,

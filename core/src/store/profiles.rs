@@ -45,23 +45,26 @@ impl Store {
         field: &str,
         value: &JsonValue,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO profile_fields (user_id, field, value) VALUES ($1, $2, $3) \
-             ON CONFLICT (user_id, field) DO UPDATE SET value = excluded.value",
-        )
-        .bind(user_id.as_str())
-        .bind(field)
-        .bind(value.to_string())
-        .execute(&self.writer)
-        .await?;
+        self.writer
+            .execute(
+                "INSERT INTO profile_fields (user_id, field, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id, field) DO UPDATE SET value = excluded.value",
+                vec![
+                    user_id.as_str().into(),
+                    field.into(),
+                    value.to_string().into(),
+                ],
+            )
+            .await?;
         Ok(())
     }
 
     pub async fn delete_profile_field(&self, user_id: &UserId, field: &str) -> Result<()> {
-        sqlx::query("DELETE FROM profile_fields WHERE user_id = $1 AND field = $2")
-            .bind(user_id.as_str())
-            .bind(field)
-            .execute(&self.writer)
+        self.writer
+            .execute(
+                "DELETE FROM profile_fields WHERE user_id = $1 AND field = $2",
+                vec![user_id.as_str().into(), field.into()],
+            )
             .await?;
         Ok(())
     }

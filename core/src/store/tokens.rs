@@ -38,39 +38,52 @@ impl Store {
         new_refresh_hash: &str,
         expires_ts: i64,
     ) -> Result<Option<(OwnedUserId, OwnedDeviceId)>> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
-        )
-        .bind(old_refresh_hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let user_id: String = row.try_get(0)?;
-        let device_id: String = row.try_get(1)?;
-        sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
-            .bind(&user_id)
-            .bind(&device_id)
-            .execute(&mut *tx)
+        let old_refresh_hash = old_refresh_hash.to_owned();
+        let (new_access_hash, new_refresh_hash) =
+            (new_access_hash.to_owned(), new_refresh_hash.to_owned());
+        let rotated = self
+            .writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
+                    )
+                    .bind(old_refresh_hash)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    let Some(row) = row else { return Ok(None) };
+                    let user_id: String = row.try_get(0)?;
+                    let device_id: String = row.try_get(1)?;
+                    sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+                        .bind(&user_id)
+                        .bind(&device_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(new_access_hash)
+                    .bind(&user_id)
+                    .bind(&device_id)
+                    .bind(expires_ts)
+                    .execute(&mut *conn)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES ($1, $2, $3)",
+                    )
+                    .bind(new_refresh_hash)
+                    .bind(&user_id)
+                    .bind(&device_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(Some((user_id, device_id)))
+                })
+            })
             .await?;
-        sqlx::query(
-            "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(new_access_hash)
-        .bind(&user_id)
-        .bind(&device_id)
-        .bind(expires_ts)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES ($1, $2, $3)",
-        )
-        .bind(new_refresh_hash)
-        .bind(&user_id)
-        .bind(&device_id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        let Some((user_id, device_id)) = rotated else {
+            return Ok(None);
+        };
         Ok(Some((parse_user_id(user_id)?, device_id.into())))
     }
 
@@ -80,15 +93,22 @@ impl Store {
         user_id: &UserId,
         expires_ts: i64,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)",
-        )
-        .bind(token_hash)
-        .bind(user_id.as_str())
-        .bind(expires_ts)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        let (token_hash, user_id) = (token_hash.to_owned(), user_id.to_string());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)",
+                    )
+                    .bind(token_hash)
+                    .bind(user_id)
+                    .bind(expires_ts)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// Consumes a login token: it works once, and only before it expires.
@@ -97,16 +117,26 @@ impl Store {
         token_hash: &str,
         now_ts: i64,
     ) -> Result<Option<OwnedUserId>> {
-        let row = sqlx::query(
-            "DELETE FROM login_tokens WHERE token_hash = $1 RETURNING user_id, expires_ts",
-        )
-        .bind(token_hash)
-        .fetch_optional(&self.writer)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        if row.try_get::<i64, _>(1)? < now_ts {
-            return Ok(None);
+        let token_hash = token_hash.to_owned();
+        let taken: Option<(String, i64)> = self
+            .writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let row = sqlx::query(
+                        "DELETE FROM login_tokens WHERE token_hash = $1 RETURNING user_id, expires_ts",
+                    )
+                    .bind(token_hash)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+                })
+            })
+            .await?;
+        match taken {
+            Some((user_id, expires_ts)) if expires_ts >= now_ts => {
+                Ok(Some(parse_user_id(user_id)?))
+            }
+            _ => Ok(None),
         }
-        Ok(Some(parse_user_id(row.try_get(0)?)?))
     }
 }

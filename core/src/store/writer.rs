@@ -1,0 +1,248 @@
+//! Grouped commits: on SQLite every write runs on one writer task, which takes all the writes
+//! waiting at that moment, runs each inside its own savepoint of one transaction, and commits
+//! once, so concurrent writers share a single fsync. A write's caller hears back only after the
+//! commit, so an acknowledged write is durable. A failing write rolls back to its savepoint and
+//! leaves the others of its batch intact.
+//!
+//! PostgreSQL groups concurrent commits itself; there each write is its own transaction.
+
+use futures::future::BoxFuture;
+use sqlx::{Any, AnyConnection, AnyPool, Connection};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Result, StoreError};
+
+/// Most writes committed together; bounds the latency one batch adds to its first write.
+const MAX_BATCH: usize = 256;
+/// Writes waiting beyond this make callers wait for room (backpressure, bounded memory).
+const QUEUE_LENGTH: usize = 4096;
+
+/// What a write reports once its batch's commit is known.
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A write: runs on the writer's connection and says whether it succeeded.
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
+
+#[derive(Clone)]
+pub(super) enum Writer {
+    Grouped(mpsc::Sender<Job>),
+    Direct(AnyPool),
+}
+
+impl Writer {
+    /// Starts the writer task on a single-connection pool (SQLite).
+    pub(super) fn grouped(pool: AnyPool) -> Self {
+        let (sender, receiver) = mpsc::channel(QUEUE_LENGTH);
+        tokio::spawn(run(pool, receiver));
+        Self::Grouped(sender)
+    }
+
+    /// Runs `write` in a transaction (its own, or a savepoint of a grouped one) and returns its
+    /// result once committed.
+    pub(super) async fn write<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        match self {
+            Self::Direct(pool) => {
+                let mut tx = pool.begin().await?;
+                let value = write(&mut tx).await?;
+                tx.commit().await?;
+                Ok(value)
+            }
+            Self::Grouped(sender) => {
+                let (reply, result) = oneshot::channel();
+                let job: Job = Box::new(move |conn| {
+                    Box::pin(async move {
+                        let outcome = write(conn).await;
+                        let ok = outcome.is_ok();
+                        let completion: Completion = Box::new(move |commit_error| {
+                            let result = match (outcome, commit_error) {
+                                (Ok(value), None) => Ok(value),
+                                (Ok(_), Some(e)) => Err(StoreError::CommitFailed(e.to_string())),
+                                (Err(e), _) => Err(e),
+                            };
+                            // The caller may have gone away (request cancelled); nothing to tell.
+                            let _ = reply.send(result);
+                        });
+                        (ok, completion)
+                    })
+                });
+                sender
+                    .send(job)
+                    .await
+                    .map_err(|_| StoreError::WriterUnavailable)?;
+                result.await.map_err(|_| StoreError::WriterUnavailable)?
+            }
+        }
+    }
+}
+
+async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let completions = commit_batch(&pool, batch.drain(..)).await;
+        let (completions, error) = match completions {
+            Ok(completions) => (completions, None),
+            Err((completions, error)) => {
+                tracing::error!("grouped commit failed: {error}");
+                (completions, Some(error))
+            }
+        };
+        for completion in completions {
+            completion(error.as_ref());
+        }
+    }
+}
+
+type BatchOutcome = std::result::Result<Vec<Completion>, (Vec<Completion>, StoreError)>;
+
+/// Runs one batch. A job that cannot be started is dropped, which tells its caller through the
+/// closed reply channel ([`StoreError::WriterUnavailable`]).
+async fn commit_batch(pool: &AnyPool, batch: impl Iterator<Item = Job>) -> BatchOutcome {
+    let mut completions = Vec::with_capacity(MAX_BATCH);
+    let mut conn = match pool.acquire().await {
+        Ok(conn) => conn,
+        Err(e) => return Err((completions, e.into())),
+    };
+    let mut tx = match conn.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return Err((completions, e.into())),
+    };
+    for job in batch {
+        if let Err(e) = execute(&mut tx, "SAVEPOINT grouped_write").await {
+            return Err((completions, e));
+        }
+        let (ok, completion) = job(&mut tx).await;
+        completions.push(completion);
+        // ROLLBACK TO keeps the savepoint open, so both paths end with RELEASE.
+        let ended = if ok {
+            execute(&mut tx, "RELEASE grouped_write").await
+        } else {
+            match execute(&mut tx, "ROLLBACK TO grouped_write").await {
+                Ok(()) => execute(&mut tx, "RELEASE grouped_write").await,
+                Err(e) => Err(e),
+            }
+        };
+        if let Err(e) = ended {
+            return Err((completions, e));
+        }
+    }
+    match tx.commit().await {
+        Ok(()) => Ok(completions),
+        Err(e) => Err((completions, e.into())),
+    }
+}
+
+async fn execute(tx: &mut sqlx::Transaction<'_, Any>, statement: &str) -> Result<()> {
+    sqlx::query(statement).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// A bound value of a one-statement write.
+pub(super) enum Arg {
+    Text(String),
+    NullableText(Option<String>),
+    Int(i64),
+    NullableInt(Option<i64>),
+}
+
+impl From<&str> for Arg {
+    fn from(value: &str) -> Self {
+        Self::Text(value.to_owned())
+    }
+}
+
+impl From<String> for Arg {
+    fn from(value: String) -> Self {
+        Self::Text(value)
+    }
+}
+
+impl From<Option<&str>> for Arg {
+    fn from(value: Option<&str>) -> Self {
+        Self::NullableText(value.map(str::to_owned))
+    }
+}
+
+impl From<i64> for Arg {
+    fn from(value: i64) -> Self {
+        Self::Int(value)
+    }
+}
+
+impl From<Option<i64>> for Arg {
+    fn from(value: Option<i64>) -> Self {
+        Self::NullableInt(value)
+    }
+}
+
+impl Writer {
+    /// One statement as a write; returns the number of rows it affected.
+    pub(super) async fn execute(&self, sql: &'static str, args: Vec<Arg>) -> Result<u64> {
+        self.write(move |conn| {
+            Box::pin(async move {
+                let mut query = sqlx::query(sql);
+                for arg in args {
+                    query = match arg {
+                        Arg::Text(v) => query.bind(v),
+                        Arg::NullableText(v) => query.bind(v),
+                        Arg::Int(v) => query.bind(v),
+                        Arg::NullableInt(v) => query.bind(v),
+                    };
+                }
+                Ok(query.execute(&mut *conn).await?.rows_affected())
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::future::join_all;
+
+    use crate::store::testing::test_store;
+
+    /// Many concurrent writes share batches; a failing write leaves no trace and does not
+    /// disturb the writes committed with it.
+    #[tokio::test]
+    async fn a_failed_write_rolls_back_alone_within_its_batch() {
+        let (store, _db) = test_store().await;
+        let writes = (0..64).map(|i| {
+            let writer = store.writer.clone();
+            async move {
+                writer
+                    .write(move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO filters (user_id, filter_id, filter) VALUES ($1, 0, '{}')")
+                                .bind(format!("@u{i}:example.org"))
+                                .execute(&mut *conn)
+                                .await?;
+                            if i % 2 == 1 {
+                                sqlx::query("INSERT INTO no_such_table VALUES (1)").execute(&mut *conn).await?;
+                            }
+                            Ok(i)
+                        })
+                    })
+                    .await
+            }
+        });
+        let results = join_all(writes).await;
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), i % 2 == 0, "write {i}: {result:?}");
+        }
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM filters ORDER BY user_id")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        let mut expected: Vec<String> = (0..64)
+            .step_by(2)
+            .map(|i| format!("@u{i}:example.org"))
+            .collect();
+        expected.sort();
+        assert_eq!(stored, expected);
+    }
+}
