@@ -1,5 +1,6 @@
-//! Rate limits: 429 M_LIMIT_EXCEEDED with an integer `retry_after_ms`, per client IP, and
-//! switched off entirely by `rate_limits.enabled = false` (the harness default).
+//! Rate limits: 429 M_LIMIT_EXCEEDED with an integer `retry_after_ms`, per client IP and per
+//! account (failed logins), and switched off entirely by `rate_limits.enabled = false` (the
+//! harness default).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -28,6 +29,8 @@ fn assert_limited(resp: &Response) -> u64 {
 async fn login_attempts_are_limited_per_ip() {
     let server = TestServer::builder()
         .rate_limit("login", 0.01, 3)
+        // Only the per-IP limit is under test here.
+        .rate_limit("login_failures", 1000.0, 1000)
         .start()
         .await;
     let client = server.client();
@@ -52,6 +55,41 @@ async fn login_attempts_are_limited_per_ip() {
     elsewhere.login("alice", PASSWORD).await;
     // And the limited address is still limited.
     assert_limited(&client.login_password("alice", PASSWORD).await);
+}
+
+#[tokio::test]
+async fn failed_logins_are_limited_per_account_across_addresses() {
+    let server = TestServer::builder()
+        .rate_limit("login", 1000.0, 1000)
+        .rate_limit("login_failures", 0.01, 2)
+        .start()
+        .await;
+    let client = server.client();
+    client.register("alice", PASSWORD).await;
+    client.register("bob", PASSWORD).await;
+
+    // Guesses from two addresses draw on the same per-account budget.
+    let elsewhere = client.from_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    client
+        .login_password("alice", "guess one")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    elsewhere
+        .login_password("alice", "guess two")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    // Spent: even the right password is refused, from any address, until the budget refills.
+    assert_limited(&elsewhere.login_password("alice", PASSWORD).await);
+    // The same account by its full user ID, in other case, is the same budget.
+    assert_limited(
+        &client
+            .login_password(&server.user_id("ALICE"), PASSWORD)
+            .await,
+    );
+    // Successful logins do not count, and other accounts are not affected.
+    client.login("bob", PASSWORD).await;
+    client.login("bob", PASSWORD).await;
+    client.login("bob", PASSWORD).await;
 }
 
 #[tokio::test]

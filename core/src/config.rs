@@ -196,6 +196,8 @@ pub struct RateLimitsConfig {
     pub login: RateLimit,
     #[serde(default = "default_register_rate")]
     pub register: RateLimit,
+    #[serde(default = "default_login_failures_rate")]
+    pub login_failures: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
@@ -204,6 +206,7 @@ impl Default for RateLimitsConfig {
             enabled: true,
             login: default_login_rate(),
             register: default_register_rate(),
+            login_failures: default_login_failures_rate(),
         }
     }
 }
@@ -286,6 +289,12 @@ fn default_register_rate() -> RateLimit {
     RateLimit {
         per_second: 0.2,
         burst: 5,
+    }
+}
+fn default_login_failures_rate() -> RateLimit {
+    RateLimit {
+        per_second: 0.17,
+        burst: 3,
     }
 }
 fn default_log_level() -> String {

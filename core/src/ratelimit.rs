@@ -15,6 +15,7 @@ use crate::{
 pub enum Action {
     Login,
     Register,
+    LoginFailure,
 }
 
 struct Bucket {
@@ -42,6 +43,7 @@ impl RateLimiter {
         match action {
             Action::Login => self.config.login,
             Action::Register => self.config.register,
+            Action::LoginFailure => self.config.login_failures,
         }
     }
 
@@ -51,6 +53,16 @@ impl RateLimiter {
     }
 
     fn check_at(&self, action: Action, key: &str, now: Instant) -> Result<()> {
+        self.bucket_at(action, key, now, true)
+    }
+
+    /// Says whether a token is available for `key` without taking it: for limits that count
+    /// only failures, checked before the attempt and charged after a failed one.
+    pub fn ensure_available(&self, action: Action, key: &str) -> Result<()> {
+        self.bucket_at(action, key, Instant::now(), false)
+    }
+
+    fn bucket_at(&self, action: Action, key: &str, now: Instant, take: bool) -> Result<()> {
         if !self.config.enabled {
             return Ok(());
         }
@@ -73,7 +85,9 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
+            if take {
+                bucket.tokens -= 1.0;
+            }
             return Ok(());
         }
         let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / limit.per_second);
@@ -93,6 +107,7 @@ mod tests {
             enabled: true,
             login: limit,
             register: limit,
+            login_failures: limit,
         })
     }
 
@@ -116,6 +131,22 @@ mod tests {
     }
 
     #[test]
+    fn ensure_available_does_not_take() {
+        let limiter = limiter(1.0, 1);
+        for _ in 0..3 {
+            limiter
+                .ensure_available(Action::LoginFailure, "@a:x")
+                .unwrap();
+        }
+        limiter.check(Action::LoginFailure, "@a:x").unwrap();
+        assert!(
+            limiter
+                .ensure_available(Action::LoginFailure, "@a:x")
+                .is_err()
+        );
+    }
+
+    #[test]
     fn disabled_never_refuses() {
         let limit = RateLimit {
             per_second: 0.001,
@@ -125,6 +156,7 @@ mod tests {
             enabled: false,
             login: limit,
             register: limit,
+            login_failures: limit,
         });
         for _ in 0..10 {
             limiter.check(Action::Login, "k").unwrap();

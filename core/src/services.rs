@@ -28,7 +28,7 @@ pub struct Services {
     pub store: Store,
     pub signing_key: SigningKey,
     pub users: Users,
-    pub rate_limiter: RateLimiter,
+    pub rate_limiter: Arc<RateLimiter>,
 }
 
 impl Services {
@@ -41,9 +41,10 @@ impl Services {
         })?;
         let signing_key = SigningKey::load_or_generate(&config.signing_key_path())?;
         let store = Store::open(&config.database_url(), config.database.max_connections).await?;
+        let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone()));
         Ok(Arc::new(Self {
-            users: Users::new(store.clone(), config.clone()),
-            rate_limiter: RateLimiter::new(config.rate_limits.clone()),
+            users: Users::new(store.clone(), config.clone(), rate_limiter.clone()),
+            rate_limiter,
             signing_key,
             store,
             config,

@@ -8,6 +8,7 @@ use ruma::{
 use super::{Users, localpart::login_user_id, secrets};
 use crate::{
     Error, Result,
+    ratelimit::Action,
     time::now_ms,
     uia::{Progress, StageOutcome},
 };
@@ -47,13 +48,23 @@ impl Users {
             }
         };
         let user_id = login_user_id(user, self.server_name())?;
+        // Failures are counted per account, so guessing spread over many addresses is slowed
+        // too; while the account's budget is spent even the right password is refused.
+        self.rate_limiter
+            .ensure_available(Action::LoginFailure, user_id.as_str())?;
         let account = self.store.account(&user_id).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
         let valid = secrets::verify_password(password.to_owned(), hash).await?;
         match account {
             Some(account) if account.deactivated => Err(Error::UserDeactivated),
             Some(_) if valid => Ok(user_id),
-            _ => Err(Error::Forbidden("Invalid username or password".to_owned())),
+            _ => {
+                // The refusal below is the answer; whether the budget had room is not.
+                let _ = self
+                    .rate_limiter
+                    .check(Action::LoginFailure, user_id.as_str());
+                Err(Error::Forbidden("Invalid username or password".to_owned()))
+            }
         }
     }
 

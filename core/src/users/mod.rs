@@ -17,6 +17,7 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 
 use crate::{
     Config, Error, Result,
+    ratelimit::RateLimiter,
     store::{NewSession, Store},
     time::now_ms,
     uia::Uia,
@@ -59,15 +60,17 @@ const MAX_PASSWORD_LENGTH: usize = 512;
 pub struct Users {
     store: Store,
     config: Arc<Config>,
+    rate_limiter: Arc<RateLimiter>,
     uia: Uia,
     shared_secret: shared_secret::Nonces,
 }
 
 impl Users {
-    pub fn new(store: Store, config: Arc<Config>) -> Self {
+    pub fn new(store: Store, config: Arc<Config>, rate_limiter: Arc<RateLimiter>) -> Self {
         Self {
             store,
             config,
+            rate_limiter,
             uia: Uia::default(),
             shared_secret: shared_secret::Nonces::default(),
         }
