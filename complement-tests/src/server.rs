@@ -108,6 +108,7 @@ pub async fn run_tessera(args: &[&str]) -> CliOutput {
 pub struct ServerBuilder {
     overrides: Vec<(String, Value)>,
     env: Vec<(String, String)>,
+    extra_listeners: Vec<Table>,
 }
 
 impl ServerBuilder {
@@ -118,6 +119,12 @@ impl ServerBuilder {
     }
 
     /// An environment variable for the server process (e.g. for `{ env = "VAR" }` secrets).
+    /// Adds a `[[listeners]]` table after the harness's own (which readiness checks use).
+    pub fn extra_listener(mut self, listener: Table) -> Self {
+        self.extra_listeners.push(listener);
+        self
+    }
+
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self
@@ -182,6 +189,9 @@ impl ServerBuilder {
         for (key, value) in self.overrides {
             set_key(&mut config, &key, value);
         }
+        if let Some(Value::Array(listeners)) = config.get_mut("listeners") {
+            listeners.extend(self.extra_listeners.into_iter().map(Value::Table));
+        }
         let shared_secret = config
             .get("registration")
             .and_then(|r| r.get("shared_secret"))
@@ -238,6 +248,7 @@ impl TestServer {
         ServerBuilder {
             overrides: Vec::new(),
             env: Vec::new(),
+            extra_listeners: Vec::new(),
         }
     }
 
