@@ -12,7 +12,11 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(config: &Config) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colour codes only where a person reads a terminal, not in files or journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match config.logging.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
