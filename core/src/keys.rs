@@ -6,7 +6,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use base64::{Engine, engine::general_purpose::STANDARD_NO_PAD};
+use base64::{
+    Engine, alphabet,
+    engine::{
+        DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose::STANDARD_NO_PAD,
+    },
+};
 use rand::{Rng, RngCore, distributions::Alphanumeric};
 use ruma::signatures::Ed25519KeyPair;
 
@@ -35,6 +40,15 @@ impl std::fmt::Debug for SigningKey {
         write!(f, "SigningKey({})", self.key_id())
     }
 }
+
+/// Reads key seeds as Synapse does: padding optional, non-zero trailing bits accepted (the
+/// spec's own test seed has them).
+const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// PKCS#8 v1 header of an Ed25519 private key (RFC 8410): the 32-byte seed follows it.
 const PKCS8_ED25519_PREFIX: [u8; 16] = [
@@ -99,8 +113,8 @@ impl SigningKey {
         else {
             return Err("expected one line `ed25519 <version> <base64 seed>`".to_owned());
         };
-        let seed = STANDARD_NO_PAD
-            .decode(seed.trim_end_matches('='))
+        let seed = LENIENT_BASE64
+            .decode(seed)
             .map_err(|e| format!("seed is not base64: {e}"))?;
         let seed: [u8; 32] = seed
             .try_into()
@@ -153,6 +167,68 @@ mod tests {
         assert_eq!(
             key.public_key_base64(),
             "O2onvM62pC1io6jQKm8Nc2UyFXcd4kOmOsBIoYtZ2ik"
+        );
+    }
+
+    /// The spec's test key (appendices, "Cryptographic Test Vectors"): seed
+    /// `YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1`, server `domain`, key `ed25519:1`.
+    fn spec_test_key() -> SigningKey {
+        SigningKey::parse("ed25519 1 YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1").unwrap()
+    }
+
+    fn canonical(json: &str) -> ruma::CanonicalJsonObject {
+        serde_json::from_str(json).unwrap()
+    }
+
+    fn signature(object: &ruma::CanonicalJsonObject) -> String {
+        let value = serde_json::to_value(object).unwrap();
+        value["signatures"]["domain"]["ed25519:1"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn json_signing_matches_the_spec_vectors() {
+        let key = spec_test_key();
+        let mut empty = canonical("{}");
+        ruma::signatures::sign_json("domain", key.pair(), &mut empty).unwrap();
+        assert_eq!(
+            signature(&empty),
+            "K8280/U9SSy9IVtjBuVeLr+HpOB4BQFWbg+UZaADMtTdGYI7Geitb76LTrr5QV/7Xg4ahLwYGYZzuHGZKM5ZAQ"
+        );
+        let mut with_data = canonical(r#"{"one": 1, "two": "Two"}"#);
+        ruma::signatures::sign_json("domain", key.pair(), &mut with_data).unwrap();
+        assert_eq!(
+            signature(&with_data),
+            "KqmLSbO39/Bzb0QIYE82zqLwsA+PDzYIpIRA2sRQ4sL53+sN6/fpNSoqE7BP7vBZhG6kYdD13EIMJpvhJI+6Bw"
+        );
+    }
+
+    #[test]
+    fn event_signing_matches_the_spec_vector() {
+        let key = spec_test_key();
+        let mut event = canonical(
+            r#"{"room_id": "!x:domain", "sender": "@a:domain", "origin": "domain",
+                "origin_server_ts": 1000000, "signatures": {}, "hashes": {}, "type": "X",
+                "content": {}, "prev_events": [], "auth_events": [], "depth": 3,
+                "unsigned": {"age_ts": 1000000}}"#,
+        );
+        ruma::signatures::hash_and_sign_event(
+            "domain",
+            key.pair(),
+            &mut event,
+            &ruma::room_version_rules::RedactionRules::V1,
+        )
+        .unwrap();
+        let value = serde_json::to_value(&event).unwrap();
+        assert_eq!(
+            value["hashes"]["sha256"],
+            "5jM4wQpv6lnBo7CLIghJuHdW+s2CMBJPUOGOC89ncos"
+        );
+        assert_eq!(
+            signature(&event),
+            "KxwGjPSDEtvnFgU00fwFz+l6d2pJM6XBIaMEn81SXPTRl16AqLAYqfIReFGZlHi5KLjAWbOoMszkwsQma+lYAg"
         );
     }
 
