@@ -2,7 +2,10 @@
 
 use ruma::UserId;
 
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
+
+/// Tries at allocating a filter ID before giving up under contention.
+const FILTER_ID_ATTEMPTS: usize = 8;
 
 impl Store {
     /// Stores the filter (canonical JSON text) and returns its ID; storing the same filter again
@@ -23,15 +26,23 @@ impl Store {
                     if let Some(id) = existing {
                         return Ok(id);
                     }
-                    Ok(sqlx::query_scalar(
-                        "INSERT INTO filters (user_id, filter_id, filter) \
-                         SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM filters WHERE user_id = $1 \
-                         RETURNING filter_id",
-                    )
-                    .bind(&user_id)
-                    .bind(&filter)
-                    .fetch_one(&mut *conn)
-                    .await?)
+                    // Two uploads by one user at once may pick the same next ID (PostgreSQL
+                    // runs them in parallel); the loser sees the conflict and picks again.
+                    for _ in 0..FILTER_ID_ATTEMPTS {
+                        let id: Option<i64> = sqlx::query_scalar(
+                            "INSERT INTO filters (user_id, filter_id, filter) \
+                             SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM filters WHERE user_id = $1 \
+                             ON CONFLICT (user_id, filter_id) DO NOTHING RETURNING filter_id",
+                        )
+                        .bind(&user_id)
+                        .bind(&filter)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                        if let Some(id) = id {
+                            return Ok(id);
+                        }
+                    }
+                    Err(StoreError::Contention("filter id allocation"))
                 })
             })
             .await
@@ -68,5 +79,22 @@ mod tests {
             Some("{\"a\":2}")
         );
         assert_eq!(store.filter(bob, 1).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn concurrent_uploads_get_distinct_ids() {
+        let (store, _db) = test_store().await;
+        let alice = user_id!("@alice:example.org");
+        let uploads = (0..16).map(|i| {
+            let store = store.clone();
+            async move { store.create_filter(alice, &format!("{{\"n\":{i}}}")).await }
+        });
+        let mut ids: Vec<i64> = futures::future::join_all(uploads)
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        ids.sort_unstable();
+        assert_eq!(ids, (0..16).collect::<Vec<_>>());
     }
 }

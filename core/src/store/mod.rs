@@ -45,6 +45,8 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("the database writer could not run this write")]
     WriterUnavailable,
+    #[error("too much contention on {0}; try again")]
+    Contention(&'static str),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
