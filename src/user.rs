@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use tessera_core::{Config, Services};
+use tessera_core::{Config, Services, store::KeepSessions};
 
 use crate::cli::UserAction;
 
@@ -46,11 +46,7 @@ async fn execute(config: Config, action: UserAction) -> Result<(), String> {
             let password = password_or_env(password)?;
             let user_id = users.admin_user_id(&localpart).map_err(|e| e.to_string())?;
             users
-                .set_password(&user_id, &password, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            users
-                .logout_all(&user_id)
+                .set_password(&user_id, &password, KeepSessions::None)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("password of {user_id} reset; all its sessions ended");

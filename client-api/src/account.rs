@@ -16,6 +16,7 @@ use serde_json::json;
 use tessera_core::{
     Services,
     ratelimit::Action,
+    store::KeepSessions,
     users::{Registration, SessionRequest},
 };
 use tessera_federation::edge::{ApiError, RumaResponse};
@@ -115,9 +116,13 @@ async fn change_password(
     s.users
         .confirm_with_password("change_password", &caller.user_id, req.body.auth.as_ref())
         .await?;
-    let keep_only = req.body.logout_devices.then_some(caller.device_id.as_ref());
+    let keep = if req.body.logout_devices {
+        KeepSessions::Only(&caller.device_id)
+    } else {
+        KeepSessions::All
+    };
     s.users
-        .set_password(&caller.user_id, &req.body.new_password, keep_only)
+        .set_password(&caller.user_id, &req.body.new_password, keep)
         .await?;
     Ok(RumaResponse(change_password::v3::Response::new()))
 }

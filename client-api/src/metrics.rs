@@ -109,7 +109,16 @@ pub(crate) async fn record(
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().to_string();
+    // Methods are any token a client sends; only the standard ones get their own series.
+    let method = match *request.method() {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::HEAD => "HEAD",
+        _ => "OTHER",
+    };
     let path = request
         .extensions()
         .get::<MatchedPath>()

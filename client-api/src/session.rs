@@ -50,7 +50,7 @@ async fn login(
     req: Ruma<login::v3::Request>,
 ) -> ApiResult<login::v3::Response> {
     s.rate_limiter.check(Action::Login, &req.ip_key())?;
-    let user_id = match &req.body.login_info {
+    let who = match &req.body.login_info {
         LoginInfo::Password(password) => {
             #[allow(deprecated)] // Older clients still send the top-level `user` field.
             let identifier = match (&password.identifier, &password.user) {
@@ -77,7 +77,7 @@ async fn login(
     let session = s
         .users
         .open_session(
-            &user_id,
+            &who,
             SessionRequest {
                 device_id: req.body.device_id.as_deref(),
                 display_name: req.body.initial_device_display_name.as_deref(),

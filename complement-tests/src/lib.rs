@@ -16,7 +16,7 @@ mod postgres;
 mod server;
 mod util;
 
-pub use client::{Client, Response, User, password_auth, with_auth};
+pub use client::{Client, Response, User, password_auth, password_login_body, with_auth};
 pub use reqwest::Method;
 pub use serde_json::{Value, json};
 pub use server::{CliOutput, ServerBuilder, TestServer, run_tessera};

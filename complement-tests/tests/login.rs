@@ -253,3 +253,28 @@ async fn logout_all_invalidates_every_token() {
     let fresh = client.login("alice", PASSWORD).await;
     assert_eq!(fresh.device_ids().await, vec![fresh.device_id.clone()]);
 }
+
+/// An empty device ID would be a device that "delete all but one" logic could miss; it is
+/// refused, and so is an absurdly long one.
+#[tokio::test]
+async fn empty_or_huge_device_ids_are_refused() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    client.register("alice", "device-id-password").await;
+    for device_id in [String::new(), "D".repeat(300)] {
+        let mut body = complement_tests::password_login_body("alice", "device-id-password");
+        body["device_id"] = json!(device_id);
+        client
+            .login_raw(body)
+            .await
+            .assert_error(400, "M_INVALID_PARAM");
+    }
+    // Nothing was created by the refused logins.
+    let alice = client.login("alice", "device-id-password").await;
+    let devices = alice.client.get(&format!("{V3}/devices")).await.ok();
+    assert_eq!(
+        devices["devices"].as_array().map(Vec::len),
+        Some(2),
+        "{devices}"
+    );
+}

@@ -237,6 +237,10 @@ impl Default for LoggingConfig {
     }
 }
 
+/// The slowest refill accepted: one token a day. Slower rates are almost surely typos, and
+/// waits computed from them would overflow.
+const MIN_RATE_PER_SECOND: f64 = 1.0 / 86_400.0;
+
 fn yes() -> bool {
     true
 }
@@ -461,11 +465,12 @@ impl Config {
         for (name, limit) in [
             ("login", self.rate_limits.login),
             ("register", self.rate_limits.register),
+            ("login_failures", self.rate_limits.login_failures),
         ] {
-            if !(limit.per_second.is_finite() && limit.per_second > 0.0) {
+            if !(limit.per_second.is_finite() && limit.per_second >= MIN_RATE_PER_SECOND) {
                 return Err(ConfigError::new(
                     format!("rate_limits.{name}.per_second"),
-                    "must be a positive number",
+                    "must be at least 1/86400 (one per day)",
                 ));
             }
             if limit.burst == 0 {
@@ -562,6 +567,15 @@ mod tests {
         let err = Config::parse("server_name = \"a.org\"\n[registration]\nmode = \"token\"\n")
             .unwrap_err();
         assert_eq!(err.key, "registration.tokens");
+    }
+
+    #[test]
+    fn every_rate_limit_is_validated() {
+        let err = Config::parse(
+            "server_name = \"a.org\"\n[rate_limits]\nlogin_failures = { per_second = 0.0, burst = 3 }\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "rate_limits.login_failures.per_second");
     }
 
     #[test]

@@ -52,17 +52,18 @@ impl RateLimiter {
         self.check_at(action, key, Instant::now())
     }
 
+    /// Gives back a token taken by [`RateLimiter::check`]: for limits that count only
+    /// failures, taken before the attempt (so concurrent attempts cannot all pass) and given
+    /// back when it succeeds.
+    pub fn refund(&self, action: Action, key: &str) {
+        let burst = f64::from(self.limit(action).burst);
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = buckets.get_mut(&(action, key.to_owned())) {
+            bucket.tokens = (bucket.tokens + 1.0).min(burst);
+        }
+    }
+
     fn check_at(&self, action: Action, key: &str, now: Instant) -> Result<()> {
-        self.bucket_at(action, key, now, true)
-    }
-
-    /// Says whether a token is available for `key` without taking it: for limits that count
-    /// only failures, checked before the attempt and charged after a failed one.
-    pub fn ensure_available(&self, action: Action, key: &str) -> Result<()> {
-        self.bucket_at(action, key, Instant::now(), false)
-    }
-
-    fn bucket_at(&self, action: Action, key: &str, now: Instant, take: bool) -> Result<()> {
         if !self.config.enabled {
             return Ok(());
         }
@@ -85,12 +86,12 @@ impl RateLimiter {
         bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
-            if take {
-                bucket.tokens -= 1.0;
-            }
+            bucket.tokens -= 1.0;
             return Ok(());
         }
-        let wait = Duration::from_secs_f64((1.0 - bucket.tokens) / limit.per_second);
+        // Config validation bounds the rate below, so the wait is finite; the cap is defence.
+        let wait = Duration::try_from_secs_f64((1.0 - bucket.tokens) / limit.per_second)
+            .unwrap_or(Duration::from_secs(86_400));
         Err(Error::LimitExceeded {
             retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
         })
@@ -131,19 +132,14 @@ mod tests {
     }
 
     #[test]
-    fn ensure_available_does_not_take() {
-        let limiter = limiter(1.0, 1);
+    fn refund_gives_a_token_back() {
+        let limiter = limiter(0.001, 1);
         for _ in 0..3 {
-            limiter
-                .ensure_available(Action::LoginFailure, "@a:x")
-                .unwrap();
+            limiter.check(Action::LoginFailure, "@a:x").unwrap();
+            limiter.refund(Action::LoginFailure, "@a:x");
         }
         limiter.check(Action::LoginFailure, "@a:x").unwrap();
-        assert!(
-            limiter
-                .ensure_available(Action::LoginFailure, "@a:x")
-                .is_err()
-        );
+        assert!(limiter.check(Action::LoginFailure, "@a:x").is_err());
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Accounts: one row per local user.
 
-use ruma::{OwnedUserId, UserId};
+use ruma::{DeviceId, OwnedUserId, UserId};
 use sqlx::{Row, any::AnyRow};
 
-use super::{Result, Store, StoreError, flag};
+use super::{Result, Store, StoreError, devices::delete_devices_except_in, flag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
@@ -11,6 +11,13 @@ pub struct Account {
     pub password_hash: Option<String>,
     pub admin: bool,
     pub deactivated: bool,
+}
+
+/// Which sessions survive a password change.
+pub enum KeepSessions<'a> {
+    All,
+    Only(&'a DeviceId),
+    None,
 }
 
 pub struct NewAccount<'a> {
@@ -80,16 +87,42 @@ impl Store {
             .await?)
     }
 
+    /// Sets the password hash and ends the sessions `keep` does not keep, in one write, so a
+    /// password changed after a compromise never leaves the intruder's sessions behind.
     /// `false` if there is no such active account.
-    pub async fn set_password_hash(&self, user_id: &UserId, password_hash: &str) -> Result<bool> {
-        let updated = self
-            .writer
-            .execute(
-                "UPDATE users SET password_hash = $2 WHERE user_id = $1 AND deactivated = 0",
-                vec![user_id.as_str().into(), password_hash.into()],
-            )
-            .await?;
-        Ok(updated == 1)
+    pub async fn set_password_hash(
+        &self,
+        user_id: &UserId,
+        password_hash: &str,
+        keep: KeepSessions<'_>,
+    ) -> Result<bool> {
+        let (user_id, hash) = (user_id.to_string(), password_hash.to_owned());
+        let keep = match keep {
+            KeepSessions::All => None,
+            KeepSessions::Only(device_id) => Some(Some(device_id.to_string())),
+            KeepSessions::None => Some(None),
+        };
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let updated = sqlx::query(
+                        "UPDATE users SET password_hash = $2 WHERE user_id = $1 AND deactivated = 0",
+                    )
+                    .bind(&user_id)
+                    .bind(hash)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    if updated == 0 {
+                        return Ok(false);
+                    }
+                    if let Some(keep) = keep {
+                        delete_devices_except_in(conn, &user_id, keep.as_deref()).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .await
     }
 
     /// Marks the account deactivated and removes its password, devices, sessions and profile,
@@ -152,6 +185,11 @@ mod tests {
         assert!(account.deactivated);
         assert_eq!(account.password_hash, None);
         assert!(!store.create_account(new()).await.unwrap());
-        assert!(!store.set_password_hash(alice, "x").await.unwrap());
+        assert!(
+            !store
+                .set_password_hash(alice, "x", KeepSessions::All)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -24,6 +24,9 @@ pub struct NewSession<'a> {
     pub expires_ts: Option<i64>,
     pub now_ts: i64,
     pub ip: Option<&'a str>,
+    /// The password hash the login was checked against, if it was a password login: the
+    /// session is only created if the account still has it.
+    pub verified_password_hash: Option<&'a str>,
 }
 
 const DEVICE_COLUMNS: &str = "device_id, display_name, last_seen_ts, last_seen_ip";
@@ -64,16 +67,41 @@ const DEVICE_TABLES: [&str; 3] = ["access_tokens", "refresh_tokens", "devices"];
 impl Store {
     /// Creates or reuses the device and gives it a fresh session. Logging in with an existing
     /// device ID revokes that device's previous tokens (spec: "Log in", `device_id`).
-    pub async fn create_session(&self, session: NewSession<'_>) -> Result<()> {
+    ///
+    /// `false`, and nothing written, if the account was deactivated or its password changed
+    /// since the login was checked: a login racing a deactivation or a password reset must not
+    /// leave a session behind. The no-op UPDATE also locks the account row on PostgreSQL, so
+    /// the check and the insert are atomic against those writes.
+    pub async fn create_session(&self, session: NewSession<'_>) -> Result<bool> {
         let (user_id, device_id) = (session.user_id.to_string(), session.device_id.to_string());
         let display_name = session.display_name.map(str::to_owned);
         let (now_ts, ip) = (session.now_ts, session.ip.map(str::to_owned));
         let access_hash = session.access_token_hash.to_owned();
         let refresh_hash = session.refresh_token_hash.map(str::to_owned);
         let expires_ts = session.expires_ts;
+        let verified_hash = session.verified_password_hash.map(str::to_owned);
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
+                    let still_valid = match verified_hash {
+                        Some(hash) => sqlx::query(
+                            "UPDATE users SET deactivated = deactivated \
+                             WHERE user_id = $1 AND deactivated = 0 AND password_hash = $2",
+                        )
+                        .bind(&user_id)
+                        .bind(hash),
+                        None => sqlx::query(
+                            "UPDATE users SET deactivated = deactivated \
+                             WHERE user_id = $1 AND deactivated = 0",
+                        )
+                        .bind(&user_id),
+                    }
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    if still_valid == 0 {
+                        return Ok(false);
+                    }
                     sqlx::query(
                         "INSERT INTO devices (user_id, device_id, display_name, last_seen_ts, last_seen_ip) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, device_id) \
@@ -107,7 +135,7 @@ impl Store {
                         .execute(&mut *conn)
                         .await?;
                     }
-                    Ok(())
+                    Ok(true)
                 })
             })
             .await
@@ -186,24 +214,43 @@ impl Store {
         keep: Option<&DeviceId>,
     ) -> Result<()> {
         let user_id = user_id.to_string();
-        let keep = keep.map_or_else(String::new, |d| d.to_string());
+        let keep = keep.map(|d| d.to_string());
         self.writer
             .write(move |conn| {
-                Box::pin(async move {
-                    for table in DEVICE_TABLES {
-                        sqlx::query(&format!(
-                            "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
-                        ))
-                        .bind(&user_id)
-                        .bind(&keep)
-                        .execute(&mut *conn)
-                        .await?;
-                    }
-                    Ok(())
-                })
+                Box::pin(
+                    async move { delete_devices_except_in(conn, &user_id, keep.as_deref()).await },
+                )
             })
             .await
     }
+}
+
+/// Deletes every device of the user but `keep`, with their sessions, inside a write.
+pub(super) async fn delete_devices_except_in(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    keep: Option<&str>,
+) -> Result<()> {
+    for table in DEVICE_TABLES {
+        match keep {
+            Some(keep) => {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
+                ))
+                .bind(user_id)
+                .bind(keep)
+                .execute(&mut *conn)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                    .bind(user_id)
+                    .execute(&mut *conn)
+                    .await?
+            }
+        };
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -212,6 +259,16 @@ mod tests {
 
     use super::*;
     use crate::store::testing::test_store;
+
+    async fn create_alice(store: &Store) {
+        let alice = crate::store::NewAccount {
+            user_id: user_id!("@alice:example.org"),
+            password_hash: Some("hash"),
+            admin: false,
+            created_ts: 1,
+        };
+        assert!(store.create_account(alice).await.unwrap());
+    }
 
     fn session<'a>(device_id: &'a DeviceId, token: &'a str) -> NewSession<'a> {
         NewSession {
@@ -223,12 +280,14 @@ mod tests {
             expires_ts: None,
             now_ts: 5,
             ip: Some("127.0.0.1"),
+            verified_password_hash: Some("hash"),
         }
     }
 
     #[tokio::test]
     async fn relogin_on_a_device_revokes_its_old_token_and_keeps_its_name() {
         let (store, _db) = test_store().await;
+        create_alice(&store).await;
         let alice = user_id!("@alice:example.org");
         store
             .create_session(session(device_id!("D1"), "t1"))
@@ -253,8 +312,53 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn deleting_all_devices_includes_one_with_an_empty_id() {
+        let (store, _db) = test_store().await;
+        create_alice(&store).await;
+        let alice = user_id!("@alice:example.org");
+        store
+            .create_session(session(device_id!("D1"), "t1"))
+            .await
+            .unwrap();
+        store
+            .create_session(session(<&DeviceId>::from(""), "t2"))
+            .await
+            .unwrap();
+        store.delete_devices_except(alice, None).await.unwrap();
+        assert!(store.devices(alice).await.unwrap().is_empty());
+        assert!(store.access_token("t2").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn no_session_after_deactivation_or_password_change() {
+        let (store, _db) = test_store().await;
+        create_alice(&store).await;
+        let alice = user_id!("@alice:example.org");
+        store
+            .set_password_hash(alice, "new hash", crate::store::KeepSessions::All)
+            .await
+            .unwrap();
+        // Checked against the old hash: refused.
+        assert!(
+            !store
+                .create_session(session(device_id!("D1"), "t1"))
+                .await
+                .unwrap()
+        );
+        assert!(store.access_token("t1").await.unwrap().is_none());
+        store.deactivate_account(alice).await.unwrap();
+        let token_login = NewSession {
+            verified_password_hash: None,
+            ..session(device_id!("D2"), "t2")
+        };
+        assert!(!store.create_session(token_login).await.unwrap());
+        assert!(store.devices(alice).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn delete_devices_except_keeps_one() {
         let (store, _db) = test_store().await;
+        create_alice(&store).await;
         let alice = user_id!("@alice:example.org");
         store
             .create_session(session(device_id!("D1"), "t1"))

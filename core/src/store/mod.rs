@@ -20,7 +20,7 @@ use sqlx::{
     migrate::{MigrateError, Migrator},
 };
 
-pub use accounts::{Account, NewAccount};
+pub use accounts::{Account, KeepSessions, NewAccount};
 pub use devices::{Device, NewSession};
 pub use tokens::AccessTokenInfo;
 use writer::Writer;

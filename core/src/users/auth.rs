@@ -17,6 +17,28 @@ use crate::{
 const LOGIN_TOKEN_LIFETIME_MS: u64 = 120_000;
 const LOGIN_TOKEN_PREFIX: &str = "tsrl_";
 
+/// Who just proved their identity: what a session may be opened for.
+pub struct Authenticated {
+    pub user_id: OwnedUserId,
+    /// For password logins, the hash that was checked: the session is opened only if the
+    /// account still has it.
+    verified_password_hash: Option<String>,
+}
+
+impl Authenticated {
+    /// A user authenticated other than by password (new account, login token).
+    pub(super) fn fresh(user_id: OwnedUserId) -> Self {
+        Self {
+            user_id,
+            verified_password_hash: None,
+        }
+    }
+
+    pub(super) fn verified_password_hash(&self) -> Option<&str> {
+        self.verified_password_hash.as_deref()
+    }
+}
+
 /// The identifier of a password login or UIA password stage, as the client sent it.
 pub enum LoginIdentifier<'a> {
     User(&'a str),
@@ -33,12 +55,12 @@ impl<'a> LoginIdentifier<'a> {
 }
 
 impl Users {
-    /// `m.login.password`: the user ID if the password is right and the account active.
+    /// `m.login.password`: who logged in, if the password is right and the account active.
     pub async fn password_login(
         &self,
         identifier: LoginIdentifier<'_>,
         password: &str,
-    ) -> Result<OwnedUserId> {
+    ) -> Result<Authenticated> {
         let user = match identifier {
             LoginIdentifier::User(user) => user,
             LoginIdentifier::Unsupported(kind) => {
@@ -49,34 +71,36 @@ impl Users {
         };
         let user_id = login_user_id(user, self.server_name())?;
         // Failures are counted per account, so guessing spread over many addresses is slowed
-        // too; while the account's budget is spent even the right password is refused.
+        // too. The token is taken before the check, so concurrent guesses cannot all pass, and
+        // given back on success; while the budget is spent even the right password is refused.
         self.rate_limiter
-            .ensure_available(Action::LoginFailure, user_id.as_str())?;
+            .check(Action::LoginFailure, user_id.as_str())?;
         let account = self.store.account(&user_id).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-        let valid = secrets::verify_password(password.to_owned(), hash).await?;
+        let valid = secrets::verify_password(password.to_owned(), hash.clone()).await?;
         match account {
             Some(account) if account.deactivated => Err(Error::UserDeactivated),
-            Some(_) if valid => Ok(user_id),
-            _ => {
-                // The refusal below is the answer; whether the budget had room is not.
-                let _ = self
-                    .rate_limiter
-                    .check(Action::LoginFailure, user_id.as_str());
-                Err(Error::Forbidden("Invalid username or password".to_owned()))
+            Some(_) if valid => {
+                self.rate_limiter
+                    .refund(Action::LoginFailure, user_id.as_str());
+                Ok(Authenticated {
+                    user_id,
+                    verified_password_hash: hash,
+                })
             }
+            _ => Err(Error::Forbidden("Invalid username or password".to_owned())),
         }
     }
 
     /// `m.login.token`: consumes a token made by [`Users::create_login_token`].
-    pub async fn token_login(&self, token: &str) -> Result<OwnedUserId> {
+    pub async fn token_login(&self, token: &str) -> Result<Authenticated> {
         let user_id = self
             .store
             .take_login_token(&secrets::token_hash(token), now_ms())
             .await?
             .ok_or_else(|| Error::Forbidden("Invalid or expired login token".to_owned()))?;
         match self.store.account(&user_id).await? {
-            Some(account) if !account.deactivated => Ok(user_id),
+            Some(account) if !account.deactivated => Ok(Authenticated::fresh(user_id)),
             _ => Err(Error::UserDeactivated),
         }
     }
@@ -121,7 +145,7 @@ impl Users {
             )
             .await
         {
-            Ok(who) if who == user_id => StageOutcome::Passed,
+            Ok(who) if who.user_id == user_id => StageOutcome::Passed,
             Ok(_) => StageOutcome::Failed {
                 errcode: "M_FORBIDDEN",
                 message: "The password given is for another user".to_owned(),

@@ -18,12 +18,12 @@ use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 use crate::{
     Config, Error, Result,
     ratelimit::RateLimiter,
-    store::{NewSession, Store},
+    store::{KeepSessions, NewSession, Store},
     time::now_ms,
     uia::Uia,
 };
 
-pub use auth::LoginIdentifier;
+pub use auth::{Authenticated, LoginIdentifier};
 pub use registration::Registration;
 pub use shared_secret::SharedSecretRegistration;
 
@@ -56,6 +56,8 @@ const ACCESS_TOKEN_PREFIX: &str = "tsr_";
 const REFRESH_TOKEN_PREFIX: &str = "tsrf_";
 /// The longest password accepted; argon2 on megabyte inputs would be a cheap way to burn CPU.
 const MAX_PASSWORD_LENGTH: usize = 512;
+/// Longest client-chosen device ID accepted.
+const MAX_DEVICE_ID_BYTES: usize = 255;
 
 pub struct Users {
     store: Store,
@@ -99,10 +101,16 @@ impl Users {
     /// Creates a device (or reuses the given one) with new tokens.
     pub async fn open_session(
         &self,
-        user_id: &UserId,
+        who: &Authenticated,
         request: SessionRequest<'_>,
     ) -> Result<Session> {
+        let user_id = &who.user_id;
         let device_id = match request.device_id {
+            Some(id) if id.as_str().is_empty() || id.as_str().len() > MAX_DEVICE_ID_BYTES => {
+                return Err(Error::InvalidParam(format!(
+                    "device_id must be 1 to {MAX_DEVICE_ID_BYTES} bytes"
+                )));
+            }
             Some(id) => id.to_owned(),
             None => new_device_id(),
         };
@@ -112,7 +120,8 @@ impl Users {
         let lifetime = self.config.auth.access_token_lifetime_ms;
         let now = now_ms();
         let expires_ts = refresh.then(|| now.saturating_add_unsigned(lifetime));
-        self.store
+        let created = self
+            .store
             .create_session(NewSession {
                 user_id,
                 device_id: &device_id,
@@ -122,8 +131,14 @@ impl Users {
                 expires_ts,
                 now_ts: now,
                 ip: request.ip,
+                verified_password_hash: who.verified_password_hash(),
             })
             .await?;
+        if !created {
+            return Err(Error::Forbidden(
+                "The account changed while logging in; try again".to_owned(),
+            ));
+        }
         Ok(Session {
             user_id: user_id.to_owned(),
             device_id,
@@ -171,22 +186,17 @@ impl Users {
         Ok(())
     }
 
-    /// Sets a new password; with `keep_only` set, every other device is logged out.
+    /// Sets a new password and ends the sessions `keep` does not keep, atomically.
     pub async fn set_password(
         &self,
         user_id: &UserId,
         password: &str,
-        keep_only: Option<&DeviceId>,
+        keep: KeepSessions<'_>,
     ) -> Result<()> {
         check_password_policy(password)?;
         let hash = secrets::hash_password(password.to_owned()).await?;
-        if !self.store.set_password_hash(user_id, &hash).await? {
+        if !self.store.set_password_hash(user_id, &hash, keep).await? {
             return Err(Error::NotFound(format!("No active account {user_id}")));
-        }
-        if let Some(keep) = keep_only {
-            self.store
-                .delete_devices_except(user_id, Some(keep))
-                .await?;
         }
         Ok(())
     }

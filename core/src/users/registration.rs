@@ -8,7 +8,8 @@ use ruma::{
 use subtle::ConstantTimeEq;
 
 use super::{
-    Session, SessionRequest, Users, check_password_policy, localpart::new_user_id, secrets,
+    Authenticated, Session, SessionRequest, Users, check_password_policy, localpart::new_user_id,
+    secrets,
 };
 use crate::{
     Error, Result,
@@ -85,7 +86,9 @@ impl Users {
         if request.inhibit_login {
             return Ok((user_id, None));
         }
-        let session = self.open_session(&user_id, request.session).await?;
+        let session = self
+            .open_session(&Authenticated::fresh(user_id.clone()), request.session)
+            .await?;
         Ok((user_id, Some(session)))
     }
 

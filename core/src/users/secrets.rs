@@ -2,6 +2,8 @@
 
 use std::sync::OnceLock;
 
+use tokio::sync::Semaphore;
+
 use argon2::{
     Argon2, PasswordHash, PasswordHasher, PasswordVerifier,
     password_hash::{SaltString, rand_core::OsRng},
@@ -12,8 +14,29 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Result};
 
+/// Argon2 runs at most this many at once (one per core): each takes ~19 MiB and a core for tens
+/// of milliseconds, so unbounded concurrency would let a burst of logins exhaust memory.
+fn hashing_permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
+    })
+}
+
+async fn run_hashing<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let _permit = hashing_permits()
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing unavailable: {e}")))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
+}
+
 pub async fn hash_password(password: String) -> Result<String> {
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
             .hash_password(password.as_bytes(), &salt)
@@ -21,24 +44,23 @@ pub async fn hash_password(password: String) -> Result<String> {
             .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
     })
     .await
-    .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
 }
 
 /// Verifies `password` against `hash`; with no hash (unknown user, or an account without a
 /// password) a dummy hash is checked, so that the response time does not reveal which.
 pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool> {
-    tokio::task::spawn_blocking(move || {
+    run_hashing(move || {
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
         let parsed = PasswordHash::new(&hash)
             .map_err(|e| Error::Internal(format!("stored password hash is malformed: {e}")))?;
-        Ok(known
-            && Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok())
+        // Verify first, always: short-circuiting on `known` would answer unknown users fast.
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        Ok(known && matches)
     })
     .await
-    .map_err(|e| Error::Internal(format!("password verification task failed: {e}")))?
 }
 
 fn dummy_hash() -> &'static str {

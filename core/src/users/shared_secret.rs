@@ -11,7 +11,7 @@ use hmac::{Hmac, Mac};
 use ruma::OwnedServerName;
 use sha1::Sha1;
 
-use super::{Session, SessionRequest, Users, secrets};
+use super::{Authenticated, Session, SessionRequest, Users, secrets};
 use crate::{Error, Result};
 
 const NONCE_LIFETIME: Duration = Duration::from_secs(60);
@@ -95,7 +95,7 @@ impl Users {
         }
         let session = self
             .open_session(
-                &user_id,
+                &Authenticated::fresh(user_id.clone()),
                 SessionRequest {
                     device_id: None,
                     display_name: None,
