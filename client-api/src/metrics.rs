@@ -126,7 +126,7 @@ pub(crate) async fn record(
     let started = Instant::now();
     let response = next.run(request).await;
     metrics.observe(
-        &method,
+        method,
         &path,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
