@@ -84,7 +84,7 @@ async fn username_available(
     req: Ruma<get_username_availability::v3::Request>,
 ) -> ApiResult<get_username_availability::v3::Response> {
     s.rate_limiter.check(Action::Register, &req.ip_key())?;
-    s.users.check_available(&req.body.username).await?;
+    s.users.username_available(&req.body.username).await?;
     Ok(RumaResponse(get_username_availability::v3::Response::new(
         true,
     )))

@@ -20,7 +20,11 @@ struct NonceResponse {
     nonce: String,
 }
 
-async fn nonce(State(s): State<Arc<Services>>) -> Result<Json<NonceResponse>, ApiError> {
+async fn nonce(
+    State(s): State<Arc<Services>>,
+    ip: ClientIp,
+) -> Result<Json<NonceResponse>, ApiError> {
+    s.rate_limiter.check(Action::Register, &ip.key())?;
     Ok(Json(NonceResponse {
         nonce: s.users.shared_secret_nonce()?,
     }))

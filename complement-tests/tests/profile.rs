@@ -1,6 +1,6 @@
 //! Profiles: displayname and avatar_url get/set, `GET /profile/{userId}`.
 
-use complement_tests::{TestServer, V3, enc, json};
+use complement_tests::{Method, TestServer, V3, enc, json};
 
 fn field_path(user_id: &str, field: &str) -> String {
     format!("{V3}/profile/{}/{field}", enc(user_id))
@@ -192,25 +192,17 @@ async fn displayname_must_be_a_string() {
 }
 
 #[tokio::test]
-async fn custom_profile_fields_round_trip_or_are_refused_cleanly() {
-    // Custom fields (v1.16) are optional in this issue ("if cheap"): either they work, or the
-    // server refuses them with a Matrix error; never a 200 that loses the value.
+async fn custom_profile_fields_round_trip_and_delete() {
     let server = TestServer::start().await;
     let client = server.client();
     let alice = client.register("alice", "alice-password-1").await;
     let bob = client.register("bob", "bob-password-1").await;
     let key = "org.example.pronouns";
-    let resp = alice
+    alice
         .client
         .put(&field_path(&alice.user_id, key), json!({ key: "she/her" }))
-        .await;
-    if resp.status != 200 {
-        assert!(
-            (400..500).contains(&resp.status) && resp.errcode().is_some(),
-            "a refused custom field needs a Matrix error: {resp}"
-        );
-        return;
-    }
+        .await
+        .assert_status(200);
     let field = bob.client.get(&field_path(&alice.user_id, key)).await.ok();
     assert_eq!(field[key], "she/her", "{field}");
     let profile = bob
@@ -219,4 +211,65 @@ async fn custom_profile_fields_round_trip_or_are_refused_cleanly() {
         .await
         .ok();
     assert_eq!(profile[key], "she/her", "{profile}");
+    alice
+        .client
+        .request(Method::DELETE, &field_path(&alice.user_id, key), None)
+        .await
+        .assert_status(200);
+    bob.client
+        .get(&field_path(&alice.user_id, key))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+}
+
+/// `PUT /profile/{userId}/{keyName}`: keys follow the spec's grammar (M_INVALID_PARAM), are at
+/// most 255 bytes (M_KEY_TOO_LARGE), and the whole profile stays under 64 KiB
+/// (M_PROFILE_TOO_LARGE); a refused write changes nothing.
+#[tokio::test]
+async fn profile_keys_and_size_are_limited() {
+    let server = TestServer::start().await;
+    let alice = server.client().register("alice", "alice-password-1").await;
+    for key in ["Pronouns", "pronouns", "org..example", "org.Example.x"] {
+        alice
+            .client
+            .put(&field_path(&alice.user_id, key), json!({ key: "x" }))
+            .await
+            .assert_error(400, "M_INVALID_PARAM");
+    }
+    let long_key = format!("org.{}", "k".repeat(260));
+    alice
+        .client
+        .put(
+            &field_path(&alice.user_id, &long_key),
+            json!({ long_key.clone(): "x" }),
+        )
+        .await
+        .assert_error(400, "M_KEY_TOO_LARGE");
+    let big = "v".repeat(40_000);
+    alice
+        .client
+        .put(
+            &field_path(&alice.user_id, "org.example.one"),
+            json!({ "org.example.one": big }),
+        )
+        .await
+        .assert_status(200);
+    alice
+        .client
+        .put(
+            &field_path(&alice.user_id, "org.example.two"),
+            json!({ "org.example.two": big }),
+        )
+        .await
+        .assert_error(400, "M_PROFILE_TOO_LARGE");
+    let profile = alice
+        .client
+        .get(&format!("{V3}/profile/{}", enc(&alice.user_id)))
+        .await
+        .ok();
+    assert!(
+        profile.get("org.example.two").is_none(),
+        "refused field was stored"
+    );
+    assert_eq!(profile["displayname"], "alice", "{profile}");
 }

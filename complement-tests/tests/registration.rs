@@ -315,3 +315,18 @@ async fn registration_token_validity() {
     let body = client.get(&validity("nope")).await.ok();
     assert_eq!(body["valid"], false, "{body}");
 }
+
+/// With registration disabled, availability checks are refused too, so a closed server does not
+/// tell strangers which accounts exist (as Synapse).
+#[tokio::test]
+async fn availability_is_refused_while_registration_is_disabled() {
+    let server = TestServer::builder()
+        .registration_mode("disabled")
+        .start()
+        .await;
+    server
+        .client()
+        .get(&format!("{V3}/register/available?username=alice"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

@@ -494,9 +494,11 @@ impl Config {
         if let Some(url) = &self.public_baseurl {
             return url.trim_end_matches('/').to_owned();
         }
+        // A wildcard bind address is no address a client can reach: fall back to the server
+        // name, as Synapse does.
         self.listeners
             .iter()
-            .find(|l| l.serves(Api::Client))
+            .find(|l| l.serves(Api::Client) && !l.bind.is_unspecified())
             .map(ListenerConfig::url)
             .unwrap_or_else(|| format!("https://{}", self.server_name))
     }
@@ -576,6 +578,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key, "rate_limits.login_failures.per_second");
+    }
+
+    #[test]
+    fn client_base_url_never_advertises_a_wildcard_address() {
+        let local = Config::parse("server_name = \"a.org\"").unwrap();
+        assert_eq!(local.client_base_url(), "http://127.0.0.1:8008");
+        let wildcard = Config::parse(
+            "server_name = \"a.org\"\n[[listeners]]\nbind = \"0.0.0.0\"\nport = 8008\napis = [\"client\"]\n",
+        )
+        .unwrap();
+        assert_eq!(wildcard.client_base_url(), "https://a.org");
     }
 
     #[test]

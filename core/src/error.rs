@@ -17,8 +17,12 @@ pub enum Error {
     InvalidUsername(String),
     #[error("{0}")]
     WeakPassword(String),
+    /// The profile would exceed the spec's 64 KiB (400 `M_PROFILE_TOO_LARGE`).
     #[error("{0}")]
-    TooLarge(String),
+    ProfileTooLarge(String),
+    /// A profile key over 255 bytes (400 `M_KEY_TOO_LARGE`).
+    #[error("{0}")]
+    KeyTooLarge(String),
     /// The client tried to write data only the server may write (405 `M_BAD_JSON`).
     #[error("{0}")]
     ServerControlled(String),

@@ -16,6 +16,21 @@ use ruma::{OwnedUserId, UserId, api::client::uiaa::AuthType};
 use crate::{Error, Result};
 
 const SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Open sessions one user may have; more replace that user's oldest.
+const MAX_SESSIONS_PER_USER: usize = 8;
+/// Open sessions in all; more replace the oldest.
+const MAX_SESSIONS: usize = 10_000;
+
+fn evict_oldest(sessions: &mut HashMap<String, Session>, matching: impl Fn(&Session) -> bool) {
+    let oldest = sessions
+        .iter()
+        .filter(|(_, s)| matching(s))
+        .min_by_key(|(_, s)| s.created)
+        .map(|(id, _)| id.clone());
+    if let Some(id) = oldest {
+        sessions.remove(&id);
+    }
+}
 
 /// What the client is told when authentication must go on: a 401 with this body.
 #[derive(Debug, Clone)]
@@ -70,7 +85,20 @@ impl Uia {
             .take(24)
             .map(char::from)
             .collect();
-        self.lock().insert(
+        let mut sessions = self.lock();
+        // Bounded: a client looping on UIA endpoints replaces its own oldest sessions, and the
+        // whole map never grows past MAX_SESSIONS (the oldest go first).
+        let same_user = sessions
+            .values()
+            .filter(|s| s.user.as_deref() == user)
+            .count();
+        if user.is_some() && same_user >= MAX_SESSIONS_PER_USER {
+            evict_oldest(&mut sessions, |s| s.user.as_deref() == user);
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            evict_oldest(&mut sessions, |_| true);
+        }
+        sessions.insert(
             id.clone(),
             Session {
                 purpose,
@@ -265,6 +293,23 @@ mod tests {
                 None
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn sessions_per_user_are_bounded() {
+        let uia = Uia::default();
+        let flows = vec![vec![AuthType::Password]];
+        let alice = user_id!("@alice:example.org");
+        let first = session_of(uia.begin("p", Some(alice), &flows, None, None).unwrap());
+        for _ in 0..MAX_SESSIONS_PER_USER {
+            uia.begin("p", Some(alice), &flows, None, None).unwrap();
+        }
+        assert_eq!(uia.lock().len(), MAX_SESSIONS_PER_USER);
+        // The oldest went first.
+        assert!(
+            uia.begin("p", Some(alice), &flows, Some(&first), None)
+                .is_err()
         );
     }
 

@@ -102,7 +102,10 @@ impl From<CoreError> for ApiError {
                 Self::new(S::BAD_REQUEST, "M_INVALID_USERNAME", message)
             }
             CoreError::WeakPassword(_) => Self::new(S::BAD_REQUEST, "M_WEAK_PASSWORD", message),
-            CoreError::TooLarge(_) => Self::too_large(message),
+            CoreError::ProfileTooLarge(_) => {
+                Self::new(S::BAD_REQUEST, "M_PROFILE_TOO_LARGE", message)
+            }
+            CoreError::KeyTooLarge(_) => Self::new(S::BAD_REQUEST, "M_KEY_TOO_LARGE", message),
             CoreError::ServerControlled(_) => {
                 Self::new(S::METHOD_NOT_ALLOWED, "M_BAD_JSON", message)
             }

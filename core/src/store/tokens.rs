@@ -92,11 +92,17 @@ impl Store {
         token_hash: &str,
         user_id: &UserId,
         expires_ts: i64,
+        now_ts: i64,
     ) -> Result<()> {
         let (token_hash, user_id) = (token_hash.to_owned(), user_id.to_string());
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
+                    // Unused tokens would otherwise stay forever; they are few and short-lived.
+                    sqlx::query("DELETE FROM login_tokens WHERE expires_ts < $1")
+                        .bind(now_ts)
+                        .execute(&mut *conn)
+                        .await?;
                     sqlx::query(
                         "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)",
                     )

@@ -108,9 +108,10 @@ impl Users {
     /// A single-use token another device can log in with (spec: `POST /login/get_token`).
     pub async fn create_login_token(&self, user_id: &UserId) -> Result<(String, u64)> {
         let token = secrets::new_token(LOGIN_TOKEN_PREFIX);
-        let expires_ts = now_ms().saturating_add_unsigned(LOGIN_TOKEN_LIFETIME_MS);
+        let now = now_ms();
+        let expires_ts = now.saturating_add_unsigned(LOGIN_TOKEN_LIFETIME_MS);
         self.store
-            .add_login_token(&secrets::token_hash(&token), user_id, expires_ts)
+            .add_login_token(&secrets::token_hash(&token), user_id, expires_ts, now)
             .await?;
         Ok((token, LOGIN_TOKEN_LIFETIME_MS))
     }

@@ -39,7 +39,7 @@ impl Users {
         profile.insert(field.to_owned(), value.clone());
         let size = serde_json::to_vec(&profile).map_or(usize::MAX, |bytes| bytes.len());
         if size > MAX_PROFILE_BYTES {
-            return Err(Error::TooLarge(format!(
+            return Err(Error::ProfileTooLarge(format!(
                 "The profile would exceed {MAX_PROFILE_BYTES} bytes"
             )));
         }
@@ -47,9 +47,7 @@ impl Users {
     }
 
     pub async fn delete_profile_field(&self, user_id: &UserId, field: &str) -> Result<()> {
-        if field.is_empty() || field.len() > MAX_FIELD_NAME_BYTES {
-            return Err(Error::BadJson("Invalid profile field name".to_owned()));
-        }
+        check_key(field)?;
         Ok(self.store.delete_profile_field(user_id, field).await?)
     }
 
@@ -65,10 +63,31 @@ impl Users {
     }
 }
 
-fn check_field(field: &str, value: &JsonValue) -> Result<()> {
-    if field.is_empty() || field.len() > MAX_FIELD_NAME_BYTES {
-        return Err(Error::BadJson("Invalid profile field name".to_owned()));
+/// The key grammar of `PUT /profile/{userId}/{keyName}`: the three defined keys, or a custom
+/// key in the Common Namespaced Identifier Grammar (`[a-z][a-z0-9_]*` segments, at least two).
+fn check_key(field: &str) -> Result<()> {
+    if field.len() > MAX_FIELD_NAME_BYTES {
+        return Err(Error::KeyTooLarge(format!(
+            "Profile keys are at most {MAX_FIELD_NAME_BYTES} bytes"
+        )));
     }
+    let segment_ok = |segment: &str| {
+        let mut bytes = segment.bytes();
+        bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+            && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    let namespaced = field.split('.').count() >= 2 && field.split('.').all(segment_ok);
+    if matches!(field, "avatar_url" | "displayname" | "m.tz") || namespaced {
+        Ok(())
+    } else {
+        Err(Error::InvalidParam(format!(
+            "Invalid profile key {field:?}: use displayname, avatar_url, m.tz or a namespaced key like com.example.field"
+        )))
+    }
+}
+
+fn check_field(field: &str, value: &JsonValue) -> Result<()> {
+    check_key(field)?;
     match field {
         "displayname" => match value.as_str() {
             Some(name) if name.chars().count() <= 256 => Ok(()),
@@ -84,5 +103,41 @@ fn check_field(field: &str, value: &JsonValue) -> Result<()> {
             )),
         },
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_grammar() {
+        for ok in [
+            "displayname",
+            "avatar_url",
+            "m.tz",
+            "com.example.field",
+            "im.tessera.status_2",
+        ] {
+            check_key(ok).unwrap();
+        }
+        for bad in [
+            "Foo",
+            "foo",
+            "com.Example.x",
+            "com..x",
+            ".x",
+            "1a.b",
+            "a.b-c",
+        ] {
+            assert!(
+                matches!(check_key(bad), Err(Error::InvalidParam(_))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            check_key(&format!("a.{}", "b".repeat(300))),
+            Err(Error::KeyTooLarge(_))
+        ));
     }
 }

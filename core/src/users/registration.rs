@@ -30,7 +30,18 @@ pub struct Registration<'a> {
 
 impl Users {
     /// Checks that a localpart could be registered now (spec: `GET /register/available`).
-    pub async fn check_available(&self, localpart: &str) -> Result<OwnedUserId> {
+    /// `GET /register/available`. Refused while registration is disabled, as Synapse does, so
+    /// that a closed server does not answer who has an account.
+    pub async fn username_available(&self, localpart: &str) -> Result<()> {
+        if self.config.registration.mode == RegistrationMode::Disabled {
+            return Err(Error::Forbidden(
+                "Registration is disabled on this server".to_owned(),
+            ));
+        }
+        self.check_available(localpart).await.map(drop)
+    }
+
+    async fn check_available(&self, localpart: &str) -> Result<OwnedUserId> {
         let user_id = new_user_id(
             localpart,
             self.server_name(),

@@ -15,6 +15,8 @@ use super::{Authenticated, Session, SessionRequest, Users, secrets};
 use crate::{Error, Result};
 
 const NONCE_LIFETIME: Duration = Duration::from_secs(60);
+/// Outstanding nonces at most.
+const MAX_NONCES: usize = 1000;
 
 #[derive(Default)]
 pub(super) struct Nonces(Mutex<HashMap<String, Instant>>);
@@ -53,9 +55,17 @@ impl Users {
     pub fn shared_secret_nonce(&self) -> Result<String> {
         self.shared_secret()?;
         let nonce = secrets::new_token("");
-        self.shared_secret
-            .lock()
-            .insert(nonce.clone(), Instant::now());
+        let mut nonces = self.shared_secret.lock();
+        // Unauthenticated callers mint these: past the cap the oldest is dropped.
+        if nonces.len() >= MAX_NONCES
+            && let Some(oldest) = nonces
+                .iter()
+                .min_by_key(|(_, issued)| **issued)
+                .map(|(n, _)| n.clone())
+        {
+            nonces.remove(&oldest);
+        }
+        nonces.insert(nonce.clone(), Instant::now());
         Ok(nonce)
     }
 
