@@ -109,6 +109,50 @@ async fn refresh_rotates_tokens() {
         .assert_status(200);
 }
 
+/// Spec (`POST /refresh`): "The old refresh token remains valid until the new access token or
+/// refresh token is used", so a client that lost the response can refresh again. The pair it
+/// never received is then replaced.
+#[tokio::test]
+async fn a_lost_refresh_response_can_be_retried() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    client.register("alice", PASSWORD).await;
+    let alice = client
+        .login_with("alice", PASSWORD, json!({ "refresh_token": true }))
+        .await;
+    let old_refresh = refresh_token_of(&alice);
+
+    let (lost_access, lost_refresh) = refresh(&client, &old_refresh).await;
+    let (access, new_refresh) = refresh(&client, &old_refresh).await;
+    assert_ne!(access, lost_access);
+
+    // The pair whose response was lost is gone; the retried one works.
+    let whoami = format!("{V3}/account/whoami");
+    client
+        .with_token(&lost_access)
+        .get(&whoami)
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    client
+        .anonymous()
+        .post(&refresh_path(), json!({ "refresh_token": lost_refresh }))
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    client
+        .with_token(&access)
+        .get(&whoami)
+        .await
+        .assert_status(200);
+
+    // Using the new access token revoked the old refresh token.
+    client
+        .anonymous()
+        .post(&refresh_path(), json!({ "refresh_token": old_refresh }))
+        .await
+        .assert_error(401, "M_UNKNOWN_TOKEN");
+    refresh(&client, &new_refresh).await;
+}
+
 #[tokio::test]
 async fn unknown_refresh_token_is_rejected() {
     let server = TestServer::start().await;

@@ -264,7 +264,8 @@ mod tests {
     #[tokio::test]
     async fn migrations_record_the_schema_version() {
         let (store, _db) = testing::test_store().await;
-        assert_eq!(store.schema_version().await.unwrap(), 1);
+        let latest = SQLITE_MIGRATIONS.iter().map(|m| m.version).max().unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), latest);
     }
 
     #[tokio::test]
@@ -280,10 +281,12 @@ mod tests {
         .unwrap();
         store.close().await;
         match Store::open(db.url(), 2).await {
-            Err(StoreError::SchemaTooNew {
-                found: 9999,
-                known: 1,
-            }) => {}
+            Err(StoreError::SchemaTooNew { found: 9999, known }) => {
+                assert_eq!(
+                    known,
+                    SQLITE_MIGRATIONS.iter().map(|m| m.version).max().unwrap()
+                );
+            }
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("a newer schema must be refused"),
         }

@@ -11,12 +11,15 @@ pub struct AccessTokenInfo {
     pub device_id: OwnedDeviceId,
     /// Milliseconds since the epoch; `None` never expires.
     pub expires_ts: Option<i64>,
+    /// Set until the first use of a token issued by `/refresh`: the refresh token it replaces.
+    pub predecessor_refresh_hash: Option<String>,
 }
 
 impl Store {
     pub async fn access_token(&self, token_hash: &str) -> Result<Option<AccessTokenInfo>> {
         let row = sqlx::query(
-            "SELECT user_id, device_id, expires_ts FROM access_tokens WHERE token_hash = $1",
+            "SELECT user_id, device_id, expires_ts, predecessor_refresh_hash \
+             FROM access_tokens WHERE token_hash = $1",
         )
         .bind(token_hash)
         .fetch_optional(&self.pool)
@@ -26,11 +29,15 @@ impl Store {
             user_id: parse_user_id(row.try_get(0)?)?,
             device_id: row.try_get::<String, _>(1)?.into(),
             expires_ts: row.try_get(2)?,
+            predecessor_refresh_hash: row.try_get(3)?,
         }))
     }
 
-    /// Exchanges a refresh token for a new access/refresh pair, revoking the old pair.
-    /// `None` if the refresh token is unknown (or was already used).
+    /// Exchanges a refresh token for a new access/refresh pair (spec: `POST /refresh`).
+    /// The old refresh token stays valid until the new pair is used, so redeeming it again
+    /// (a client that lost the response) replaces the unused pair with another. Redeeming a
+    /// refresh token counts as using it, which revokes the one it replaced. `None` if the
+    /// refresh token is unknown or revoked.
     pub async fn rotate_refresh_token(
         &self,
         old_refresh_hash: &str,
@@ -46,37 +53,55 @@ impl Store {
             .write(move |conn| {
                 Box::pin(async move {
                     let row = sqlx::query(
-                        "DELETE FROM refresh_tokens WHERE token_hash = $1 RETURNING user_id, device_id",
+                        "SELECT user_id, device_id, successor_hash FROM refresh_tokens WHERE token_hash = $1",
                     )
-                    .bind(old_refresh_hash)
+                    .bind(&old_refresh_hash)
                     .fetch_optional(&mut *conn)
                     .await?;
                     let Some(row) = row else { return Ok(None) };
                     let user_id: String = row.try_get(0)?;
                     let device_id: String = row.try_get(1)?;
+                    let unused_successor: Option<String> = row.try_get(2)?;
+                    if let Some(successor) = unused_successor {
+                        sqlx::query("DELETE FROM refresh_tokens WHERE token_hash = $1")
+                            .bind(successor)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    sqlx::query("DELETE FROM refresh_tokens WHERE successor_hash = $1")
+                        .bind(&old_refresh_hash)
+                        .execute(&mut *conn)
+                        .await?;
                     sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
                         .bind(&user_id)
                         .bind(&device_id)
                         .execute(&mut *conn)
                         .await?;
                     sqlx::query(
-                        "INSERT INTO access_tokens (token_hash, user_id, device_id, expires_ts) \
-                         VALUES ($1, $2, $3, $4)",
+                        "INSERT INTO access_tokens \
+                         (token_hash, user_id, device_id, expires_ts, predecessor_refresh_hash) \
+                         VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(new_access_hash)
                     .bind(&user_id)
                     .bind(&device_id)
                     .bind(expires_ts)
+                    .bind(&old_refresh_hash)
                     .execute(&mut *conn)
                     .await?;
                     sqlx::query(
                         "INSERT INTO refresh_tokens (token_hash, user_id, device_id) VALUES ($1, $2, $3)",
                     )
-                    .bind(new_refresh_hash)
+                    .bind(&new_refresh_hash)
                     .bind(&user_id)
                     .bind(&device_id)
                     .execute(&mut *conn)
                     .await?;
+                    sqlx::query("UPDATE refresh_tokens SET successor_hash = $2 WHERE token_hash = $1")
+                        .bind(&old_refresh_hash)
+                        .bind(&new_refresh_hash)
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(Some((user_id, device_id)))
                 })
             })
@@ -85,6 +110,32 @@ impl Store {
             return Ok(None);
         };
         Ok(Some((parse_user_id(user_id)?, device_id.into())))
+    }
+
+    /// The first use of an access token from `/refresh` revokes the refresh token it replaced.
+    pub async fn retire_refresh_predecessor(
+        &self,
+        access_hash: &str,
+        refresh_hash: &str,
+    ) -> Result<()> {
+        let (access_hash, refresh_hash) = (access_hash.to_owned(), refresh_hash.to_owned());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("DELETE FROM refresh_tokens WHERE token_hash = $1")
+                        .bind(refresh_hash)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(
+                        "UPDATE access_tokens SET predecessor_refresh_hash = NULL WHERE token_hash = $1",
+                    )
+                    .bind(access_hash)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 
     pub async fn add_login_token(

@@ -84,13 +84,20 @@ impl Users {
 
     /// Resolves an access token to its user and device.
     pub async fn authenticate(&self, access_token: &str) -> Result<Caller> {
+        let hash = secrets::token_hash(access_token);
         let info = self
             .store
-            .access_token(&secrets::token_hash(access_token))
+            .access_token(&hash)
             .await?
             .ok_or(Error::UnknownToken { soft_logout: false })?;
         if info.expires_ts.is_some_and(|expires| expires <= now_ms()) {
             return Err(Error::UnknownToken { soft_logout: true });
+        }
+        if let Some(predecessor) = &info.predecessor_refresh_hash {
+            // Once per refreshed token: its first use makes the old refresh token invalid.
+            self.store
+                .retire_refresh_predecessor(&hash, predecessor)
+                .await?;
         }
         Ok(Caller {
             user_id: info.user_id,
