@@ -34,7 +34,7 @@ async fn execute(config: Config, action: UserAction) -> Result<(), String> {
             let password = password_or_env(password)?;
             let user_id = users.admin_user_id(&localpart).map_err(|e| e.to_string())?;
             users
-                .create_account(&user_id, Some(&password), admin)
+                .create_account(&user_id, Some(&password), admin, None)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("created {user_id}{}", if admin { " (admin)" } else { "" });

@@ -11,7 +11,7 @@ use axum::extract::{ConnectInfo, FromRequest, RawPathParams, Request};
 use http::header;
 use ruma::api::{
     IncomingRequest,
-    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional},
+    auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken},
 };
 use tessera_core::{Services, users::Caller};
 use tessera_federation::edge::{ApiError, parse_request, read_body};
@@ -86,12 +86,13 @@ fn token_rule<T: IncomingRequest>() -> TokenRule
 where
     T::Authentication: 'static,
 {
+    // `AppserviceTokenOptional` (`/login`, `/register`) only matters to application services,
+    // which come later; a user's stale token there is ignored, as Synapse does, so a client
+    // holding a dead session can still log in again.
     let scheme = TypeId::of::<T::Authentication>();
     if scheme == TypeId::of::<AccessToken>() || scheme == TypeId::of::<AppserviceToken>() {
         TokenRule::Required
-    } else if scheme == TypeId::of::<AccessTokenOptional>()
-        || scheme == TypeId::of::<AppserviceTokenOptional>()
-    {
+    } else if scheme == TypeId::of::<AccessTokenOptional>() {
         TokenRule::Optional
     } else {
         TokenRule::None

@@ -278,3 +278,26 @@ async fn empty_or_huge_device_ids_are_refused() {
         "{devices}"
     );
 }
+
+/// A client holding a dead session sends its old token along when it logs in again; that must
+/// not stop the login (Synapse ignores it too).
+#[tokio::test]
+async fn a_stale_token_does_not_block_login() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let alice = client.register("alice", "stale-token-password").await;
+    alice
+        .client
+        .post(&format!("{V3}/logout"), json!({}))
+        .await
+        .assert_status(200);
+    // `alice.client` still sends the revoked token.
+    let resp = alice
+        .client
+        .post(
+            &format!("{V3}/login"),
+            complement_tests::password_login_body("alice", "stale-token-password"),
+        )
+        .await;
+    resp.assert_status(200);
+}

@@ -23,6 +23,8 @@ pub enum KeepSessions<'a> {
 pub struct NewAccount<'a> {
     pub user_id: &'a UserId,
     pub password_hash: Option<&'a str>,
+    /// Stored with the account, in the same write.
+    pub displayname: Option<&'a str>,
     pub admin: bool,
     pub created_ts: i64,
 }
@@ -46,20 +48,42 @@ impl Store {
     /// Creates the account; `false` if the user ID is taken (also by a deactivated account,
     /// whose ID is never reused).
     pub async fn create_account(&self, new: NewAccount<'_>) -> Result<bool> {
-        let created = self
-            .writer
-            .execute(
-                "INSERT INTO users (user_id, password_hash, is_admin, deactivated, created_ts) \
-                 VALUES ($1, $2, $3, 0, $4) ON CONFLICT (user_id) DO NOTHING",
-                vec![
-                    new.user_id.as_str().into(),
-                    new.password_hash.into(),
-                    flag(new.admin).into(),
-                    new.created_ts.into(),
-                ],
-            )
-            .await?;
-        Ok(created == 1)
+        let (user_id, hash) = (
+            new.user_id.to_string(),
+            new.password_hash.map(str::to_owned),
+        );
+        let (admin, created_ts) = (flag(new.admin), new.created_ts);
+        let displayname = new
+            .displayname
+            .map(|name| serde_json::Value::from(name).to_string());
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let created = sqlx::query(
+                        "INSERT INTO users (user_id, password_hash, is_admin, deactivated, created_ts) \
+                         VALUES ($1, $2, $3, 0, $4) ON CONFLICT (user_id) DO NOTHING",
+                    )
+                    .bind(&user_id)
+                    .bind(hash)
+                    .bind(admin)
+                    .bind(created_ts)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+                        == 1;
+                    if let (true, Some(displayname)) = (created, displayname) {
+                        sqlx::query(
+                            "INSERT INTO profile_fields (user_id, field, value) VALUES ($1, 'displayname', $2)",
+                        )
+                        .bind(&user_id)
+                        .bind(displayname)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(created)
+                })
+            })
+            .await
     }
 
     pub async fn account(&self, user_id: &UserId) -> Result<Option<Account>> {
@@ -175,6 +199,7 @@ mod tests {
         let new = || NewAccount {
             user_id: alice,
             password_hash: Some("h"),
+            displayname: None,
             admin: false,
             created_ts: 1,
         };

@@ -264,6 +264,7 @@ mod tests {
         let alice = crate::store::NewAccount {
             user_id: user_id!("@alice:example.org"),
             password_hash: Some("hash"),
+            displayname: None,
             admin: false,
             created_ts: 1,
         };

@@ -92,7 +92,7 @@ impl Users {
             check_password_policy(password)?;
         }
         self.registration_uia(&flows, request.auth)?;
-        self.create_account(&user_id, request.password, false)
+        self.create_account(&user_id, request.password, false, None)
             .await?;
         if request.inhibit_login {
             return Ok((user_id, None));
@@ -128,13 +128,15 @@ impl Users {
         self.uia.record(&session, flows, stage, outcome)
     }
 
-    /// Creates an account directly (admin paths, and `/register` after UIA). Sets the display
-    /// name to the localpart, as Synapse does, so new users are not nameless in rooms.
+    /// Creates an account directly (admin paths, and `/register` after UIA), with its display
+    /// name in the same write: `displayname`, or the localpart as Synapse does, so new users
+    /// are not nameless in rooms.
     pub async fn create_account(
         &self,
         user_id: &UserId,
         password: Option<&str>,
         admin: bool,
+        displayname: Option<&str>,
     ) -> Result<()> {
         let password_hash = match password {
             Some(password) => {
@@ -148,6 +150,7 @@ impl Users {
             .create_account(NewAccount {
                 user_id,
                 password_hash: password_hash.as_deref(),
+                displayname: Some(displayname.unwrap_or(user_id.localpart())),
                 admin,
                 created_ts: now_ms(),
             })
@@ -155,13 +158,6 @@ impl Users {
         if !created {
             return Err(Error::UserInUse);
         }
-        self.store
-            .set_profile_field(
-                user_id,
-                "displayname",
-                &serde_json::Value::from(user_id.localpart()),
-            )
-            .await?;
         Ok(())
     }
 

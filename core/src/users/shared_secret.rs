@@ -96,13 +96,13 @@ impl Users {
             .map_err(|_| Error::Forbidden("HMAC incorrect".to_owned()))?;
 
         let user_id = self.admin_user_id(&request.username.to_lowercase())?;
-        self.create_account(&user_id, Some(request.password), request.admin)
-            .await?;
-        if let Some(name) = request.displayname {
-            self.store
-                .set_profile_field(&user_id, "displayname", &serde_json::Value::from(name))
-                .await?;
-        }
+        self.create_account(
+            &user_id,
+            Some(request.password),
+            request.admin,
+            request.displayname,
+        )
+        .await?;
         let session = self
             .open_session(
                 &Authenticated::fresh(user_id.clone()),
