@@ -13,7 +13,11 @@ use ruma::api::{
     IncomingRequest,
     auth_scheme::{AccessToken, AccessTokenOptional, AppserviceToken},
 };
-use tessera_core::{Services, users::Caller};
+use tessera_core::{
+    Services,
+    client_address::{client_address, rate_limit_key},
+    users::Caller,
+};
 use tessera_federation::edge::{ApiError, parse_request, read_body};
 
 pub struct Ruma<T> {
@@ -48,31 +52,37 @@ impl<T> Ruma<T> {
     }
 }
 
-fn client_ip(parts: &http::request::Parts) -> Option<IpAddr> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+/// The client's address: the TCP peer, or behind a trusted proxy the one it names.
+fn client_ip(parts: &http::request::Parts, services: &Services) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    let forwarded_for = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    Some(client_address(
+        peer,
+        forwarded_for,
+        &services.config.trusted_proxies,
+    ))
 }
 
-/// The peer address of the connection, the key of per-IP rate limits.
+/// The client's address, the key of per-address rate limits.
 pub struct ClientIp(Option<IpAddr>);
 
 impl ClientIp {
     pub fn key(&self) -> String {
-        self.0
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        self.0.map_or_else(|| "unknown".to_owned(), rate_limit_key)
     }
 }
 
-impl<S: Sync> axum::extract::FromRequestParts<S> for ClientIp {
+impl axum::extract::FromRequestParts<Arc<Services>> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut http::request::Parts,
-        _: &S,
+        services: &Arc<Services>,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self(client_ip(parts)))
+        Ok(Self(client_ip(parts, services)))
     }
 }
 
@@ -152,7 +162,7 @@ where
 
     async fn from_request(request: Request, services: &Arc<Services>) -> Result<Self, ApiError> {
         let (mut parts, body) = request.into_parts();
-        let ip = client_ip(&parts);
+        let ip = client_ip(&parts, services);
 
         let caller = match (token_rule::<T>(), access_token(&parts)) {
             (TokenRule::None, _) | (TokenRule::Optional, None) => None,

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use complement_tests::{Response, TestServer, V3, json, wait_until};
+use complement_tests::{Method, Response, TestServer, V3, json, wait_until};
 
 const PASSWORD: &str = "rate-limit-password";
 
@@ -179,4 +179,34 @@ async fn disabled_rate_limits_never_limit() {
             .await;
     }
     client.get(&format!("{V3}/login")).await.assert_status(200);
+}
+
+/// Behind a reverse proxy every request comes from the proxy's address: with the proxy in
+/// `trusted_proxies`, the client it names in X-Forwarded-For gets its own bucket; without, the
+/// header is a client's claim and is ignored.
+#[tokio::test]
+async fn forwarded_for_counts_only_from_a_trusted_proxy() {
+    for trusted in [true, false] {
+        let mut builder = TestServer::builder().rate_limit("register", 0.001, 1);
+        if trusted {
+            builder = builder.set("trusted_proxies", vec!["127.0.0.1"]);
+        }
+        let server = builder.start().await;
+        let client = server.client();
+        let path = format!("{V3}/register/available?username=someone");
+        let (client, path) = (&client, &path);
+        let check = |forwarded_for: &'static str| async move {
+            client
+                .request_with_headers(Method::GET, path, &[("x-forwarded-for", forwarded_for)])
+                .await
+        };
+        check("203.0.113.1").await.assert_status(200);
+        assert_limited(&check("203.0.113.1").await);
+        let other_client = check("203.0.113.2").await;
+        if trusted {
+            other_client.assert_status(200);
+        } else {
+            assert_limited(&other_client);
+        }
+    }
 }

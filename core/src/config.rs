@@ -29,6 +29,8 @@ pub struct Config {
     pub public_baseurl: Option<String>,
     #[serde(default)]
     pub well_known_server: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
     #[serde(default = "default_listeners")]
     pub listeners: Vec<ListenerConfig>,
     #[serde(default)]

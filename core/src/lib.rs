@@ -1,5 +1,6 @@
 //! Tessera's engine: everything a homeserver does, without HTTP.
 
+pub mod client_address;
 pub mod config;
 pub mod error;
 pub mod keys;
