@@ -16,6 +16,12 @@ impl Store {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
+                    // Locks the user's row (PostgreSQL) so one user's uploads allocate IDs one
+                    // at a time; SQLite's single writer serializes them anyway.
+                    sqlx::query("UPDATE users SET is_admin = is_admin WHERE user_id = $1")
+                        .bind(&user_id)
+                        .execute(&mut *conn)
+                        .await?;
                     let existing: Option<i64> = sqlx::query_scalar(
                         "SELECT filter_id FROM filters WHERE user_id = $1 AND filter = $2",
                     )
@@ -26,8 +32,8 @@ impl Store {
                     if let Some(id) = existing {
                         return Ok(id);
                     }
-                    // Two uploads by one user at once may pick the same next ID (PostgreSQL
-                    // runs them in parallel); the loser sees the conflict and picks again.
+                    // Without an account row there is no lock: two uploads may pick the same
+                    // next ID, and the loser sees the conflict and picks again.
                     for _ in 0..FILTER_ID_ATTEMPTS {
                         let id: Option<i64> = sqlx::query_scalar(
                             "INSERT INTO filters (user_id, filter_id, filter) \
@@ -85,7 +91,15 @@ mod tests {
     async fn concurrent_uploads_get_distinct_ids() {
         let (store, _db) = test_store().await;
         let alice = user_id!("@alice:example.org");
-        let uploads = (0..16).map(|i| {
+        let account = crate::store::NewAccount {
+            user_id: alice,
+            password_hash: None,
+            displayname: None,
+            admin: false,
+            created_ts: 1,
+        };
+        assert!(store.create_account(account).await.unwrap());
+        let uploads = (0..32).map(|i| {
             let store = store.clone();
             async move { store.create_filter(alice, &format!("{{\"n\":{i}}}")).await }
         });
@@ -95,6 +109,6 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         ids.sort_unstable();
-        assert_eq!(ids, (0..16).collect::<Vec<_>>());
+        assert_eq!(ids, (0..32).collect::<Vec<_>>());
     }
 }
