@@ -188,7 +188,7 @@ where
                 )
             })?;
         let path_args: Vec<&str> = params.iter().map(|(_, value)| value).collect();
-        let body = parse_request::<T>(&parts, &bytes, &path_args)?;
+        let body = parse_request::<T>(parts, &bytes, &path_args)?;
         Ok(Self {
             body,
             raw_body: bytes,

@@ -191,16 +191,10 @@ impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
 /// a body that is not JSON is `M_NOT_JSON`; JSON of the wrong shape `M_BAD_JSON`; a malformed
 /// identifier or query parameter `M_INVALID_PARAM`.
 pub fn parse_request<T: IncomingRequest>(
-    parts: &http::request::Parts,
+    parts: http::request::Parts,
     body: &Bytes,
     path_args: &[&str],
 ) -> Result<T, ApiError> {
-    let mut request = http::Request::builder()
-        .method(parts.method.clone())
-        .uri(parts.uri.clone());
-    if let Some(headers) = request.headers_mut() {
-        headers.extend(parts.headers.clone());
-    }
     // Bodiless requests parse as `{}`, so endpoints whose body fields are all optional accept
     // the empty body clients send to them.
     let received: &[u8] = body;
@@ -209,9 +203,8 @@ pub fn parse_request<T: IncomingRequest>(
     } else {
         body
     };
-    let request = request
-        .body(body)
-        .map_err(|e| ApiError::bad_json(e.to_string()))?;
+    // The parts move into the request: nothing is copied on this per-request path.
+    let request = http::Request::from_parts(parts, body);
     let shape_error = |detail: String| {
         if received.is_empty() && body != received {
             ApiError::not_json("Request body is empty; this endpoint expects JSON")

@@ -258,9 +258,11 @@ mod tests {
     use ruma::{device_id, user_id};
 
     use super::*;
-    use crate::store::testing::test_store;
+    use crate::store::testing::{TestDatabase, test_store};
 
-    async fn create_alice(store: &Store) {
+    /// A fresh store holding the account of `@alice:example.org` (password hash "hash").
+    async fn store_with_alice() -> (Store, TestDatabase) {
+        let (store, db) = test_store().await;
         let alice = crate::store::NewAccount {
             user_id: user_id!("@alice:example.org"),
             password_hash: Some("hash"),
@@ -269,6 +271,7 @@ mod tests {
             created_ts: 1,
         };
         assert!(store.create_account(alice).await.unwrap());
+        (store, db)
     }
 
     fn session<'a>(device_id: &'a DeviceId, token: &'a str) -> NewSession<'a> {
@@ -287,21 +290,24 @@ mod tests {
 
     #[tokio::test]
     async fn relogin_on_a_device_revokes_its_old_token_and_keeps_its_name() {
-        let (store, _db) = test_store().await;
-        create_alice(&store).await;
+        let (store, _db) = store_with_alice().await;
         let alice = user_id!("@alice:example.org");
-        store
-            .create_session(session(device_id!("D1"), "t1"))
-            .await
-            .unwrap();
+        assert!(
+            store
+                .create_session(session(device_id!("D1"), "t1"))
+                .await
+                .unwrap()
+        );
         store
             .rename_device(alice, device_id!("D1"), "renamed")
             .await
             .unwrap();
-        store
-            .create_session(session(device_id!("D1"), "t2"))
-            .await
-            .unwrap();
+        assert!(
+            store
+                .create_session(session(device_id!("D1"), "t2"))
+                .await
+                .unwrap()
+        );
         assert!(store.access_token("t1").await.unwrap().is_none());
         assert!(store.access_token("t2").await.unwrap().is_some());
         let device = store
@@ -314,17 +320,20 @@ mod tests {
 
     #[tokio::test]
     async fn deleting_all_devices_includes_one_with_an_empty_id() {
-        let (store, _db) = test_store().await;
-        create_alice(&store).await;
+        let (store, _db) = store_with_alice().await;
         let alice = user_id!("@alice:example.org");
-        store
-            .create_session(session(device_id!("D1"), "t1"))
-            .await
-            .unwrap();
-        store
-            .create_session(session(<&DeviceId>::from(""), "t2"))
-            .await
-            .unwrap();
+        assert!(
+            store
+                .create_session(session(device_id!("D1"), "t1"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .create_session(session(<&DeviceId>::from(""), "t2"))
+                .await
+                .unwrap()
+        );
         store.delete_devices_except(alice, None).await.unwrap();
         assert!(store.devices(alice).await.unwrap().is_empty());
         assert!(store.access_token("t2").await.unwrap().is_none());
@@ -332,8 +341,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_session_after_deactivation_or_password_change() {
-        let (store, _db) = test_store().await;
-        create_alice(&store).await;
+        let (store, _db) = store_with_alice().await;
         let alice = user_id!("@alice:example.org");
         store
             .set_password_hash(alice, "new hash", crate::store::KeepSessions::All)
@@ -358,17 +366,20 @@ mod tests {
 
     #[tokio::test]
     async fn delete_devices_except_keeps_one() {
-        let (store, _db) = test_store().await;
-        create_alice(&store).await;
+        let (store, _db) = store_with_alice().await;
         let alice = user_id!("@alice:example.org");
-        store
-            .create_session(session(device_id!("D1"), "t1"))
-            .await
-            .unwrap();
-        store
-            .create_session(session(device_id!("D2"), "t2"))
-            .await
-            .unwrap();
+        assert!(
+            store
+                .create_session(session(device_id!("D1"), "t1"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .create_session(session(device_id!("D2"), "t2"))
+                .await
+                .unwrap()
+        );
         store
             .delete_devices_except(alice, Some(device_id!("D2")))
             .await

@@ -217,11 +217,6 @@ impl Users {
         Ok(())
     }
 
-    /// Whether the user exists here (active or not).
-    pub async fn exists(&self, user_id: &UserId) -> Result<bool> {
-        Ok(self.store.account(user_id).await?.is_some())
-    }
-
     pub async fn list(&self) -> Result<Vec<crate::store::Account>> {
         Ok(self.store.accounts().await?)
     }
