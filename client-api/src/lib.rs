@@ -8,8 +8,11 @@ mod device;
 mod discovery;
 mod filter;
 mod json_body;
+mod membership;
+mod message;
 mod metrics;
 mod profile;
+mod room;
 mod route;
 mod ruma_wrapper;
 mod session;
@@ -95,5 +98,8 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = profile::routes(router);
     let router = account_data::routes(router);
     let router = filter::routes(router);
+    let router = room::routes(router);
+    let router = membership::routes(router);
+    let router = message::routes(router);
     admin::routes(router)
 }

@@ -11,7 +11,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use ruma::OwnedServerName;
+use ruma::{OwnedServerName, RoomVersionId};
 use serde::Deserialize;
 
 pub use secret::Secret;
@@ -45,6 +45,29 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub rooms: RoomsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomsConfig {
+    /// The version of rooms created without `room_version`: 10, 11 or 12.
+    #[serde(default = "default_room_version")]
+    pub default_room_version: RoomVersionId,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            default_room_version: default_room_version(),
+        }
+    }
+}
+
+/// The spec's recommended default (v1.16+).
+fn default_room_version() -> RoomVersionId {
+    RoomVersionId::V12
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -391,6 +414,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if !crate::rooms::CREATABLE_VERSIONS.contains(&self.rooms.default_room_version) {
+            return Err(ConfigError::new(
+                "rooms.default_room_version",
+                "must be \"10\", \"11\" or \"12\"",
+            ));
+        }
         if self.listeners.is_empty() {
             return Err(ConfigError::new(
                 "listeners",

@@ -26,6 +26,20 @@ pub enum Error {
     /// The client tried to write data only the server may write (405 `M_BAD_JSON`).
     #[error("{0}")]
     ServerControlled(String),
+    /// An event or request over a size limit (413 `M_TOO_LARGE`).
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedRoomVersion(String),
+    /// The alias (or another unique room name) is taken (400 `M_ROOM_IN_USE`).
+    #[error("{0}")]
+    RoomInUse(String),
+    /// A canonical alias that does not point to the room (400 `M_BAD_ALIAS`).
+    #[error("{0}")]
+    BadAlias(String),
+    /// The requested state cannot be applied (400 `M_INVALID_ROOM_STATE`).
+    #[error("{0}")]
+    InvalidRoomState(String),
     #[error("User ID already taken")]
     UserInUse,
     #[error("This account has been deactivated")]

@@ -3,8 +3,10 @@
 pub mod client_address;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod keys;
 pub mod ratelimit;
+pub mod rooms;
 mod services;
 pub mod store;
 pub mod time;

@@ -6,6 +6,7 @@ use crate::{
     Config,
     keys::{KeyError, SigningKey},
     ratelimit::RateLimiter,
+    rooms::Rooms,
     store::{Store, StoreError},
     users::Users,
 };
@@ -21,13 +22,16 @@ pub enum StartError {
     Key(#[from] KeyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot start the room service: {0}")]
+    Rooms(crate::Error),
 }
 
 pub struct Services {
     pub config: Arc<Config>,
     pub store: Store,
-    pub signing_key: SigningKey,
+    pub signing_key: Arc<SigningKey>,
     pub users: Users,
+    pub rooms: Rooms,
     pub rate_limiter: Arc<RateLimiter>,
 }
 
@@ -39,11 +43,16 @@ impl Services {
             path: config.data_dir.clone(),
             source,
         })?;
-        let signing_key = SigningKey::load_or_generate(&config.signing_key_path())?;
+        let signing_key = Arc::new(SigningKey::load_or_generate(&config.signing_key_path())?);
         let store = Store::open(&config.database_url(), config.database.max_connections).await?;
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone()));
+        let users = Users::new(store.clone(), config.clone(), rate_limiter.clone());
+        let rooms = Rooms::new(store.clone(), config.clone(), signing_key.clone())
+            .await
+            .map_err(StartError::Rooms)?;
         Ok(Arc::new(Self {
-            users: Users::new(store.clone(), config.clone(), rate_limiter.clone()),
+            users,
+            rooms,
             rate_limiter,
             signing_key,
             store,

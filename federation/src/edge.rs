@@ -109,6 +109,15 @@ impl From<CoreError> for ApiError {
             CoreError::ServerControlled(_) => {
                 Self::new(S::METHOD_NOT_ALLOWED, "M_BAD_JSON", message)
             }
+            CoreError::TooLarge(_) => Self::too_large(message),
+            CoreError::UnsupportedRoomVersion(_) => {
+                Self::new(S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", message)
+            }
+            CoreError::RoomInUse(_) => Self::new(S::BAD_REQUEST, "M_ROOM_IN_USE", message),
+            CoreError::BadAlias(_) => Self::new(S::BAD_REQUEST, "M_BAD_ALIAS", message),
+            CoreError::InvalidRoomState(_) => {
+                Self::new(S::BAD_REQUEST, "M_INVALID_ROOM_STATE", message)
+            }
             CoreError::UserInUse => Self::new(S::BAD_REQUEST, "M_USER_IN_USE", message),
             CoreError::UserDeactivated => Self::new(S::FORBIDDEN, "M_USER_DEACTIVATED", message),
             CoreError::Unknown(_) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", message),

@@ -6,9 +6,11 @@
 
 mod account_data;
 mod accounts;
+mod aliases;
 mod devices;
 mod filters;
 mod profiles;
+mod rooms;
 mod tokens;
 mod writer;
 
@@ -22,7 +24,11 @@ use sqlx::{
 
 pub use accounts::{Account, KeepSessions, NewAccount};
 pub use devices::{Device, NewSession};
+pub use rooms::{
+    EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, StateEntry, StoredRoom,
+};
 pub use tokens::AccessTokenInfo;
+pub use writer::Pending;
 use writer::Writer;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -103,6 +109,11 @@ impl Store {
             writer_pool,
             writer,
         })
+    }
+
+    /// Returns once every write queued before it has committed (or failed).
+    pub async fn barrier(&self) -> Result<()> {
+        self.writer.write(|_| Box::pin(async { Ok(()) })).await
     }
 
     pub async fn close(&self) {

@@ -44,12 +44,22 @@ impl Writer {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
+        self.enqueue(write).await?.committed().await
+    }
+
+    /// Queues `write` and returns once it has its place in the commit order: writes enqueued
+    /// one after the other run in that order. On PostgreSQL the write runs and commits here.
+    pub(super) async fn enqueue<T, F>(&self, write: F) -> Result<Pending<T>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
         match self {
             Self::Direct(pool) => {
                 let mut tx = pool.begin().await?;
                 let value = write(&mut tx).await?;
                 tx.commit().await?;
-                Ok(value)
+                Ok(Pending::Done(Ok(value)))
             }
             Self::Grouped(sender) => {
                 let (reply, result) = oneshot::channel();
@@ -73,8 +83,23 @@ impl Writer {
                     .send(job)
                     .await
                     .map_err(|_| StoreError::WriterUnavailable)?;
-                result.await.map_err(|_| StoreError::WriterUnavailable)?
+                Ok(Pending::Queued(result))
             }
+        }
+    }
+}
+
+/// A write that has its place in the commit order; await [`Pending::committed`] for its outcome.
+pub enum Pending<T> {
+    Done(Result<T>),
+    Queued(oneshot::Receiver<Result<T>>),
+}
+
+impl<T> Pending<T> {
+    pub async fn committed(self) -> Result<T> {
+        match self {
+            Self::Done(result) => result,
+            Self::Queued(receiver) => receiver.await.map_err(|_| StoreError::WriterUnavailable)?,
         }
     }
 }

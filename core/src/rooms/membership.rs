@@ -1,0 +1,234 @@
+//! Membership changes (spec: "Room membership"): join, invite, knock, leave, kick, ban, unban,
+//! forget, with restricted joins authorised by a local member who may invite.
+
+use ruma::{
+    OwnedRoomId, RoomId, RoomOrAliasId, UserId,
+    events::{StateEventType, TimelineEventType},
+};
+use serde_json::Value as JsonValue;
+
+use crate::{Error, Result, events::NewEvent};
+
+use super::{
+    RoomState, Rooms,
+    send::{member_content, power_level, required_level},
+};
+
+/// A membership change made by one user to another (or themselves).
+pub struct MembershipChange<'a> {
+    pub sender: &'a UserId,
+    pub target: &'a UserId,
+    pub membership: &'a str,
+    pub reason: Option<&'a str>,
+}
+
+fn membership_of(room: &RoomState, user_id: &UserId) -> Option<String> {
+    room.get(&StateEventType::RoomMember, user_id.as_str())
+        .and_then(|pdu| pdu.membership())
+}
+
+impl Rooms {
+    /// A room ID, or the room a local alias points to.
+    pub async fn resolve(&self, room: &RoomOrAliasId) -> Result<OwnedRoomId> {
+        match <&RoomId>::try_from(room) {
+            Ok(room_id) => Ok(room_id.to_owned()),
+            Err(alias) => self
+                .store
+                .alias_room(alias)
+                .await?
+                .ok_or_else(|| Error::NotFound(format!("Room alias {alias} not found"))),
+        }
+    }
+
+    /// The display name and avatar a member event of this local user carries.
+    pub(super) async fn with_profile(
+        &self,
+        user_id: &UserId,
+        mut content: JsonValue,
+    ) -> Result<JsonValue> {
+        if user_id.server_name() != self.config.server_name {
+            return Ok(content);
+        }
+        let profile = self.store.profile(user_id).await?;
+        for field in ["displayname", "avatar_url"] {
+            if let Some(value) = profile.get(field).filter(|v| v.is_string()) {
+                content[field] = value.clone();
+            }
+        }
+        Ok(content)
+    }
+
+    /// `POST /join/{roomIdOrAlias}` and `/rooms/{roomId}/join`. Joining again is a no-op.
+    pub async fn join(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let content = self
+            .with_profile(user_id, member_content("join", reason))
+            .await?;
+        let mut guard = self.lock(room_id).await?;
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound(room_id.to_string()))?;
+        let current = membership_of(room, user_id);
+        if current.as_deref() == Some("join") {
+            return Ok(());
+        }
+        let mut content = content;
+        if current.as_deref() != Some("invite")
+            && let Some(authoriser) = self.restricted_join_authoriser(room, user_id).await?
+        {
+            content["join_authorised_via_users_server"] = JsonValue::String(authoriser.to_string());
+        }
+        let new = NewEvent::state(TimelineEventType::RoomMember, user_id.as_str(), content);
+        self.append_and_commit(guard, user_id, new, None).await?;
+        Ok(())
+    }
+
+    /// For a restricted room the user may join through another room's membership: a local
+    /// member who may invite, to sign off the join (spec: "Restricted rooms"). `None` when the
+    /// room is not restricted or the user meets no allow condition (the auth rules refuse).
+    async fn restricted_join_authoriser(
+        &self,
+        room: &RoomState,
+        user_id: &UserId,
+    ) -> Result<Option<ruma::OwnedUserId>> {
+        let Some(join_rules) = room.get(&StateEventType::RoomJoinRules, "") else {
+            return Ok(None);
+        };
+        let content = join_rules.content_value();
+        let rule = content.get("join_rule").and_then(JsonValue::as_str);
+        if !matches!(rule, Some("restricted" | "knock_restricted")) {
+            return Ok(None);
+        }
+        let mut allowed = false;
+        for condition in content
+            .get("allow")
+            .and_then(JsonValue::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if condition.get("type").and_then(JsonValue::as_str) != Some("m.room_membership") {
+                continue;
+            }
+            let Some(other) = condition
+                .get("room_id")
+                .and_then(JsonValue::as_str)
+                .and_then(|id| RoomId::parse(id).ok())
+            else {
+                continue;
+            };
+            if self.membership(&other, user_id).await?.as_deref() == Some("join") {
+                allowed = true;
+                break;
+            }
+        }
+        if !allowed {
+            return Err(Error::Forbidden(
+                "You are not invited to this room and do not meet its restricted join conditions"
+                    .to_owned(),
+            ));
+        }
+        let invite_level = required_level(room, "invite", 0);
+        let authoriser = room
+            .state
+            .iter()
+            .filter(|((kind, _), pdu)| {
+                *kind == StateEventType::RoomMember && pdu.membership().as_deref() == Some("join")
+            })
+            .filter_map(|((_, key), _)| UserId::parse(key).ok())
+            .filter(|member| member.server_name() == self.config.server_name)
+            .map(|member| (power_level(room, &member), member))
+            .filter(|(level, _)| *level >= invite_level)
+            .max_by_key(|(level, _)| *level)
+            .map(|(_, member)| member);
+        match authoriser {
+            Some(authoriser) => Ok(Some(authoriser)),
+            None => Err(Error::Forbidden(
+                "No member of this server can authorise a restricted join to this room".to_owned(),
+            )),
+        }
+    }
+
+    /// Invite, leave, kick, ban, unban and knock: one member event by `sender` about `target`.
+    pub async fn change_membership(
+        &self,
+        room_id: &RoomId,
+        change: MembershipChange<'_>,
+        is_direct: bool,
+    ) -> Result<()> {
+        let MembershipChange {
+            sender,
+            target,
+            membership,
+            reason,
+        } = change;
+        let mut content = member_content(membership, reason);
+        if matches!(membership, "invite" | "knock") {
+            content = self.with_profile(target, content).await?;
+        }
+        if is_direct {
+            content["is_direct"] = JsonValue::Bool(true);
+        }
+        let guard = if membership == "knock" {
+            self.lock(room_id).await?
+        } else {
+            self.lock(room_id)
+                .await
+                .map_err(super::send::not_member(room_id))?
+        };
+        let room = guard
+            .as_ref()
+            .ok_or_else(|| Error::NotFound(room_id.to_string()))?;
+        let current = membership_of(room, target);
+        let refuse = |why: String| Err(Error::Forbidden(why));
+        match (membership, sender == target, current.as_deref()) {
+            ("leave", false, Some("join" | "invite" | "knock")) => {}
+            ("leave", false, _) => return refuse(format!("{target} is not in the room")),
+            ("invite", _, Some("join")) => {
+                return refuse(format!("{target} is already in the room"));
+            }
+            ("invite", _, Some("ban")) => {
+                return refuse(format!("{target} is banned from the room"));
+            }
+            _ => {}
+        }
+        let new = NewEvent::state(TimelineEventType::RoomMember, target.as_str(), content);
+        self.append_and_commit(guard, sender, new, None).await?;
+        Ok(())
+    }
+
+    /// `POST /rooms/{roomId}/unban`: only a banned user can be unbanned.
+    pub async fn unban(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        if self.membership(room_id, target).await?.as_deref() != Some("ban") {
+            return Err(Error::Forbidden(format!(
+                "{target} is not banned from the room"
+            )));
+        }
+        let content = member_content("leave", reason);
+        let new = NewEvent::state(TimelineEventType::RoomMember, target.as_str(), content);
+        self.send_checked(room_id, sender, new, None).await?;
+        Ok(())
+    }
+
+    /// `POST /rooms/{roomId}/forget`: only once the user is out of the room.
+    pub async fn forget(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+        match self.membership(room_id, user_id).await?.as_deref() {
+            Some("join" | "invite" | "knock") => Err(Error::Unknown(
+                "You must leave the room before forgetting it".to_owned(),
+            )),
+            None => Err(Error::NotFound(format!(
+                "You have no membership in room {room_id}"
+            ))),
+            Some(_) => Ok(self.store.forget_room(user_id, room_id).await?),
+        }
+    }
+}

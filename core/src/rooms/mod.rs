@@ -1,0 +1,341 @@
+//! The room graph: creating rooms, adding events (auth rules, state snapshots, extremities),
+//! membership, and reading history back with the history visibility rules.
+//!
+//! One writer per room: each room's state sits behind an async lock, taken while an event is
+//! built, signed, authorized and queued for the database. On SQLite the lock is released once
+//! the write has its place in the commit queue, so events of one room share grouped commits;
+//! the writer checks that an event's predecessors were persisted, so nothing is built on a
+//! write that failed. On PostgreSQL the write commits before the lock is released.
+
+mod create;
+mod membership;
+mod read;
+mod send;
+mod state;
+pub mod token;
+mod visibility;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicI64, Ordering},
+    },
+};
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, UInt, UserId,
+    events::{StateEventType, TimelineEventType},
+};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+pub use create::{CREATABLE_VERSIONS, CreateRoom};
+pub use membership::MembershipChange;
+pub use read::{Direction, Members, MessagesPage};
+pub use state::RoomState;
+
+use crate::{
+    Config, Error, Result,
+    events::{EventError, GraphPosition, NewEvent, Pdu, build_pdu},
+    keys::SigningKey,
+    store::{EventBatch, NewEventRow, NewRoom, Pending, Store},
+};
+
+type RoomSlot = Arc<Mutex<Option<RoomState>>>;
+
+pub struct Rooms {
+    store: Store,
+    config: Arc<Config>,
+    signing_key: Arc<SigningKey>,
+    rooms: std::sync::Mutex<HashMap<OwnedRoomId, RoomSlot>>,
+    next_stream_ordering: AtomicI64,
+    next_state_group: AtomicI64,
+}
+
+/// How a client request that sends an event is identified, for idempotent retries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Transaction {
+    pub device_id: ruma::OwnedDeviceId,
+    pub txn_id: String,
+}
+
+impl Rooms {
+    pub async fn new(
+        store: Store,
+        config: Arc<Config>,
+        signing_key: Arc<SigningKey>,
+    ) -> Result<Self> {
+        let next_stream_ordering = AtomicI64::new(store.max_stream_ordering().await? + 1);
+        let next_state_group = AtomicI64::new(store.max_state_group().await? + 1);
+        Ok(Self {
+            store,
+            config,
+            signing_key,
+            rooms: std::sync::Mutex::default(),
+            next_stream_ordering,
+            next_state_group,
+        })
+    }
+
+    fn slot(&self, room_id: &RoomId) -> RoomSlot {
+        // A poisoned map only means another request panicked mid-insert; the map is still valid.
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        rooms.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// The room's state, loaded from the database on first use. The guard is the room's lock.
+    async fn lock(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<tokio::sync::OwnedMutexGuard<Option<RoomState>>> {
+        let slot = self.slot(room_id);
+        let mut guard = slot.lock_owned().await;
+        if guard.is_none() {
+            *guard = self.load(room_id).await?;
+        }
+        if guard.is_none() {
+            return Err(Error::NotFound(format!("Unknown room {room_id}")));
+        }
+        Ok(guard)
+    }
+
+    async fn load(&self, room_id: &RoomId) -> Result<Option<RoomState>> {
+        // Writes queued before this point (possibly of this room) land first.
+        self.store.barrier().await?;
+        let Some(stored) = self.store.load_room(room_id).await? else {
+            return Ok(None);
+        };
+        let rules = stored.version.rules().ok_or_else(|| {
+            Error::Internal(format!(
+                "room {room_id} has unknown version {}",
+                stored.version
+            ))
+        })?;
+        let ids: Vec<OwnedEventId> = stored
+            .current_state
+            .iter()
+            .map(|e| e.event_id.clone())
+            .collect();
+        let rows = self.store.events(&ids).await?;
+        let mut by_id = HashMap::new();
+        for row in rows {
+            let pdu = Pdu::from_json(row.event_id.clone(), room_id, row.json)
+                .map_err(|e| Error::Internal(e.to_string()))?;
+            by_id.insert(row.event_id, Arc::new(pdu));
+        }
+        let mut state = HashMap::new();
+        for entry in stored.current_state {
+            let pdu = by_id.get(&entry.event_id).ok_or_else(|| {
+                Error::Internal(format!("state event {} is missing", entry.event_id))
+            })?;
+            state.insert(
+                (StateEventType::from(entry.event_type), entry.state_key),
+                pdu.clone(),
+            );
+        }
+        let depth = stored
+            .extremities
+            .iter()
+            .map(|(_, depth)| *depth)
+            .max()
+            .unwrap_or_default();
+        Ok(Some(RoomState {
+            room_id: room_id.to_owned(),
+            version: stored.version,
+            rules,
+            state,
+            state_group: stored.state_group,
+            chain_length: stored.chain_length,
+            extremities: stored.extremities.into_iter().map(|(id, _)| id).collect(),
+            depth: UInt::try_from(depth).unwrap_or_default(),
+            in_flight: HashMap::new(),
+        }))
+    }
+
+    /// Forgets the cached state of a room whose write failed: the next event reloads it from
+    /// what was committed.
+    async fn invalidate(&self, room_id: &RoomId) {
+        let slot = self.slot(room_id);
+        *slot.lock().await = None;
+    }
+
+    /// Builds, signs and authorizes one event on top of the room's current state, and advances
+    /// that state. Nothing is stored yet: the caller collects rows and queues them.
+    fn append(
+        &self,
+        room: &mut RoomState,
+        sender: &UserId,
+        new: NewEvent,
+        transaction: Option<(&UserId, &Transaction)>,
+    ) -> Result<(Arc<Pdu>, NewEventRow)> {
+        let content = serde_json::value::to_raw_value(&new.content)
+            .map_err(|e| Error::BadJson(e.to_string()))?;
+        let auth_events = room
+            .auth_events_for(&new.kind, sender, new.state_key.as_deref(), &content)
+            .map_err(Error::BadJson)?;
+        let now = MilliSecondsSinceUnixEpoch::now();
+        let pdu = build_pdu(
+            new,
+            sender,
+            GraphPosition {
+                rules: &room.rules,
+                room_id: if room.rules.authorization.room_create_event_id_as_room_id
+                    && room.state.is_empty()
+                {
+                    None
+                } else {
+                    Some(&room.room_id)
+                },
+                prev_events: room.extremities.clone(),
+                auth_events,
+                depth: room.depth.saturating_add(UInt::from(1u32)),
+                origin_server_ts: now,
+                server_name: &self.config.server_name,
+                key: self.signing_key.pair(),
+            },
+        )
+        .map_err(event_error)?;
+        room.authorize(&pdu).map_err(|reason| {
+            Error::Forbidden(format!("The event is not allowed in this room: {reason}"))
+        })?;
+        let pdu = Arc::new(pdu);
+        let state_before = room.state_group;
+        let replaces_state = pdu
+            .state_key
+            .as_ref()
+            .and_then(|key| room.get(&StateEventType::from(pdu.kind.to_string()), key))
+            .map(|previous| previous.event_id.clone());
+        let state_group = room.advance(&pdu, || {
+            self.next_state_group.fetch_add(1, Ordering::Relaxed)
+        });
+        let row = NewEventRow {
+            stream_ordering: self.next_stream_ordering.fetch_add(1, Ordering::Relaxed),
+            event_id: pdu.event_id.clone(),
+            event_type: pdu.kind.to_string(),
+            state_key: pdu.state_key.clone(),
+            sender: pdu.sender.to_string(),
+            origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+            depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+            state_before,
+            state_after: room.state_group,
+            state_group,
+            membership: pdu.membership(),
+            replaces_state,
+            relates_to: relation(&pdu),
+            transaction: transaction.map(|(user, txn)| {
+                (
+                    user.to_string(),
+                    txn.device_id.to_string(),
+                    txn.txn_id.clone(),
+                )
+            }),
+            redacts: pdu.redacts.clone(),
+            json: pdu.json.clone(),
+        };
+        if let Some(target) = &pdu.redacts {
+            redact_cached_state(room, target);
+        }
+        Ok((pdu, row))
+    }
+
+    /// Queues the rows of events just appended, while the room lock is still held.
+    async fn enqueue(
+        &self,
+        room: &RoomState,
+        rows: Vec<NewEventRow>,
+        new_room: Option<NewRoom>,
+    ) -> Result<Pending<()>> {
+        Ok(self
+            .store
+            .enqueue_events(EventBatch {
+                room_id: room.room_id.clone(),
+                new_room,
+                events: rows,
+                extremities: room.extremities.clone(),
+                redaction_rules: room.rules.redaction.clone(),
+            })
+            .await?)
+    }
+
+    /// Waits for a queued write; on failure the room's cache is dropped so that nothing more is
+    /// built on an event that does not exist.
+    async fn committed(&self, room_id: &RoomId, pending: Pending<()>) -> Result<()> {
+        if let Err(e) = pending.committed().await {
+            self.invalidate(room_id).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn event_error(e: EventError) -> Error {
+    match e {
+        EventError::TooLarge { .. } => Error::TooLarge(e.to_string()),
+        EventError::InvalidContent(_) => Error::BadJson(e.to_string()),
+        EventError::Signing(_) => Error::Internal(e.to_string()),
+    }
+}
+
+/// `content["m.relates_to"]`: the event this one relates to and how.
+fn relation(pdu: &Pdu) -> Option<(OwnedEventId, String)> {
+    #[derive(Deserialize)]
+    struct Content {
+        #[serde(rename = "m.relates_to")]
+        relates_to: Option<RelatesTo>,
+    }
+    #[derive(Deserialize)]
+    struct RelatesTo {
+        rel_type: Option<String>,
+        event_id: Option<OwnedEventId>,
+        #[serde(rename = "m.in_reply_to")]
+        in_reply_to: Option<InReplyTo>,
+    }
+    #[derive(Deserialize)]
+    struct InReplyTo {
+        event_id: OwnedEventId,
+    }
+    if pdu.kind == TimelineEventType::RoomRedaction {
+        return None;
+    }
+    let relates_to = serde_json::from_str::<Content>(pdu.content.get())
+        .ok()?
+        .relates_to?;
+    match (
+        relates_to.rel_type,
+        relates_to.event_id,
+        relates_to.in_reply_to,
+    ) {
+        (Some(rel_type), Some(event_id), _) => Some((event_id, rel_type)),
+        (None, _, Some(reply)) => Some((reply.event_id, "m.in_reply_to".to_owned())),
+        _ => None,
+    }
+}
+
+/// A redaction of a current state event prunes the cached copy as the store prunes its own.
+fn redact_cached_state(room: &mut RoomState, target: &ruma::EventId) {
+    let Some((key, pdu)) = room
+        .state
+        .iter()
+        .find(|(_, pdu)| &*pdu.event_id == target)
+        .map(|(key, pdu)| (key.clone(), pdu.clone()))
+    else {
+        return;
+    };
+    let Ok(object) = serde_json::from_str::<ruma::CanonicalJsonObject>(&pdu.json) else {
+        return;
+    };
+    let Ok(redacted) = ruma::canonical_json::redact(object, &room.rules.redaction, None) else {
+        return;
+    };
+    let Ok(json) = serde_json::to_string(&redacted) else {
+        return;
+    };
+    if let Ok(pruned) = Pdu::from_json(pdu.event_id.clone(), &room.room_id, Arc::from(json)) {
+        room.state.insert(key, Arc::new(pruned));
+    }
+}

@@ -1,0 +1,523 @@
+//! Reading a room: single events, state, members, and history pages, each through the
+//! membership and history visibility rules.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, UserId,
+    api::client::filter::RoomEventFilter,
+};
+use serde_json::{Map, Value as JsonValue, value::RawValue};
+
+use crate::{
+    Error, Result,
+    events::{Pdu, Unsigned, client_event_json},
+    store::EventRow,
+};
+
+use super::{Rooms, token::StreamToken, visibility::VisibilityFilter};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+pub struct MessagesPage {
+    pub start: StreamToken,
+    pub end: Option<StreamToken>,
+    pub chunk: Vec<Box<RawValue>>,
+    pub state: Vec<Box<RawValue>>,
+}
+
+/// Which members `/members` returns.
+#[derive(Default)]
+pub struct Members {
+    pub at: Option<StreamToken>,
+    pub membership: Option<String>,
+    pub not_membership: Option<String>,
+}
+
+/// Most rows read from the database for one `/messages` page: a page of hidden events ends
+/// early, with a token to go on from.
+const MAX_SCANNED: usize = 2_000;
+
+impl Rooms {
+    pub(super) async fn membership(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Option<String>> {
+        Ok(self
+            .store
+            .current_membership(room_id, user_id)
+            .await?
+            .map(|(membership, _)| membership))
+    }
+
+    /// The content of the state entry `(kind, key)` of a state group.
+    pub(super) async fn state_content_at(
+        &self,
+        group: i64,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<JsonValue>> {
+        let Some(event_id) = self.store.state_group_entry(group, kind, key).await? else {
+            return Ok(None);
+        };
+        let Some(row) = self.store.event(&event_id).await? else {
+            return Ok(None);
+        };
+        let pdu = parse(&row)?;
+        Ok(Some(pdu.content_value()))
+    }
+
+    /// The rooms the user is joined to.
+    pub async fn joined_rooms(&self, user_id: &UserId) -> Result<Vec<ruma::OwnedRoomId>> {
+        Ok(self.store.rooms_with_membership(user_id, "join").await?)
+    }
+
+    /// Events in the client format, with `unsigned` filled in: `redacted_because` for redacted
+    /// events, `prev_content` and `replaces_state` for state events that replaced others.
+    pub(super) async fn serve(&self, rows: &[EventRow]) -> Result<Vec<Box<RawValue>>> {
+        let mut related: Vec<OwnedEventId> = rows
+            .iter()
+            .flat_map(|row| row.redacted_by.iter().chain(row.replaces_state.iter()))
+            .cloned()
+            .collect();
+        related.sort();
+        related.dedup();
+        let related: HashMap<OwnedEventId, Pdu> = self
+            .store
+            .events(&related)
+            .await?
+            .iter()
+            .map(|row| Ok((row.event_id.clone(), parse(row)?)))
+            .collect::<Result<_>>()?;
+        let now = MilliSecondsSinceUnixEpoch::now();
+        rows.iter()
+            .map(|row| {
+                let pdu = parse(row)?;
+                let mut unsigned = Unsigned::new();
+                if let Some(redaction) = row.redacted_by.as_ref().and_then(|id| related.get(id)) {
+                    let because = client_event_json(redaction, &Unsigned::new(), now);
+                    unsigned.insert(
+                        "redacted_because".to_owned(),
+                        serde_json::from_str(because.get()).unwrap_or_default(),
+                    );
+                }
+                if let Some(previous) = row.replaces_state.as_ref().and_then(|id| related.get(id)) {
+                    unsigned.insert("prev_content".to_owned(), previous.content_value());
+                    unsigned.insert(
+                        "replaces_state".to_owned(),
+                        JsonValue::String(previous.event_id.to_string()),
+                    );
+                    unsigned.insert(
+                        "prev_sender".to_owned(),
+                        JsonValue::String(previous.sender.to_string()),
+                    );
+                }
+                Ok(client_event_json(&pdu, &unsigned, now))
+            })
+            .collect()
+    }
+
+    /// One event, if the user may see it (spec: `GET /rooms/{roomId}/event/{eventId}`).
+    pub async fn event_for(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_id: &ruma::EventId,
+    ) -> Result<Box<RawValue>> {
+        let not_found = || Error::NotFound("Event not found".to_owned());
+        let row = self.store.event(event_id).await?.ok_or_else(not_found)?;
+        if row.room_id != room_id {
+            return Err(not_found());
+        }
+        let pdu = parse(&row)?;
+        let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
+        let own = own_membership(&pdu, user_id);
+        if !visibility.allows(&row, own.as_deref()).await? {
+            return Err(not_found());
+        }
+        Ok(self.serve(&[row]).await?.remove(0))
+    }
+
+    /// The state group whose state the user may read: the current state while joined (or if
+    /// the room is world readable), the state when they left otherwise.
+    async fn readable_state(&self, user_id: &UserId, room_id: &RoomId) -> Result<ReadableState> {
+        if self.store.room_version(room_id).await?.is_none() {
+            return Err(Error::Forbidden(format!(
+                "You are not a member of room {room_id}"
+            )));
+        }
+        match self.store.current_membership(room_id, user_id).await? {
+            Some((membership, _)) if membership == "join" => return Ok(ReadableState::Current),
+            Some((membership, event_id)) if membership == "leave" || membership == "ban" => {
+                if let Some(row) = self.store.event(&event_id).await? {
+                    let was_member = self
+                        .state_content_at(row.state_before, "m.room.member", user_id.as_str())
+                        .await?
+                        .is_some_and(|c| {
+                            c.get("membership").and_then(JsonValue::as_str) == Some("join")
+                        });
+                    if was_member {
+                        return Ok(ReadableState::Group(row.state_after));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let current = self.store.current_state(room_id).await?;
+        if let Some(entry) = current
+            .iter()
+            .find(|e| e.event_type == "m.room.history_visibility" && e.state_key.is_empty())
+            && let Some(row) = self.store.event(&entry.event_id).await?
+            && parse(&row)?
+                .content_value()
+                .get("history_visibility")
+                .and_then(JsonValue::as_str)
+                == Some("world_readable")
+        {
+            return Ok(ReadableState::Current);
+        }
+        Err(Error::Forbidden(format!(
+            "You are not a member of room {room_id}"
+        )))
+    }
+
+    async fn state_rows(&self, room_id: &RoomId, readable: ReadableState) -> Result<Vec<EventRow>> {
+        let entries = match readable {
+            ReadableState::Current => self.store.current_state(room_id).await?,
+            ReadableState::Group(group) => self.store.state_group(group).await?,
+        };
+        let ids: Vec<OwnedEventId> = entries.into_iter().map(|e| e.event_id).collect();
+        let mut rows = self.store.events(&ids).await?;
+        rows.sort_by_key(|row| row.stream_ordering);
+        Ok(rows)
+    }
+
+    /// `GET /rooms/{roomId}/state`.
+    pub async fn state_for(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> Result<Vec<Box<RawValue>>> {
+        let readable = self.readable_state(user_id, room_id).await?;
+        let rows = self.state_rows(room_id, readable).await?;
+        self.serve(&rows).await
+    }
+
+    /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}`: the content, or the whole event.
+    pub async fn state_event_for(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        kind: &str,
+        state_key: &str,
+    ) -> Result<Box<RawValue>> {
+        let readable = self.readable_state(user_id, room_id).await?;
+        let event_id = match readable {
+            ReadableState::Current => self
+                .store
+                .current_state(room_id)
+                .await?
+                .into_iter()
+                .find(|e| e.event_type == kind && e.state_key == state_key)
+                .map(|e| e.event_id),
+            ReadableState::Group(group) => {
+                self.store.state_group_entry(group, kind, state_key).await?
+            }
+        };
+        let not_found = || {
+            Error::NotFound(format!(
+                "The room has no state {kind} with key {state_key:?}"
+            ))
+        };
+        let row = self
+            .store
+            .event(&event_id.ok_or_else(not_found)?)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(self.serve(&[row]).await?.remove(0))
+    }
+
+    /// `GET /rooms/{roomId}/members`.
+    pub async fn members_for(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        query: Members,
+    ) -> Result<Vec<Box<RawValue>>> {
+        let readable = self.readable_state(user_id, room_id).await?;
+        let readable = match (query.at, readable) {
+            (Some(at), ReadableState::Current) => {
+                match self.store.state_group_at(room_id, at.0).await? {
+                    Some(group) => ReadableState::Group(group),
+                    None => ReadableState::Current,
+                }
+            }
+            (_, readable) => readable,
+        };
+        let rows = self.state_rows(room_id, readable).await?;
+        let mut members = Vec::new();
+        for row in rows {
+            let pdu = parse(&row)?;
+            let Some(membership) = pdu.membership() else {
+                continue;
+            };
+            if query.membership.as_ref().is_some_and(|m| *m != membership)
+                || query
+                    .not_membership
+                    .as_ref()
+                    .is_some_and(|m| *m == membership)
+            {
+                continue;
+            }
+            members.push(row);
+        }
+        self.serve(&members).await
+    }
+
+    /// `GET /rooms/{roomId}/joined_members`: display name and avatar per joined user.
+    pub async fn joined_members_for(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> Result<BTreeMap<OwnedUserId, (Option<String>, Option<String>)>> {
+        let readable = self.readable_state(user_id, room_id).await?;
+        let rows = self.state_rows(room_id, readable).await?;
+        let mut joined = BTreeMap::new();
+        for row in rows {
+            let pdu = parse(&row)?;
+            if pdu.membership().as_deref() != Some("join") {
+                continue;
+            }
+            let Some(member) = pdu
+                .state_key
+                .as_deref()
+                .and_then(|k| OwnedUserId::try_from(k).ok())
+            else {
+                continue;
+            };
+            let content = pdu.content_value();
+            let text = |field: &str| {
+                content
+                    .get(field)
+                    .and_then(JsonValue::as_str)
+                    .map(str::to_owned)
+            };
+            joined.insert(member, (text("displayname"), text("avatar_url")));
+        }
+        Ok(joined)
+    }
+
+    /// `GET /rooms/{roomId}/messages`.
+    pub async fn messages_for(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        from: Option<StreamToken>,
+        to: Option<StreamToken>,
+        dir: Direction,
+        limit: usize,
+        filter: &RoomEventFilter,
+    ) -> Result<MessagesPage> {
+        let membership = self.store.current_membership(room_id, user_id).await?;
+        let world_readable = matches!(
+            self.readable_state(user_id, room_id).await,
+            Ok(ReadableState::Current)
+        );
+        let left_at = match &membership {
+            Some((m, event_id)) if m != "join" && !world_readable => self
+                .store
+                .event(event_id)
+                .await?
+                .map(|row| row.stream_ordering),
+            _ => None,
+        };
+        if membership.is_none() && !world_readable {
+            return Err(Error::Forbidden(format!(
+                "You are not a member of room {room_id}"
+            )));
+        }
+        let forward = dir == Direction::Forward;
+        let start = from.unwrap_or(match dir {
+            Direction::Forward => StreamToken(0),
+            Direction::Backward => StreamToken(
+                self.next_stream_ordering
+                    .load(std::sync::atomic::Ordering::Relaxed),
+            ),
+        });
+        // A user who left reads no further than their leave (spec: history visibility).
+        let mut position = match (dir, left_at) {
+            (Direction::Backward, Some(left)) => start.0.min(left),
+            _ => start.0,
+        };
+        let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
+        let mut chunk = Vec::with_capacity(limit);
+        let batch = (limit * 2).clamp(20, 500);
+        let mut scanned = 0;
+        // Whether the last row in this direction (or `to`) was reached: then there is no `end`.
+        let mut exhausted = false;
+        'pages: while chunk.len() < limit && scanned < MAX_SCANNED {
+            let rows = self
+                .store
+                .room_events(room_id, position, forward, batch as i64)
+                .await?;
+            let last_batch = rows.len() < batch;
+            for row in rows {
+                scanned += 1;
+                let beyond = match (dir, to, left_at) {
+                    (Direction::Forward, _, Some(left)) if row.stream_ordering > left => true,
+                    (Direction::Forward, Some(to), _) => row.stream_ordering > to.0,
+                    (Direction::Backward, Some(to), _) => row.stream_ordering <= to.0,
+                    _ => false,
+                };
+                if beyond {
+                    exhausted = true;
+                    break 'pages;
+                }
+                position = if forward {
+                    row.stream_ordering
+                } else {
+                    row.stream_ordering - 1
+                };
+                let pdu = parse(&row)?;
+                if !matches_filter(&pdu, filter)
+                    || !visibility
+                        .allows(&row, own_membership(&pdu, user_id).as_deref())
+                        .await?
+                {
+                    continue;
+                }
+                chunk.push(row);
+                if chunk.len() == limit {
+                    break 'pages;
+                }
+            }
+            if last_batch {
+                exhausted = true;
+                break;
+            }
+        }
+        let end = (!exhausted).then_some(StreamToken(position));
+        let state = if !filter.lazy_load_options.is_disabled() {
+            self.lazy_members(&chunk).await?
+        } else {
+            Vec::new()
+        };
+        Ok(MessagesPage {
+            start,
+            end,
+            chunk: self.serve(&chunk).await?,
+            state,
+        })
+    }
+
+    /// The member events of the senders of a page, as of the page's oldest event.
+    async fn lazy_members(&self, chunk: &[EventRow]) -> Result<Vec<Box<RawValue>>> {
+        let Some(oldest) = chunk.iter().min_by_key(|row| row.stream_ordering) else {
+            return Ok(Vec::new());
+        };
+        let mut senders: Vec<OwnedUserId> = chunk
+            .iter()
+            .map(parse)
+            .map(|pdu| pdu.map(|p| p.sender))
+            .collect::<Result<_>>()?;
+        senders.sort();
+        senders.dedup();
+        let mut ids = Vec::new();
+        for sender in senders {
+            if let Some(id) = self
+                .store
+                .state_group_entry(oldest.state_after, "m.room.member", sender.as_str())
+                .await?
+            {
+                ids.push(id);
+            }
+        }
+        let rows = self.store.events(&ids).await?;
+        self.serve(&rows).await
+    }
+}
+
+enum ReadableState {
+    Current,
+    Group(i64),
+}
+
+pub(super) fn parse(row: &EventRow) -> Result<Pdu> {
+    Pdu::from_json(row.event_id.clone(), &row.room_id, Arc::clone(&row.json))
+        .map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// For the user's own member event, the membership it sets.
+fn own_membership(pdu: &Pdu, user_id: &UserId) -> Option<String> {
+    (pdu.state_key.as_deref() == Some(user_id.as_str()))
+        .then(|| pdu.membership())
+        .flatten()
+}
+
+/// A type or sender pattern of a filter: `*` matches any run of characters.
+fn pattern_matches(pattern: &str, value: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == value,
+        Some((prefix, rest)) => {
+            let Some(tail) = value.strip_prefix(prefix) else {
+                return false;
+            };
+            (0..=tail.len())
+                .filter(|i| tail.is_char_boundary(*i))
+                .any(|i| pattern_matches(rest, &tail[i..]))
+        }
+    }
+}
+
+/// Whether an event passes a room event filter's `types`, `not_types`, `senders`,
+/// `not_senders` and `contains_url`.
+pub(super) fn matches_filter(pdu: &Pdu, filter: &RoomEventFilter) -> bool {
+    let kind = pdu.kind.to_string();
+    if filter.not_types.iter().any(|t| pattern_matches(t, &kind)) {
+        return false;
+    }
+    if let Some(types) = &filter.types
+        && !types.iter().any(|t| pattern_matches(t, &kind))
+    {
+        return false;
+    }
+    if filter.not_senders.iter().any(|s| *s == pdu.sender) {
+        return false;
+    }
+    if let Some(senders) = &filter.senders
+        && !senders.contains(&pdu.sender)
+    {
+        return false;
+    }
+    if let Some(contains_url) = filter.url_filter {
+        let has_url = serde_json::from_str::<Map<String, JsonValue>>(pdu.content.get())
+            .is_ok_and(|c| c.contains_key("url"));
+        if has_url != (contains_url == ruma::api::client::filter::UrlFilter::EventsWithUrl) {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_matches;
+
+    #[test]
+    fn filter_patterns_match_with_wildcards() {
+        assert!(pattern_matches("m.room.message", "m.room.message"));
+        assert!(!pattern_matches("m.room.message", "m.room.member"));
+        assert!(pattern_matches("m.room.*", "m.room.member"));
+        assert!(pattern_matches("*", "anything"));
+        assert!(pattern_matches("m.*.topic", "m.room.topic"));
+        assert!(!pattern_matches("m.*.topic", "m.room.name"));
+    }
+}

@@ -1,0 +1,124 @@
+//! A room as the engine holds it between events: its current state (the PDUs, for the auth
+//! rules), forward extremities and depth; and how one more event changes that.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UInt,
+    events::StateEventType,
+    room_version_rules::RoomVersionRules,
+    state_res::{self, Event as _},
+};
+
+use super::Transaction;
+use crate::{
+    events::Pdu,
+    store::{NewStateGroup, StateEntry},
+};
+
+/// Longest chain of state deltas before a full snapshot is written: bounds the rows read to
+/// rebuild any historical state.
+const MAX_DELTA_CHAIN: i64 = 64;
+
+pub type StateKey = (StateEventType, String);
+
+pub struct RoomState {
+    pub room_id: OwnedRoomId,
+    pub version: RoomVersionId,
+    pub rules: RoomVersionRules,
+    pub state: HashMap<StateKey, Arc<Pdu>>,
+    pub state_group: i64,
+    pub chain_length: i64,
+    pub extremities: Vec<OwnedEventId>,
+    pub depth: UInt,
+    /// Events queued but not yet committed, by the transaction that sent them.
+    pub in_flight: HashMap<(OwnedUserId, Transaction), OwnedEventId>,
+}
+
+impl RoomState {
+    pub fn get(&self, kind: &StateEventType, state_key: &str) -> Option<&Arc<Pdu>> {
+        self.state.get(&(kind.clone(), state_key.to_owned()))
+    }
+
+    /// The `auth_events` of an event of this shape (spec: "Auth events selection").
+    pub fn auth_events_for(
+        &self,
+        pdu_kind: &ruma::events::TimelineEventType,
+        sender: &ruma::UserId,
+        state_key: Option<&str>,
+        content: &serde_json::value::RawValue,
+    ) -> Result<Vec<OwnedEventId>, String> {
+        let types = state_res::auth_types_for_event(
+            pdu_kind,
+            sender,
+            state_key,
+            content,
+            &self.rules.authorization,
+        )?;
+        Ok(types
+            .iter()
+            .filter_map(|(kind, key)| self.get(kind, key))
+            .map(|pdu| pdu.event_id.clone())
+            .collect())
+    }
+
+    /// Runs the authorization rules for `pdu` against the current state (which, for an event
+    /// built on the extremities, is the state before it).
+    pub fn authorize(&self, pdu: &Pdu) -> Result<(), String> {
+        let by_id: HashMap<&ruma::EventId, &Pdu> = self
+            .state
+            .values()
+            .map(|pdu| (&*pdu.event_id, &**pdu))
+            .collect();
+        state_res::check_state_independent_auth_rules(&self.rules.authorization, pdu, |id| {
+            by_id.get(id).copied()
+        })?;
+        state_res::check_state_dependent_auth_rules(&self.rules.authorization, pdu, |kind, key| {
+            self.get(kind, key).map(|p| &**p)
+        })
+    }
+
+    /// Makes `pdu` the room's newest event; returns the state group written with it, if it
+    /// changes the state.
+    pub fn advance(
+        &mut self,
+        pdu: &Arc<Pdu>,
+        next_group: impl FnOnce() -> i64,
+    ) -> Option<NewStateGroup> {
+        self.extremities = vec![pdu.event_id.clone()];
+        self.depth = self.depth.max(pdu.depth);
+        let state_key = pdu.state_key.as_ref()?;
+        let key = (
+            StateEventType::from(pdu.event_type().to_string()),
+            state_key.clone(),
+        );
+        self.state.insert(key, pdu.clone());
+        let group_id = next_group();
+        let delta = self.chain_length < MAX_DELTA_CHAIN && self.state_group > 0;
+        let entries = if delta {
+            vec![StateEntry {
+                event_type: pdu.kind.to_string(),
+                state_key: state_key.clone(),
+                event_id: pdu.event_id.clone(),
+            }]
+        } else {
+            self.state
+                .iter()
+                .map(|((kind, key), pdu)| StateEntry {
+                    event_type: kind.to_string(),
+                    state_key: key.clone(),
+                    event_id: pdu.event_id.clone(),
+                })
+                .collect()
+        };
+        let group = NewStateGroup {
+            group_id,
+            prev_group: delta.then_some(self.state_group),
+            chain_length: if delta { self.chain_length + 1 } else { 0 },
+            entries,
+        };
+        self.state_group = group_id;
+        self.chain_length = group.chain_length;
+        Some(group)
+    }
+}

@@ -1,0 +1,637 @@
+//! Rooms, events, state groups, the current state, forward extremities and transaction IDs.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ruma::{
+    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId,
+    UserId, canonical_json::redact, room_version_rules::RedactionRules,
+};
+use sqlx::{AnyConnection, Row};
+
+use super::{Result, Store, StoreError, writer::Pending};
+
+/// A stored event: its PDU JSON and where it sits.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub stream_ordering: i64,
+    pub event_id: OwnedEventId,
+    pub room_id: OwnedRoomId,
+    pub state_before: i64,
+    pub state_after: i64,
+    pub replaces_state: Option<OwnedEventId>,
+    pub redacted_by: Option<OwnedEventId>,
+    pub json: Arc<str>,
+}
+
+/// A state group written with an event: a delta over `prev_group`, or a full snapshot.
+#[derive(Debug, Clone)]
+pub struct NewStateGroup {
+    pub group_id: i64,
+    pub prev_group: Option<i64>,
+    pub chain_length: i64,
+    pub entries: Vec<StateEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateEntry {
+    pub event_type: String,
+    pub state_key: String,
+    pub event_id: OwnedEventId,
+}
+
+/// One event to persist, with everything that changes with it.
+#[derive(Debug, Clone)]
+pub struct NewEventRow {
+    pub stream_ordering: i64,
+    pub event_id: OwnedEventId,
+    pub event_type: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: i64,
+    pub depth: i64,
+    pub state_before: i64,
+    pub state_after: i64,
+    pub state_group: Option<NewStateGroup>,
+    /// For state events: the membership, denormalised into `current_state`.
+    pub membership: Option<String>,
+    pub replaces_state: Option<OwnedEventId>,
+    pub relates_to: Option<(OwnedEventId, String)>,
+    /// `(user, device, txn_id)` of the client request that sent it.
+    pub transaction: Option<(String, String, String)>,
+    /// For redactions: the event whose stored JSON is pruned.
+    pub redacts: Option<OwnedEventId>,
+    pub json: Arc<str>,
+}
+
+/// A batch of events of one room, persisted in one transaction.
+pub struct EventBatch {
+    pub room_id: OwnedRoomId,
+    /// Set when the batch creates the room.
+    pub new_room: Option<NewRoom>,
+    pub events: Vec<NewEventRow>,
+    /// The room's forward extremities after the batch.
+    pub extremities: Vec<OwnedEventId>,
+    pub redaction_rules: RedactionRules,
+}
+
+pub struct NewRoom {
+    pub version: RoomVersionId,
+    pub creator: String,
+    pub created_ts: i64,
+    /// Listed in the public room directory.
+    pub published: bool,
+}
+
+/// A room as loaded into the engine's cache.
+pub struct StoredRoom {
+    pub version: RoomVersionId,
+    pub state_group: i64,
+    pub chain_length: i64,
+    pub current_state: Vec<StateEntry>,
+    pub extremities: Vec<(OwnedEventId, i64)>,
+}
+
+fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
+    let id = |column: &str| -> Result<OwnedEventId> {
+        let text: String = row.try_get(column)?;
+        OwnedEventId::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+    };
+    let optional_id = |column: &str| -> Result<Option<OwnedEventId>> {
+        let text: Option<String> = row.try_get(column)?;
+        text.map(|t| OwnedEventId::try_from(t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    };
+    let room: String = row.try_get("room_id")?;
+    Ok(EventRow {
+        stream_ordering: row.try_get("stream_ordering")?,
+        event_id: id("event_id")?,
+        room_id: OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        state_before: row.try_get("state_before")?,
+        state_after: row.try_get("state_after")?,
+        replaces_state: optional_id("replaces_state")?,
+        redacted_by: optional_id("redacted_by")?,
+        json: Arc::from(row.try_get::<String, _>("json")?),
+    })
+}
+
+const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
+
+impl Store {
+    /// Queues the batch behind every write queued before it; await the result for the commit.
+    /// Fails (and writes nothing) if an event's prev_events were not persisted, so events built
+    /// on a write that failed fail too.
+    pub async fn enqueue_events(&self, batch: EventBatch) -> Result<Pending<()>> {
+        self.writer
+            .enqueue(move |conn| Box::pin(async move { write_batch(conn, batch).await }))
+            .await
+    }
+
+    pub async fn max_stream_ordering(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(stream_ordering) FROM events")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    pub async fn max_state_group(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(group_id) FROM state_groups")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    pub async fn room_version(&self, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
+        let version: Option<String> =
+            sqlx::query_scalar("SELECT room_version FROM rooms WHERE room_id = $1")
+                .bind(room_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        version
+            .map(|v| RoomVersionId::try_from(v).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn load_room(&self, room_id: &RoomId) -> Result<Option<StoredRoom>> {
+        let Some(row) = sqlx::query(
+            "SELECT r.room_version, r.state_group, COALESCE(g.chain_length, 0) FROM rooms r \
+             LEFT JOIN state_groups g ON g.group_id = r.state_group WHERE r.room_id = $1",
+        )
+        .bind(room_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let version: String = row.try_get(0)?;
+        let version =
+            RoomVersionId::try_from(version).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let state_group: i64 = row.try_get(1)?;
+        let chain_length: i64 = row.try_get(2)?;
+        let current_state = sqlx::query(
+            "SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1",
+        )
+        .bind(room_id.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(state_entry)
+        .collect::<Result<_>>()?;
+        let extremities = sqlx::query(
+            "SELECT e.event_id, e.depth FROM forward_extremities f \
+             JOIN events e ON e.event_id = f.event_id WHERE f.room_id = $1",
+        )
+        .bind(room_id.as_str())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            let id: String = row.try_get(0)?;
+            let id = OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((id, row.try_get::<i64, _>(1)?))
+        })
+        .collect::<Result<_>>()?;
+        Ok(Some(StoredRoom {
+            version,
+            state_group,
+            chain_length,
+            current_state,
+            extremities,
+        }))
+    }
+
+    pub async fn event(&self, event_id: &EventId) -> Result<Option<EventRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"
+        ))
+        .bind(event_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(event_row).transpose()
+    }
+
+    /// The events among `ids` that are stored, in no particular order.
+    pub async fn events(&self, ids: &[OwnedEventId]) -> Result<Vec<EventRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders = (1..=ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({placeholders})");
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(id.as_str());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_row)
+            .collect()
+    }
+
+    /// Up to `limit` events of the room after (`forward`) or at-and-before position `from`,
+    /// in that direction's order.
+    pub async fn room_events(
+        &self,
+        room_id: &RoomId,
+        from: i64,
+        forward: bool,
+        limit: i64,
+    ) -> Result<Vec<EventRow>> {
+        let sql = if forward {
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND stream_ordering > $2 \
+                 ORDER BY stream_ordering ASC LIMIT $3"
+            )
+        } else {
+            format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE room_id = $1 AND stream_ordering <= $2 \
+                 ORDER BY stream_ordering DESC LIMIT $3"
+            )
+        };
+        sqlx::query(&sql)
+            .bind(room_id.as_str())
+            .bind(from)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(event_row)
+            .collect()
+    }
+
+    /// The full state of a state group: the chain of deltas back to its snapshot, nearest first.
+    pub async fn state_group(&self, group_id: i64) -> Result<Vec<StateEntry>> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE chain(group_id, prev_group, n) AS ( \
+                 SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 \
+                 UNION ALL \
+                 SELECT g.group_id, g.prev_group, chain.n + 1 FROM state_groups g \
+                 JOIN chain ON g.group_id = chain.prev_group \
+             ) \
+             SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
+             JOIN chain ON s.group_id = chain.group_id ORDER BY chain.n ASC",
+        )
+        .bind(group_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut seen = HashMap::new();
+        for row in &rows {
+            let entry = state_entry(row)?;
+            seen.entry((entry.event_type.clone(), entry.state_key.clone()))
+                .or_insert(entry);
+        }
+        Ok(seen.into_values().collect())
+    }
+
+    /// One entry of a state group's state.
+    pub async fn state_group_entry(
+        &self,
+        group_id: i64,
+        event_type: &str,
+        state_key: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "WITH RECURSIVE chain(group_id, prev_group, n) AS ( \
+                 SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 \
+                 UNION ALL \
+                 SELECT g.group_id, g.prev_group, chain.n + 1 FROM state_groups g \
+                 JOIN chain ON g.group_id = chain.prev_group \
+             ) \
+             SELECT s.event_id FROM state_group_entries s JOIN chain ON s.group_id = chain.group_id \
+             WHERE s.event_type = $2 AND s.state_key = $3 ORDER BY chain.n ASC LIMIT 1",
+        )
+        .bind(group_id)
+        .bind(event_type)
+        .bind(state_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.map(|id| OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// The rooms the user's current membership in is `membership`.
+    pub async fn rooms_with_membership(
+        &self,
+        user_id: &UserId,
+        membership: &str,
+    ) -> Result<Vec<OwnedRoomId>> {
+        let rooms: Vec<String> = sqlx::query_scalar(
+            "SELECT room_id FROM current_state \
+             WHERE state_key = $1 AND event_type = 'm.room.member' AND membership = $2",
+        )
+        .bind(user_id.as_str())
+        .bind(membership)
+        .fetch_all(&self.pool)
+        .await?;
+        rooms
+            .into_iter()
+            .map(|r| OwnedRoomId::try_from(r).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    pub async fn transaction_event(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        txn_id: &str,
+    ) -> Result<Option<OwnedEventId>> {
+        let id: Option<String> = sqlx::query_scalar(
+            "SELECT event_id FROM event_transactions WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .bind(txn_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        id.map(|id| OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
+    /// The user's current membership in the room, as committed.
+    pub async fn current_membership(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Option<(String, OwnedEventId)>> {
+        let row = sqlx::query(
+            "SELECT membership, event_id FROM current_state \
+             WHERE room_id = $1 AND event_type = 'm.room.member' AND state_key = $2",
+        )
+        .bind(room_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            let id: String = row.try_get(1)?;
+            Ok((
+                row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
+                OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// The room's current state, as committed: `(type, state_key, event_id)`.
+    pub async fn current_state(&self, room_id: &RoomId) -> Result<Vec<StateEntry>> {
+        sqlx::query("SELECT event_type, state_key, event_id FROM current_state WHERE room_id = $1")
+            .bind(room_id.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(state_entry)
+            .collect()
+    }
+
+    /// The state group after the room's last event at or before `position`.
+    pub async fn state_group_at(&self, room_id: &RoomId, position: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT state_after FROM events WHERE room_id = $1 AND stream_ordering <= $2 \
+             ORDER BY stream_ordering DESC LIMIT 1",
+        )
+        .bind(room_id.as_str())
+        .bind(position)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    pub async fn forget_room(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+        self.writer
+            .execute(
+                "INSERT INTO forgotten_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                vec![user_id.as_str().into(), room_id.as_str().into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn is_forgotten(&self, user_id: &UserId, room_id: &RoomId) -> Result<bool> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2",
+        )
+        .bind(user_id.as_str())
+        .bind(room_id.as_str())
+        .fetch_one(&self.pool)
+        .await?
+            > 0)
+    }
+}
+
+fn state_entry(row: &sqlx::any::AnyRow) -> Result<StateEntry> {
+    let event_id: String = row.try_get(2)?;
+    Ok(StateEntry {
+        event_type: row.try_get(0)?,
+        state_key: row.try_get(1)?,
+        event_id: OwnedEventId::try_from(event_id)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })
+}
+
+async fn write_batch(conn: &mut AnyConnection, batch: EventBatch) -> Result<()> {
+    let room = batch.room_id.as_str();
+    if let Some(new_room) = &batch.new_room {
+        let current_group = batch
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| e.state_group.as_ref().map(|g| g.group_id))
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO rooms (room_id, room_version, creator, state_group, published, created_ts) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(room)
+        .bind(new_room.version.as_str())
+        .bind(new_room.creator.as_str())
+        .bind(current_group)
+        .bind(super::flag(new_room.published))
+        .bind(new_room.created_ts)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let batch_ids: Vec<&EventId> = batch.events.iter().map(|e| &*e.event_id).collect();
+    for event in &batch.events {
+        check_prev_events_persisted(conn, event, &batch_ids).await?;
+        insert_event(conn, room, event).await?;
+        if let Some(target) = &event.redacts {
+            prune_redacted(conn, room, target, &event.event_id, &batch.redaction_rules).await?;
+        }
+    }
+    if let Some(group) = batch
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| e.state_group.as_ref())
+        && batch.new_room.is_none()
+    {
+        sqlx::query("UPDATE rooms SET state_group = $1 WHERE room_id = $2")
+            .bind(group.group_id)
+            .bind(room)
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1")
+        .bind(room)
+        .execute(&mut *conn)
+        .await?;
+    for extremity in &batch.extremities {
+        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
+            .bind(room)
+            .bind(extremity.as_str())
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The engine hands out an event's place in the graph before the write of its predecessor has
+/// committed; if that write failed, this one must fail too rather than point at nothing.
+async fn check_prev_events_persisted(
+    conn: &mut AnyConnection,
+    event: &NewEventRow,
+    batch_ids: &[&EventId],
+) -> Result<()> {
+    let Ok(pdu) = serde_json::from_str::<PrevEvents>(&event.json) else {
+        return Err(StoreError::Corrupt(format!(
+            "event {} has no prev_events",
+            event.event_id
+        )));
+    };
+    for prev in pdu.prev_events {
+        if batch_ids.contains(&&*prev) {
+            continue;
+        }
+        let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_id = $1")
+            .bind(prev.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+        if found == 0 {
+            return Err(StoreError::CommitFailed(format!(
+                "event {} follows {prev}, which was not persisted",
+                event.event_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct PrevEvents {
+    prev_events: Vec<OwnedEventId>,
+}
+
+async fn insert_event(conn: &mut AnyConnection, room: &str, event: &NewEventRow) -> Result<()> {
+    let (relates_to, rel_type) = match &event.relates_to {
+        Some((id, rel)) => (Some(id.as_str()), Some(rel.as_str())),
+        None => (None, None),
+    };
+    sqlx::query(
+        "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, \
+         origin_server_ts, depth, state_before, state_after, replaces_state, relates_to, rel_type, json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(event.stream_ordering)
+    .bind(event.event_id.as_str())
+    .bind(room)
+    .bind(event.event_type.as_str())
+    .bind(event.state_key.as_deref())
+    .bind(event.sender.as_str())
+    .bind(event.origin_server_ts)
+    .bind(event.depth)
+    .bind(event.state_before)
+    .bind(event.state_after)
+    .bind(event.replaces_state.as_ref().map(|id| id.as_str()))
+    .bind(relates_to)
+    .bind(rel_type)
+    .bind(&*event.json)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(group) = &event.state_group {
+        sqlx::query(
+            "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(group.group_id)
+        .bind(room)
+        .bind(group.prev_group)
+        .bind(group.chain_length)
+        .execute(&mut *conn)
+        .await?;
+        for entry in &group.entries {
+            sqlx::query(
+                "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(group.group_id)
+            .bind(entry.event_type.as_str())
+            .bind(entry.state_key.as_str())
+            .bind(entry.event_id.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    if let Some(state_key) = &event.state_key {
+        sqlx::query(
+            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, event_type, state_key) \
+             DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+        )
+        .bind(room)
+        .bind(event.event_type.as_str())
+        .bind(state_key.as_str())
+        .bind(event.event_id.as_str())
+        .bind(event.membership.as_deref())
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some((user, device, txn)) = &event.transaction {
+        sqlx::query(
+            "INSERT INTO event_transactions (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(user.as_str())
+        .bind(device.as_str())
+        .bind(txn.as_str())
+        .bind(event.event_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Replaces the stored JSON of a redacted event by its redacted form (spec: "Redactions"): the
+/// content the sender asked to remove is gone from the server, not only hidden.
+async fn prune_redacted(
+    conn: &mut AnyConnection,
+    room: &str,
+    target: &EventId,
+    redaction: &EventId,
+    rules: &RedactionRules,
+) -> Result<()> {
+    let json: Option<String> = sqlx::query_scalar(
+        "SELECT json FROM events WHERE event_id = $1 AND room_id = $2 AND redacted_by IS NULL",
+    )
+    .bind(target.as_str())
+    .bind(room)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(json) = json else {
+        return Ok(());
+    };
+    let object: CanonicalJsonObject =
+        serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let redacted = redact(object, rules, None).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let redacted =
+        serde_json::to_string(&redacted).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("UPDATE events SET json = $1, redacted_by = $2 WHERE event_id = $3")
+        .bind(redacted)
+        .bind(redaction.as_str())
+        .bind(target.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
