@@ -19,6 +19,7 @@ use ruma::{
 use serde_json::{Value as JsonValue, json};
 use tessera_core::{
     Services,
+    ratelimit::Action,
     rooms::{Direction, Transaction, token::StreamToken},
 };
 use tessera_federation::edge::{ApiError, RumaResponse};
@@ -57,6 +58,7 @@ async fn send(
     req: Ruma<send_message_event::v3::Request>,
 ) -> ApiResult<send_message_event::v3::Response> {
     let caller = req.caller()?;
+    s.rate_limiter.check(Action::Message, caller.user_id.as_str())?;
     let transaction = Transaction {
         device_id: caller.device_id.clone(),
         txn_id: req.body.txn_id.to_string(),
@@ -81,6 +83,7 @@ async fn send_state(
     req: Ruma<send_state_event::v3::Request>,
 ) -> ApiResult<send_state_event::v3::Response> {
     let caller = req.caller()?;
+    s.rate_limiter.check(Action::Message, caller.user_id.as_str())?;
     let event_id = s
         .rooms
         .send_state(
@@ -99,6 +102,7 @@ async fn redact(
     req: Ruma<redact_event::v3::Request>,
 ) -> ApiResult<redact_event::v3::Response> {
     let caller = req.caller()?;
+    s.rate_limiter.check(Action::Message, caller.user_id.as_str())?;
     let transaction = Transaction {
         device_id: caller.device_id.clone(),
         txn_id: req.body.txn_id.to_string(),

@@ -210,3 +210,57 @@ async fn forwarded_for_counts_only_from_a_trusted_proxy() {
         }
     }
 }
+
+/// Sending is limited per user; a refused send stores nothing.
+#[tokio::test]
+async fn sending_events_is_limited_per_user() {
+    let server = TestServer::builder()
+        .rate_limit("message", 0.01, 4)
+        .start()
+        .await;
+    let client = server.client();
+    let alice = client.register("alice", PASSWORD).await;
+    let bob = client.register("bob", PASSWORD).await;
+    let room = alice
+        .client
+        .post(&format!("{V3}/createRoom"), json!({ "preset": "public_chat" }))
+        .await
+        .ok()["room_id"]
+        .as_str()
+        .expect("createRoom returns a room_id")
+        .to_owned();
+    bob.client
+        .post(&format!("{V3}/rooms/{room}/join"), json!({}))
+        .await
+        .assert_status(200);
+    let send = |user: &complement_tests::User, txn: String| {
+        let path = format!("{V3}/rooms/{room}/send/m.room.message/{txn}");
+        let client = user.client.clone();
+        async move {
+            client
+                .put(&path, json!({ "msgtype": "m.text", "body": txn }))
+                .await
+        }
+    };
+    for i in 0..4 {
+        send(&alice, format!("a{i}")).await.assert_status(200);
+    }
+    let refused = send(&alice, "a-over".to_owned()).await;
+    assert!(assert_limited(&refused) > 0, "{refused}");
+    // Bob has a bucket of his own.
+    send(&bob, "b0".to_owned()).await.assert_status(200);
+
+    let page = alice
+        .client
+        .get(&format!("{V3}/rooms/{room}/messages?dir=b&limit=50"))
+        .await
+        .ok();
+    let bodies: Vec<&str> = page["chunk"]
+        .as_array()
+        .expect("chunk is a list")
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["b0", "a3", "a2", "a1", "a0"], "{page}");
+}

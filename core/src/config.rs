@@ -223,6 +223,8 @@ pub struct RateLimitsConfig {
     pub register: RateLimit,
     #[serde(default = "default_login_failures_rate")]
     pub login_failures: RateLimit,
+    #[serde(default = "default_message_rate")]
+    pub message: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
@@ -232,6 +234,7 @@ impl Default for RateLimitsConfig {
             login: default_login_rate(),
             register: default_register_rate(),
             login_failures: default_login_failures_rate(),
+            message: default_message_rate(),
         }
     }
 }
@@ -324,6 +327,12 @@ fn default_login_failures_rate() -> RateLimit {
     RateLimit {
         per_second: 0.17,
         burst: 3,
+    }
+}
+fn default_message_rate() -> RateLimit {
+    RateLimit {
+        per_second: 10.0,
+        burst: 50,
     }
 }
 fn default_log_level() -> String {
@@ -497,6 +506,7 @@ impl Config {
             ("login", self.rate_limits.login),
             ("register", self.rate_limits.register),
             ("login_failures", self.rate_limits.login_failures),
+            ("message", self.rate_limits.message),
         ] {
             if !(limit.per_second.is_finite() && limit.per_second >= MIN_RATE_PER_SECOND) {
                 return Err(ConfigError::new(

@@ -16,6 +16,8 @@ pub enum Action {
     Login,
     Register,
     LoginFailure,
+    /// Sending an event (message, state, redaction), per user.
+    Message,
 }
 
 struct Bucket {
@@ -44,6 +46,7 @@ impl RateLimiter {
             Action::Login => self.config.login,
             Action::Register => self.config.register,
             Action::LoginFailure => self.config.login_failures,
+            Action::Message => self.config.message,
         }
     }
 
@@ -109,6 +112,7 @@ mod tests {
             login: limit,
             register: limit,
             login_failures: limit,
+            message: limit,
         })
     }
 
@@ -153,6 +157,7 @@ mod tests {
             login: limit,
             register: limit,
             login_failures: limit,
+            message: limit,
         });
         for _ in 0..10 {
             limiter.check(Action::Login, "k").unwrap();

@@ -22,6 +22,7 @@ const MAX_DELTA_CHAIN: i64 = 64;
 
 pub type StateKey = (StateEventType, String);
 
+#[derive(Clone)]
 pub struct RoomState {
     pub room_id: OwnedRoomId,
     pub version: RoomVersionId,
@@ -65,13 +66,25 @@ impl RoomState {
     /// Runs the authorization rules for `pdu` against the current state (which, for an event
     /// built on the extremities, is the state before it).
     pub fn authorize(&self, pdu: &Pdu) -> Result<(), String> {
-        let by_id: HashMap<&ruma::EventId, &Pdu> = self
-            .state
-            .values()
-            .map(|pdu| (&*pdu.event_id, &**pdu))
+        // The auth events were chosen from this state; look them up by their few keys rather
+        // than indexing the whole state (thousands of members) for every event.
+        let auth_types = state_res::auth_types_for_event(
+            pdu.event_type(),
+            &pdu.sender,
+            pdu.state_key.as_deref(),
+            &pdu.content,
+            &self.rules.authorization,
+        )?;
+        let mut auth_events: Vec<&Pdu> = auth_types
+            .iter()
+            .filter_map(|(kind, key)| self.get(kind, key))
+            .map(|pdu| &**pdu)
             .collect();
+        if let Some(create) = self.get(&StateEventType::RoomCreate, "") {
+            auth_events.push(create);
+        }
         state_res::check_state_independent_auth_rules(&self.rules.authorization, pdu, |id| {
-            by_id.get(id).copied()
+            auth_events.iter().find(|p| &*p.event_id == id).copied()
         })?;
         state_res::check_state_dependent_auth_rules(&self.rules.authorization, pdu, |kind, key| {
             self.get(kind, key).map(|p| &**p)
