@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs the `auth` scenario against Tessera and then Synapse on this machine (loopback only) and
-# prints both reports and the Tessera/Synapse ratios. Everything it makes lives in bench/work/.
+# Runs a tessera-bench scenario against Tessera and then Synapse on this machine (loopback only)
+# and prints both reports and the Tessera/Synapse ratios. Everything it makes lives in bench/work/.
 #
-# Usage: bench/run-vs-synapse.sh [--only tessera|synapse] [--shared-secret-registration]
-#                                [-- extra `tessera-bench auth` options, e.g. --users 100]
+# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|all] [--only tessera|synapse]
+#                                [--shared-secret-registration]
+#                                [--tessera-depth LIST] [--synapse-depth LIST]
+#                                [-- extra `tessera-bench SCENARIO` options, e.g. --users 100]
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
@@ -15,13 +17,21 @@ SYNAPSE_PORT=18008
 READY_DEADLINE_SECS=180
 
 only=""
+scenario=auth
+# `messages` fills a room to each depth in turn. Synapse fills at about 40 messages/s, so it
+# gets only the shallow depth by default; Tessera gets that one too, for a like-for-like ratio.
+tessera_depth=5000,100000
+synapse_depth=5000
 # Both servers get the same throwaway secret; the bench uses it only with --shared-secret-registration.
 shared_secret=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 registration_args=()
 bench_args=()
 while [[ $# -gt 0 ]]; do
     case $1 in
+        --scenario) scenario=$2; shift 2 ;;
         --only) only=$2; shift 2 ;;
+        --tessera-depth) tessera_depth=$2; shift 2 ;;
+        --synapse-depth) synapse_depth=$2; shift 2 ;;
         --shared-secret-registration) registration_args=(--shared-secret "$shared_secret"); shift ;;
         --) shift; bench_args=("$@"); break ;;
         *) echo "unknown option: $1 (see the usage at the top of $0)" >&2; exit 2 ;;
@@ -31,6 +41,11 @@ case $only in
     "") servers=(tessera synapse) ;;
     tessera | synapse) servers=("$only") ;;
     *) echo "--only takes tessera or synapse" >&2; exit 2 ;;
+esac
+case $scenario in
+    all) scenarios=(auth send messages rooms) ;;
+    auth | send | messages | rooms) scenarios=("$scenario") ;;
+    *) echo "--scenario takes auth, send, messages, rooms or all" >&2; exit 2 ;;
 esac
 
 machine="$(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
@@ -174,29 +189,46 @@ EOF
     wait_ready Synapse "$SYNAPSE_PORT" "$WORK/synapse.log"
 }
 
+# The options each scenario runs with unless the ones after `--` (which come later on the
+# command line, and the last occurrence of an option wins) say otherwise.
+scenario_args() {
+    local scenario=$1 server=$2
+    case $scenario in
+        send) echo --senders 1,8,10,64 --rooms 1,64 ;;
+        messages) local depth_var=${server}_depth; echo --depth "${!depth_var}" ;;
+    esac
+}
+
 status=0
-reports=()
-for server in "${servers[@]}"; do
-    port_var=${server^^}_PORT
-    port=${!port_var}
-    if port_in_use "$port"; then
-        echo "something already answers on 127.0.0.1:$port; stop it first" >&2; exit 1
-    fi
-    "start_$server"
-    echo "running auth against $server"
-    # Exit 1 means the run finished with some failed requests: report them, go on, fail at the end.
-    "$bench_bin" auth --base-url "http://127.0.0.1:$port" --json "$WORK/$server.json" \
-        "${registration_args[@]}" "${bench_args[@]}" >"$WORK/$server.txt" || {
-        code=$?
-        ((code == 1)) || exit "$code"
-        status=1
-    }
-    stop_server
-    reports+=("$server=$WORK/$server.json")
+for scenario in "${scenarios[@]}"; do
+    for server in "${servers[@]}"; do
+        port_var=${server^^}_PORT
+        port=${!port_var}
+        if port_in_use "$port"; then
+            echo "something already answers on 127.0.0.1:$port; stop it first" >&2; exit 1
+        fi
+        "start_$server" # a fresh database for every scenario
+        read -ra default_args <<<"$(scenario_args "$scenario" "$server")"
+        echo "running $scenario against $server"
+        # Exit 1 means the run finished with some failed requests: report them, go on, fail at the end.
+        "$bench_bin" "$scenario" --base-url "http://127.0.0.1:$port" --json "$WORK/$server-$scenario.json" \
+            "${registration_args[@]}" "${default_args[@]}" "${bench_args[@]}" >"$WORK/$server-$scenario.txt" || {
+            code=$?
+            ((code == 1)) || exit "$code"
+            status=1
+        }
+        stop_server
+    done
 done
 
 echo
 echo "machine: $machine"
-"$bench_bin" compare "${reports[@]}" --machine "$machine" --json "$WORK/results.json"
-echo "results: $WORK/results.json"
+for scenario in "${scenarios[@]}"; do
+    reports=()
+    for server in "${servers[@]}"; do reports+=("$server=$WORK/$server-$scenario.json"); done
+    echo
+    echo "=== $scenario ==="
+    "$bench_bin" compare "${reports[@]}" --machine "$machine" --json "$WORK/results-$scenario.json"
+    echo "results: $WORK/results-$scenario.json"
+done
 exit "$status"

@@ -1,6 +1,6 @@
 //! A minimal Client-Server API client: just the endpoints the scenarios drive.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -136,6 +136,82 @@ impl CsClient {
         string_field(&response, "user_id")
     }
 
+    /// `POST /createRoom` with a preset (`public_chat`, `private_chat`); returns the room ID.
+    pub async fn create_room(
+        &self,
+        access_token: &str,
+        preset: &str,
+    ) -> Result<String, RequestError> {
+        let body = json!({ "preset": preset });
+        let response = self
+            .expect_ok(
+                Method::POST,
+                "/_matrix/client/v3/createRoom",
+                Some(access_token),
+                Some(&body),
+            )
+            .await?;
+        string_field(&response, "room_id")
+    }
+
+    pub async fn join_room(&self, access_token: &str, room_id: &str) -> Result<(), RequestError> {
+        let path = format!("/_matrix/client/v3/join/{}", percent_encode(room_id));
+        let response = self
+            .expect_ok(Method::POST, &path, Some(access_token), Some(&json!({})))
+            .await?;
+        string_field(&response, "room_id").map(drop)
+    }
+
+    /// Sends an `m.text` message; `txn_id` must be unique per access token.
+    pub async fn send_text(
+        &self,
+        access_token: &str,
+        room_id: &str,
+        txn_id: &str,
+        text: &str,
+    ) -> Result<(), RequestError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
+            percent_encode(room_id),
+            percent_encode(txn_id)
+        );
+        let body = json!({ "msgtype": "m.text", "body": text });
+        let response = self
+            .expect_ok(Method::PUT, &path, Some(access_token), Some(&body))
+            .await?;
+        string_field(&response, "event_id").map(drop)
+    }
+
+    /// One page of `GET /rooms/{roomId}/messages?dir=b`, from the newest event when `from` is
+    /// `None`.
+    pub async fn messages_backwards(
+        &self,
+        access_token: &str,
+        room_id: &str,
+        from: Option<&str>,
+        limit: u32,
+    ) -> Result<MessagesPage, RequestError> {
+        let mut path = format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=b&limit={limit}",
+            percent_encode(room_id)
+        );
+        if let Some(token) = from {
+            path.push_str("&from=");
+            path.push_str(&percent_encode(token));
+        }
+        let response = self
+            .expect_ok(Method::GET, &path, Some(access_token), None)
+            .await?;
+        let events = response["chunk"]
+            .as_array()
+            .ok_or_else(|| RequestError::Malformed(format!("no `chunk` array in {response}")))?
+            .len();
+        Ok(MessagesPage {
+            events,
+            end: response["end"].as_str().map(str::to_owned),
+        })
+    }
+
     async fn expect_ok(
         &self,
         method: Method,
@@ -175,6 +251,27 @@ impl CsClient {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
         Ok((status, value))
     }
+}
+
+/// What the scenarios need from a `/messages` page.
+pub struct MessagesPage {
+    pub events: usize,
+    /// The token for the next (older) page; absent once the start of the room is reached.
+    pub end: Option<String>,
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, for a path segment or a
+/// query value (room IDs carry `!` and `:`, tokens may carry anything).
+fn percent_encode(raw: &str) -> String {
+    let mut encoded = String::with_capacity(raw.len());
+    for byte in raw.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            let _ = write!(encoded, "%{byte:02X}");
+        }
+    }
+    encoded
 }
 
 /// Synapse's MAC: hex HMAC-SHA1 over `nonce\0username\0password\0notadmin`.
@@ -222,5 +319,14 @@ mod tests {
             registration_mac("secret", "abc", "alice", "pw"),
             "42e32623fe124933c326f9d2d67ff7c617915a10"
         );
+    }
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved_characters() {
+        assert_eq!(
+            percent_encode("!abc_D-1.~:localhost"),
+            "%21abc_D-1.~%3Alocalhost"
+        );
+        assert_eq!(percent_encode("t1+/=é"), "t1%2B%2F%3D%C3%A9");
     }
 }

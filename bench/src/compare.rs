@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 
-use crate::stats::ScenarioReport;
+use crate::stats::{ScenarioReport, operation_column_width};
 
 #[derive(Args)]
 pub struct CompareArgs {
@@ -88,11 +88,16 @@ pub fn run(args: &CompareArgs) -> Result<String, String> {
             "ratio {ratio_of} (req/s above 1 and p50 below 1: {} is faster)",
             first.label
         );
-        let _ = writeln!(output, "{:<12} {:>10} {:>9}", "operation", "req/s", "p50");
+        let width = operation_column_width(&first.report.operations);
+        let _ = writeln!(
+            output,
+            "{:<width$} {:>10} {:>9}",
+            "operation", "req/s", "p50"
+        );
         for ratio in &comparison.ratios {
             let _ = writeln!(
                 output,
-                "{:<12} {:>9.2}x {:>8.2}x",
+                "{:<width$} {:>9.2}x {:>8.2}x",
                 ratio.operation, ratio.req_per_s, ratio.p50
             );
         }

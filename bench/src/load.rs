@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use futures::stream;
+use futures::{StreamExt, future, stream};
 
 use crate::client::RequestError;
 use crate::stats::{Latencies, OperationReport};
@@ -24,6 +23,25 @@ impl<T> Phase<T> {
             .into_iter()
             .map(|(operation, latencies)| latencies.report(operation, wall))
             .collect()
+    }
+
+    /// For setup phases, whose partial success would make the measurements after them lie:
+    /// an error naming each failing operation unless all of them succeeded.
+    pub fn check_complete(&self) -> Result<(), String> {
+        let failures: Vec<String> = self
+            .latencies
+            .iter()
+            .filter_map(|(operation, latencies)| {
+                latencies
+                    .failure_summary()
+                    .map(|summary| format!("{operation}: {summary}"))
+            })
+            .collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
     }
 }
 
@@ -63,4 +81,37 @@ where
         latencies,
         outputs,
     }
+}
+
+/// Runs `workers` loops side by side, each sending its share of `count` operations one after
+/// another, as clients that wait for each answer before sending the next. Worker `w` runs
+/// operations `w`, `w + workers`, `w + 2 * workers`, ... through `operation(w, i)`.
+pub async fn run_workers<F, Fut>(
+    name: &str,
+    workers: usize,
+    count: usize,
+    operation: F,
+) -> OperationReport
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: Future<Output = Result<(), RequestError>>,
+{
+    let started = Instant::now();
+    let loops = (0..workers).map(|worker| {
+        let operation = &operation;
+        async move {
+            let mut latencies = Latencies::default();
+            for i in (worker..count).step_by(workers) {
+                latencies.time(operation(worker, i)).await;
+            }
+            latencies
+        }
+    });
+    let per_worker = future::join_all(loops).await;
+    let wall = started.elapsed();
+    let mut latencies = Latencies::default();
+    for worker_latencies in per_worker {
+        latencies.merge(worker_latencies);
+    }
+    latencies.report(name, wall)
 }

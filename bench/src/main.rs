@@ -20,10 +20,22 @@ struct Cli {
     command: Command,
 }
 
+// In the scenarios the last occurrence of an option wins, so a wrapper script can pass defaults
+// that options given after them replace.
 #[derive(Subcommand)]
 enum Command {
     /// Register --users users, then run --requests password logins and whoami calls.
+    #[command(args_override_self = true)]
     Auth(scenarios::auth::AuthArgs),
+    /// Concurrent senders sending --messages text messages into --rooms rooms.
+    #[command(args_override_self = true)]
+    Send(scenarios::send::SendArgs),
+    /// Fill a room to --depth messages, then page backwards through it with /messages.
+    #[command(args_override_self = true)]
+    Messages(scenarios::messages::MessagesArgs),
+    /// Create --count rooms, then join a room of --members members --joins times.
+    #[command(args_override_self = true)]
+    Rooms(scenarios::rooms::RoomsArgs),
     /// Print reports saved with --json, and the ratios between two of them.
     Compare(compare::CompareArgs),
 }
@@ -34,10 +46,10 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
-        Command::Auth(args) => match scenarios::auth::run(args).await {
-            Ok(report) => publish(&report, &args.common),
-            Err(e) => Err(e),
-        },
+        Command::Auth(args) => publish(scenarios::auth::run(args).await, &args.common),
+        Command::Send(args) => publish(scenarios::send::run(args).await, &args.common),
+        Command::Messages(args) => publish(scenarios::messages::run(args).await, &args.common),
+        Command::Rooms(args) => publish(scenarios::rooms::run(args).await, &args.common),
         Command::Compare(args) => compare::run(args).map(|output| {
             print!("{output}");
             ExitCode::SUCCESS
@@ -49,10 +61,14 @@ async fn main() -> ExitCode {
     })
 }
 
-fn publish(report: &ScenarioReport, common: &CommonArgs) -> Result<ExitCode, String> {
+fn publish(
+    outcome: Result<ScenarioReport, String>,
+    common: &CommonArgs,
+) -> Result<ExitCode, String> {
+    let report = outcome?;
     print!("{}", report.table());
     if let Some(path) = &common.json {
-        let json = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
         std::fs::write(path, json + "\n")
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }

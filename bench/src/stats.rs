@@ -1,7 +1,8 @@
 //! Latency recording and the report every scenario produces (table and JSON).
 
-use std::fmt::Write as _;
-use std::time::Duration;
+use std::fmt::{Display, Write as _};
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +24,43 @@ impl Latencies {
     pub fn record_error(&mut self, error: String) {
         self.errors += 1;
         self.first_error.get_or_insert(error);
+    }
+
+    /// Awaits one request and records its latency or its error; returns its output on success.
+    pub async fn time<T, E: Display>(
+        &mut self,
+        request: impl Future<Output = Result<T, E>>,
+    ) -> Option<T> {
+        let sent = Instant::now();
+        match request.await {
+            Ok(output) => {
+                self.record_success(sent.elapsed());
+                Some(output)
+            }
+            Err(error) => {
+                self.record_error(error.to_string());
+                None
+            }
+        }
+    }
+
+    /// "N of M failed, first: ..." when any request failed.
+    pub fn failure_summary(&self) -> Option<String> {
+        let first_error = self.first_error.as_ref()?;
+        Some(format!(
+            "{} of {} failed, first: {first_error}",
+            self.errors,
+            self.errors + self.micros.len() as u64
+        ))
+    }
+
+    /// Adds another recorder's outcomes; its first error is kept only if this one has none.
+    pub fn merge(&mut self, other: Latencies) {
+        self.micros.extend(other.micros);
+        self.errors += other.errors;
+        if let Some(error) = other.first_error {
+            self.first_error.get_or_insert(error);
+        }
     }
 
     /// Summarises against the wall time of the phase the operation ran in, so operations that
@@ -95,15 +133,16 @@ impl ScenarioReport {
             "scenario {} against {}  {}\n",
             self.scenario, self.base_url, self.parameters
         );
+        let width = operation_column_width(&self.operations);
         let _ = writeln!(
             out,
-            "{:<12} {:>8} {:>7} {:>10} {:>9} {:>9} {:>9}",
+            "{:<width$} {:>8} {:>7} {:>10} {:>9} {:>9} {:>9}",
             "operation", "count", "errors", "req/s", "p50 ms", "p99 ms", "max ms"
         );
         for op in &self.operations {
             let _ = writeln!(
                 out,
-                "{:<12} {:>8} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>9.2}",
+                "{:<width$} {:>8} {:>7} {:>10.1} {:>9.2} {:>9.2} {:>9.2}",
                 op.operation, op.count, op.errors, op.req_per_s, op.p50_ms, op.p99_ms, op.max_ms
             );
         }
@@ -114,6 +153,16 @@ impl ScenarioReport {
         }
         out
     }
+}
+
+/// Wide enough for the longest operation name, so the columns line up.
+pub fn operation_column_width(operations: &[OperationReport]) -> usize {
+    operations
+        .iter()
+        .map(|op| op.operation.len())
+        .chain([12])
+        .max()
+        .unwrap_or(12)
 }
 
 #[cfg(test)]

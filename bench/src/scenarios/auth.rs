@@ -1,11 +1,10 @@
 //! `auth`: register users, then a mix of password logins and whoami calls.
 
 use clap::Args;
-use rand::Rng;
 use serde_json::json;
 
-use super::CommonArgs;
-use crate::client::{CsClient, RequestError, Session};
+use super::{Accounts, CommonArgs, RegisteredUser, register};
+use crate::client::{CsClient, RequestError};
 use crate::load::run_phase;
 use crate::stats::ScenarioReport;
 
@@ -22,32 +21,20 @@ pub struct AuthArgs {
     /// Percentage of second-phase operations that are logins; the rest are whoami.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     pub login_percent: u32,
-    /// Register through the Synapse-compatible shared-secret admin API instead of open
-    /// registration with m.login.dummy.
-    #[arg(long)]
-    pub shared_secret: Option<String>,
-}
-
-struct RegisteredUser {
-    username: String,
-    session: Session,
 }
 
 pub async fn run(args: &AuthArgs) -> Result<ScenarioReport, String> {
-    let client = args
-        .common
-        .client()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
     let concurrency = args.common.concurrency();
-    let mut rng = rand::thread_rng();
-    // Random per run, so reruns against the same database do not collide.
-    let prefix = format!("bench{:08x}", rng.r#gen::<u32>());
-    let password = format!("pw-{:016x}", rng.r#gen::<u64>());
+    let client = args.common.client(concurrency)?;
+    let accounts = Accounts::generate();
+    let password = &accounts.password;
 
-    eprintln!("auth: registering {} users as {prefix}_*", args.users);
+    eprintln!(
+        "auth: registering {} users as {}_*",
+        args.users, accounts.prefix
+    );
     let registration = run_phase(concurrency, args.users as usize, |i| {
-        let username = format!("{prefix}_{i}");
-        register(&client, args.shared_secret.as_deref(), username, &password)
+        register(&client, &args.common, accounts.username(i), password)
     })
     .await;
     let users = &registration.outputs;
@@ -69,7 +56,7 @@ pub async fn run(args: &AuthArgs) -> Result<ScenarioReport, String> {
     let mixed = run_phase(concurrency, args.requests as usize, |i| {
         let user = &users[i % users.len()];
         let is_login = is_login(i, args.login_percent);
-        let (client, password) = (&client, &password);
+        let client = &client;
         async move {
             if is_login {
                 ("login", login(client, user, password).await)
@@ -90,7 +77,7 @@ pub async fn run(args: &AuthArgs) -> Result<ScenarioReport, String> {
             "requests": args.requests,
             "concurrency": args.common.concurrency,
             "login_percent": args.login_percent,
-            "registration": if args.shared_secret.is_some() { "shared-secret" } else { "open" },
+            "registration": args.common.registration_kind(),
         }),
         operations,
     })
@@ -100,26 +87,6 @@ pub async fn run(args: &AuthArgs) -> Result<ScenarioReport, String> {
 /// run sees the same mix: operation `i` is a login when `i * percent mod 100 < percent`.
 fn is_login(i: usize, login_percent: u32) -> bool {
     (i as u64 * u64::from(login_percent)) % 100 < u64::from(login_percent)
-}
-
-async fn register(
-    client: &CsClient,
-    shared_secret: Option<&str>,
-    username: String,
-    password: &str,
-) -> (&'static str, Result<RegisteredUser, RequestError>) {
-    let result = match shared_secret {
-        Some(secret) => {
-            client
-                .register_shared_secret(secret, &username, password)
-                .await
-        }
-        None => client.register_open(&username, password).await,
-    };
-    (
-        "register",
-        result.map(|session| RegisteredUser { username, session }),
-    )
 }
 
 async fn login(
@@ -132,7 +99,7 @@ async fn login(
 }
 
 async fn whoami(client: &CsClient, user: &RegisteredUser) -> Result<(), RequestError> {
-    let user_id = client.whoami(&user.session.access_token).await?;
+    let user_id = client.whoami(user.token()).await?;
     expect_user(&user_id, user)
 }
 

@@ -2,13 +2,18 @@
 //! [`ScenarioReport`](crate::stats::ScenarioReport).
 
 pub mod auth;
+pub mod messages;
+pub mod rooms;
+pub mod send;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::Args;
+use rand::Rng;
 
-use crate::client::CsClient;
+use crate::client::{CsClient, RequestError, Session};
+use crate::load::run_phase;
 
 /// Options every scenario takes.
 #[derive(Args)]
@@ -25,6 +30,10 @@ pub struct CommonArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Register through the Synapse-compatible shared-secret admin API instead of open
+    /// registration with m.login.dummy.
+    #[arg(long)]
+    pub shared_secret: Option<String>,
 }
 
 impl CommonArgs {
@@ -32,11 +41,101 @@ impl CommonArgs {
         usize::from(self.concurrency)
     }
 
-    pub fn client(&self) -> reqwest::Result<CsClient> {
+    /// A client keeping enough idle connections for `--concurrency` and for `max_in_flight`,
+    /// whichever is larger.
+    pub fn client(&self, max_in_flight: usize) -> Result<CsClient, String> {
         CsClient::new(
             &self.base_url,
-            self.concurrency(),
+            self.concurrency().max(max_in_flight),
             Duration::from_secs(self.timeout_secs),
         )
+        .map_err(|e| format!("cannot build HTTP client: {e}"))
     }
+
+    pub fn registration_kind(&self) -> &'static str {
+        if self.shared_secret.is_some() {
+            "shared-secret"
+        } else {
+            "open"
+        }
+    }
+}
+
+/// One run's account names and password. The prefix is random per run, so reruns against the
+/// same database do not collide.
+pub struct Accounts {
+    pub prefix: String,
+    pub password: String,
+}
+
+impl Accounts {
+    pub fn generate() -> Self {
+        let mut rng = rand::thread_rng();
+        Self {
+            prefix: format!("bench{:08x}", rng.r#gen::<u32>()),
+            password: format!("pw-{:016x}", rng.r#gen::<u64>()),
+        }
+    }
+
+    pub fn username(&self, i: usize) -> String {
+        format!("{}_{i}", self.prefix)
+    }
+}
+
+pub struct RegisteredUser {
+    pub username: String,
+    pub session: Session,
+}
+
+impl RegisteredUser {
+    pub fn token(&self) -> &str {
+        &self.session.access_token
+    }
+}
+
+/// Registers one account, as the `register` operation of a phase.
+pub async fn register(
+    client: &CsClient,
+    common: &CommonArgs,
+    username: String,
+    password: &str,
+) -> (&'static str, Result<RegisteredUser, RequestError>) {
+    let result = match &common.shared_secret {
+        Some(secret) => {
+            client
+                .register_shared_secret(secret, &username, password)
+                .await
+        }
+        None => client.register_open(&username, password).await,
+    };
+    (
+        "register",
+        result.map(|session| RegisteredUser { username, session }),
+    )
+}
+
+/// Setup of the room scenarios: registers `count` users at `--concurrency`, untimed, and fails
+/// unless every one of them could register.
+pub async fn register_all(
+    scenario: &str,
+    client: &CsClient,
+    common: &CommonArgs,
+    accounts: &Accounts,
+    count: usize,
+) -> Result<Vec<RegisteredUser>, String> {
+    eprintln!(
+        "{scenario}: registering {count} users as {}_*",
+        accounts.prefix
+    );
+    let started = Instant::now();
+    let phase = run_phase(common.concurrency(), count, |i| {
+        register(client, common, accounts.username(i), &accounts.password)
+    })
+    .await;
+    phase.check_complete()?;
+    eprintln!(
+        "{scenario}: registered {count} users in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(phase.outputs)
 }
