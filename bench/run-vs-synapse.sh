@@ -52,12 +52,9 @@ machine="$(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | se
 echo "machine: $machine"
 mkdir -p "$WORK"
 
-# (a) build
-if [[ " ${servers[*]} " == *" tessera "* ]]; then
-    (cd "$ROOT" && cargo build --release -p tessera -p tessera-bench)
-else
-    (cd "$ROOT" && cargo build --release -p tessera-bench)
-fi
+# (a) build: the workspace's feature set, so the build shares artifacts with other release
+# builds of the workspace in the same target directory.
+(cd "$ROOT" && cargo build --release --workspace --bins)
 bench_bin=$CARGO_TARGET_DIR/release/tessera-bench
 
 # The server under test runs alone, so the other one's background work does not skew it.
