@@ -3,8 +3,10 @@
 
 mod account;
 mod account_data;
+mod context;
 mod admin;
 mod device;
+mod directory;
 mod discovery;
 mod filter;
 mod json_body;
@@ -12,9 +14,13 @@ mod membership;
 mod message;
 mod metrics;
 mod profile;
+mod receipt;
+mod relations;
 mod room;
+mod room_upgrade;
 mod route;
 mod ruma_wrapper;
+mod search;
 mod session;
 
 use std::{sync::Arc, time::Duration};
@@ -99,7 +105,13 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = account_data::routes(router);
     let router = filter::routes(router);
     let router = room::routes(router);
+    let router = directory::routes(router);
+    let router = room_upgrade::routes(router);
     let router = membership::routes(router);
     let router = message::routes(router);
+    let router = receipt::routes(router);
+    let router = relations::routes(router);
+    let router = context::routes(router);
+    let router = search::routes(router);
     admin::routes(router)
 }

@@ -20,7 +20,7 @@ use serde_json::{Value as JsonValue, json};
 use tessera_core::{
     Services,
     ratelimit::Action,
-    rooms::{Direction, Transaction, token::StreamToken},
+    rooms::{Direction, MessagesQuery, Transaction, token::StreamToken},
 };
 use tessera_federation::edge::{ApiError, RumaResponse};
 
@@ -58,7 +58,8 @@ async fn send(
     req: Ruma<send_message_event::v3::Request>,
 ) -> ApiResult<send_message_event::v3::Response> {
     let caller = req.caller()?;
-    s.rate_limiter.check(Action::Message, caller.user_id.as_str())?;
+    s.rate_limiter
+        .check(Action::Message, caller.user_id.as_str())?;
     let transaction = Transaction {
         device_id: caller.device_id.clone(),
         txn_id: req.body.txn_id.to_string(),
@@ -83,7 +84,8 @@ async fn send_state(
     req: Ruma<send_state_event::v3::Request>,
 ) -> ApiResult<send_state_event::v3::Response> {
     let caller = req.caller()?;
-    s.rate_limiter.check(Action::Message, caller.user_id.as_str())?;
+    s.rate_limiter
+        .check(Action::Message, caller.user_id.as_str())?;
     let event_id = s
         .rooms
         .send_state(
@@ -102,7 +104,8 @@ async fn redact(
     req: Ruma<redact_event::v3::Request>,
 ) -> ApiResult<redact_event::v3::Response> {
     let caller = req.caller()?;
-    s.rate_limiter.check(Action::Message, caller.user_id.as_str())?;
+    s.rate_limiter
+        .check(Action::Message, caller.user_id.as_str())?;
     let transaction = Transaction {
         device_id: caller.device_id.clone(),
         txn_id: req.body.txn_id.to_string(),
@@ -202,11 +205,13 @@ async fn messages(
         .messages_for(
             &caller.user_id,
             &body.room_id,
-            token(&body.from)?,
-            token(&body.to)?,
-            dir,
-            limit,
-            &body.filter,
+            MessagesQuery {
+                from: token(&body.from)?,
+                to: token(&body.to)?,
+                dir,
+                limit,
+                filter: &body.filter,
+            },
         )
         .await?;
     let mut response = get_message_events::v3::Response::new();

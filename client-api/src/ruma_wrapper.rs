@@ -20,6 +20,8 @@ use tessera_core::{
 };
 use tessera_federation::edge::{ApiError, parse_request, read_body};
 
+use crate::route::EmptyStateKey;
+
 pub struct Ruma<T> {
     pub body: T,
     /// The body as received, for the few endpoints that keep the client's own JSON.
@@ -187,7 +189,10 @@ where
                     e.to_string(),
                 )
             })?;
-        let path_args: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+        let mut path_args: Vec<&str> = params.iter().map(|(_, value)| value).collect();
+        if parts.extensions.get::<EmptyStateKey>().is_some() {
+            path_args.push("");
+        }
         let body = parse_request::<T>(parts, &bytes, &path_args)?;
         Ok(Self {
             body,

@@ -13,6 +13,7 @@
 
 mod client;
 mod postgres;
+pub mod rooms;
 mod server;
 mod util;
 

@@ -34,6 +34,9 @@ pub enum Error {
     /// The alias (or another unique room name) is taken (400 `M_ROOM_IN_USE`).
     #[error("{0}")]
     RoomInUse(String),
+    /// The thing to create exists already, e.g. a room alias (409 `M_UNKNOWN`).
+    #[error("{0}")]
+    Conflict(String),
     /// A canonical alias that does not point to the room (400 `M_BAD_ALIAS`).
     #[error("{0}")]
     BadAlias(String),

@@ -114,6 +114,7 @@ impl From<CoreError> for ApiError {
                 Self::new(S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", message)
             }
             CoreError::RoomInUse(_) => Self::new(S::BAD_REQUEST, "M_ROOM_IN_USE", message),
+            CoreError::Conflict(_) => Self::new(S::CONFLICT, "M_UNKNOWN", message),
             CoreError::BadAlias(_) => Self::new(S::BAD_REQUEST, "M_BAD_ALIAS", message),
             CoreError::InvalidRoomState(_) => {
                 Self::new(S::BAD_REQUEST, "M_INVALID_ROOM_STATE", message)

@@ -7,12 +7,24 @@
 //! the writer checks that an event's predecessors were persisted, so nothing is built on a
 //! write that failed. On PostgreSQL the write commits before the lock is released.
 
+mod aggregations;
+mod aliases;
+mod context;
 mod create;
+mod directory;
 mod membership;
 mod read;
+mod receipts;
+mod relations;
+pub mod resolve;
+mod search;
 mod send;
 mod state;
+#[cfg(test)]
+mod tests;
 pub mod token;
+mod typing;
+mod upgrade;
 mod visibility;
 
 use std::{
@@ -31,9 +43,17 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
+pub use directory::{PublicRoomsPage, PublicRoomsQuery};
 pub use membership::MembershipChange;
-pub use read::{Direction, Members, MessagesPage};
+pub use read::{Direction, Members, MessagesPage, MessagesQuery};
+pub use context::ContextPage;
+pub use receipts::{ReceiptKind, ReceiptThread};
+pub use relations::{RELATIONS_RECURSION_DEPTH, RelationsPage, RelationsRequest, ThreadsPage};
+pub use search::{
+    ContextRequest, SearchContext, SearchGroup, SearchRequest, SearchResult, SearchResults,
+};
 pub use state::RoomState;
+pub use typing::{MAX_TYPING_TIMEOUT, TypingSnapshot};
 
 use crate::{
     Config, Error, Result,
@@ -51,6 +71,7 @@ pub struct Rooms {
     rooms: std::sync::Mutex<HashMap<OwnedRoomId, RoomSlot>>,
     next_stream_ordering: AtomicI64,
     next_state_group: AtomicI64,
+    typing: typing::Typing,
 }
 
 /// How a client request that sends an event is identified, for idempotent retries.
@@ -75,6 +96,7 @@ impl Rooms {
             rooms: std::sync::Mutex::default(),
             next_stream_ordering,
             next_state_group,
+            typing: typing::Typing::default(),
         })
     }
 
@@ -196,6 +218,13 @@ impl Rooms {
             },
         )
         .map_err(event_error)?;
+        let limit = self.config.limits.max_event_bytes;
+        if pdu.json.len() > limit {
+            return Err(Error::TooLarge(format!(
+                "The event is {} bytes, over this server's limit of {limit} bytes",
+                pdu.json.len()
+            )));
+        }
         room.authorize(&pdu).map_err(|reason| {
             Error::Forbidden(format!("The event is not allowed in this room: {reason}"))
         })?;

@@ -26,6 +26,15 @@ pub enum Direction {
     Backward,
 }
 
+/// Which page of `/messages`.
+pub struct MessagesQuery<'a> {
+    pub from: Option<StreamToken>,
+    pub to: Option<StreamToken>,
+    pub dir: Direction,
+    pub limit: usize,
+    pub filter: &'a RoomEventFilter,
+}
+
 pub struct MessagesPage {
     pub start: StreamToken,
     pub end: Option<StreamToken>,
@@ -81,8 +90,14 @@ impl Rooms {
     }
 
     /// Events in the client format, with `unsigned` filled in: `redacted_because` for redacted
-    /// events, `prev_content` and `replaces_state` for state events that replaced others.
-    pub(super) async fn serve(&self, rows: &[EventRow]) -> Result<Vec<Box<RawValue>>> {
+    /// events, `prev_content` and `replaces_state` for state events that replaced others, and
+    /// the bundled aggregations (`m.relations`) of their child events as `user_id` sees them.
+    pub(super) async fn serve(
+        &self,
+        rows: &[EventRow],
+        user_id: &UserId,
+    ) -> Result<Vec<Box<RawValue>>> {
+        let mut bundles = self.bundled_aggregations(rows, user_id).await?;
         let mut related: Vec<OwnedEventId> = rows
             .iter()
             .flat_map(|row| row.redacted_by.iter().chain(row.replaces_state.iter()))
@@ -120,6 +135,9 @@ impl Rooms {
                         JsonValue::String(previous.sender.to_string()),
                     );
                 }
+                if let Some(relations) = bundles.remove(&row.event_id) {
+                    unsigned.insert("m.relations".to_owned(), relations);
+                }
                 Ok(client_event_json(&pdu, &unsigned, now))
             })
             .collect()
@@ -132,6 +150,18 @@ impl Rooms {
         room_id: &RoomId,
         event_id: &ruma::EventId,
     ) -> Result<Box<RawValue>> {
+        let row = self.visible_event(user_id, room_id, event_id).await?;
+        Ok(self.serve(&[row], user_id).await?.remove(0))
+    }
+
+    /// The event, if it is in the room and the user may see it; 404 otherwise, so that
+    /// hidden events are not told apart from missing ones.
+    pub(super) async fn visible_event(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        event_id: &ruma::EventId,
+    ) -> Result<EventRow> {
         let not_found = || Error::NotFound("Event not found".to_owned());
         let row = self.store.event(event_id).await?.ok_or_else(not_found)?;
         if row.room_id != room_id {
@@ -143,7 +173,7 @@ impl Rooms {
         if !visibility.allows(&row, own.as_deref()).await? {
             return Err(not_found());
         }
-        Ok(self.serve(&[row]).await?.remove(0))
+        Ok(row)
     }
 
     /// The state group whose state the user may read: the current state while joined (or if
@@ -208,7 +238,7 @@ impl Rooms {
     ) -> Result<Vec<Box<RawValue>>> {
         let readable = self.readable_state(user_id, room_id).await?;
         let rows = self.state_rows(room_id, readable).await?;
-        self.serve(&rows).await
+        self.serve(&rows, user_id).await
     }
 
     /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}`: the content, or the whole event.
@@ -242,7 +272,7 @@ impl Rooms {
             .event(&event_id.ok_or_else(not_found)?)
             .await?
             .ok_or_else(not_found)?;
-        Ok(self.serve(&[row]).await?.remove(0))
+        Ok(self.serve(&[row], user_id).await?.remove(0))
     }
 
     /// `GET /rooms/{roomId}/members`.
@@ -279,7 +309,7 @@ impl Rooms {
             }
             members.push(row);
         }
-        self.serve(&members).await
+        self.serve(&members, user_id).await
     }
 
     /// `GET /rooms/{roomId}/joined_members`: display name and avatar per joined user.
@@ -320,31 +350,16 @@ impl Rooms {
         &self,
         user_id: &UserId,
         room_id: &RoomId,
-        from: Option<StreamToken>,
-        to: Option<StreamToken>,
-        dir: Direction,
-        limit: usize,
-        filter: &RoomEventFilter,
+        query: MessagesQuery<'_>,
     ) -> Result<MessagesPage> {
-        let membership = self.store.current_membership(room_id, user_id).await?;
-        let world_readable = matches!(
-            self.readable_state(user_id, room_id).await,
-            Ok(ReadableState::Current)
-        );
-        let left_at = match &membership {
-            Some((m, event_id)) if m != "join" && !world_readable => self
-                .store
-                .event(event_id)
-                .await?
-                .map(|row| row.stream_ordering),
-            _ => None,
-        };
-        if membership.is_none() && !world_readable {
-            return Err(Error::Forbidden(format!(
-                "You are not a member of room {room_id}"
-            )));
-        }
-        let forward = dir == Direction::Forward;
+        let MessagesQuery {
+            from,
+            to,
+            dir,
+            limit,
+            filter,
+        } = query;
+        let left_at = self.history_access(user_id, room_id).await?;
         let start = from.unwrap_or(match dir {
             Direction::Forward => StreamToken(0),
             Direction::Backward => StreamToken(
@@ -352,24 +367,99 @@ impl Rooms {
                     .load(std::sync::atomic::Ordering::Relaxed),
             ),
         });
+        let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
+        let scan = self
+            .scan_timeline(
+                &mut visibility,
+                TimelineScan {
+                    room_id,
+                    user_id,
+                    left_at,
+                    start: start.0,
+                    to,
+                    dir,
+                    limit,
+                    filter,
+                },
+            )
+            .await?;
+        let state = if !filter.lazy_load_options.is_disabled() {
+            self.lazy_members(&scan.rows, user_id).await?
+        } else {
+            Vec::new()
+        };
+        Ok(MessagesPage {
+            start,
+            end: scan.end,
+            chunk: self.serve(&scan.rows, user_id).await?,
+            state,
+        })
+    }
+
+    /// Whether the user may page through the room's history at all, and for a user who left
+    /// (of a room that is not world readable) the stream ordering of their leave, beyond which
+    /// they read nothing.
+    pub(super) async fn history_access(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+    ) -> Result<Option<i64>> {
+        let membership = self.store.current_membership(room_id, user_id).await?;
+        let world_readable = matches!(
+            self.readable_state(user_id, room_id).await,
+            Ok(ReadableState::Current)
+        );
+        if membership.is_none() && !world_readable {
+            return Err(Error::Forbidden(format!(
+                "You are not a member of room {room_id}"
+            )));
+        }
+        Ok(match &membership {
+            Some((m, event_id)) if m != "join" && !world_readable => self
+                .store
+                .event(event_id)
+                .await?
+                .map(|row| row.stream_ordering),
+            _ => None,
+        })
+    }
+
+    /// Reads the room's timeline from `start` in one direction, keeping the events that pass
+    /// the filter and the visibility rules, until `limit` are found, `to` or the end is
+    /// reached, or too many rows were scanned.
+    pub(super) async fn scan_timeline(
+        &self,
+        visibility: &mut VisibilityFilter<'_>,
+        scan: TimelineScan<'_>,
+    ) -> Result<ScannedTimeline> {
+        let TimelineScan {
+            room_id,
+            user_id,
+            left_at,
+            start,
+            to,
+            dir,
+            limit,
+            filter,
+        } = scan;
+        let forward = dir == Direction::Forward;
         // A user who left reads no further than their leave (spec: history visibility).
         let mut position = match (dir, left_at) {
-            (Direction::Backward, Some(left)) => start.0.min(left),
-            _ => start.0,
+            (Direction::Backward, Some(left)) => start.min(left),
+            _ => start,
         };
-        let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
-        let mut chunk = Vec::with_capacity(limit);
+        let mut rows = Vec::with_capacity(limit);
         let batch = (limit * 2).clamp(20, 500);
         let mut scanned = 0;
         // Whether the last row in this direction (or `to`) was reached: then there is no `end`.
         let mut exhausted = false;
-        'pages: while chunk.len() < limit && scanned < MAX_SCANNED {
-            let rows = self
+        'pages: while rows.len() < limit && scanned < MAX_SCANNED {
+            let batch_rows = self
                 .store
                 .room_events(room_id, position, forward, batch as i64)
                 .await?;
-            let last_batch = rows.len() < batch;
-            for row in rows {
+            let last_batch = batch_rows.len() < batch;
+            for row in batch_rows {
                 scanned += 1;
                 let beyond = match (dir, to, left_at) {
                     (Direction::Forward, _, Some(left)) if row.stream_ordering > left => true,
@@ -394,8 +484,8 @@ impl Rooms {
                 {
                     continue;
                 }
-                chunk.push(row);
-                if chunk.len() == limit {
+                rows.push(row);
+                if rows.len() == limit {
                     break 'pages;
                 }
             }
@@ -404,25 +494,33 @@ impl Rooms {
                 break;
             }
         }
-        let end = (!exhausted).then_some(StreamToken(position));
-        let state = if !filter.lazy_load_options.is_disabled() {
-            self.lazy_members(&chunk).await?
-        } else {
-            Vec::new()
-        };
-        Ok(MessagesPage {
-            start,
-            end,
-            chunk: self.serve(&chunk).await?,
-            state,
+        Ok(ScannedTimeline {
+            rows,
+            position: StreamToken(position),
+            end: (!exhausted).then_some(StreamToken(position)),
         })
     }
 
     /// The member events of the senders of a page, as of the page's oldest event.
-    async fn lazy_members(&self, chunk: &[EventRow]) -> Result<Vec<Box<RawValue>>> {
+    pub(super) async fn lazy_members(
+        &self,
+        chunk: &[EventRow],
+        user_id: &UserId,
+    ) -> Result<Vec<Box<RawValue>>> {
         let Some(oldest) = chunk.iter().min_by_key(|row| row.stream_ordering) else {
             return Ok(Vec::new());
         };
+        self.member_events_at(oldest.state_after, chunk, user_id)
+            .await
+    }
+
+    /// The member events of the senders of `events` in state group `group`.
+    pub(super) async fn member_events_at(
+        &self,
+        group: i64,
+        chunk: &[EventRow],
+        user_id: &UserId,
+    ) -> Result<Vec<Box<RawValue>>> {
         let mut senders: Vec<OwnedUserId> = chunk
             .iter()
             .map(parse)
@@ -434,15 +532,38 @@ impl Rooms {
         for sender in senders {
             if let Some(id) = self
                 .store
-                .state_group_entry(oldest.state_after, "m.room.member", sender.as_str())
+                .state_group_entry(group, "m.room.member", sender.as_str())
                 .await?
             {
                 ids.push(id);
             }
         }
         let rows = self.store.events(&ids).await?;
-        self.serve(&rows).await
+        self.serve(&rows, user_id).await
     }
+}
+
+/// What [`Rooms::scan_timeline`] reads.
+pub(super) struct TimelineScan<'a> {
+    pub room_id: &'a RoomId,
+    pub user_id: &'a UserId,
+    /// From [`Rooms::history_access`].
+    pub left_at: Option<i64>,
+    /// The stream position to start from: rows after it going forward, at or before it going
+    /// backward.
+    pub start: i64,
+    pub to: Option<StreamToken>,
+    pub dir: Direction,
+    pub limit: usize,
+    pub filter: &'a RoomEventFilter,
+}
+
+pub(super) struct ScannedTimeline {
+    pub rows: Vec<EventRow>,
+    /// Where the scan stopped: the token to go on from.
+    pub position: StreamToken,
+    /// `position`, unless the scan reached the end (or `to`).
+    pub end: Option<StreamToken>,
 }
 
 enum ReadableState {
@@ -456,7 +577,7 @@ pub(super) fn parse(row: &EventRow) -> Result<Pdu> {
 }
 
 /// For the user's own member event, the membership it sets.
-fn own_membership(pdu: &Pdu, user_id: &UserId) -> Option<String> {
+pub(super) fn own_membership(pdu: &Pdu, user_id: &UserId) -> Option<String> {
     (pdu.state_key.as_deref() == Some(user_id.as_str()))
         .then(|| pdu.membership())
         .flatten()
@@ -489,7 +610,7 @@ pub(super) fn matches_filter(pdu: &Pdu, filter: &RoomEventFilter) -> bool {
     {
         return false;
     }
-    if filter.not_senders.iter().any(|s| *s == pdu.sender) {
+    if filter.not_senders.contains(&pdu.sender) {
         return false;
     }
     if let Some(senders) = &filter.senders

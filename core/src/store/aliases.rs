@@ -66,6 +66,17 @@ impl Store {
             == 1)
     }
 
+    /// Points every alias of `from` at `to` (a room upgrade moves its aliases).
+    pub async fn repoint_aliases(&self, from: &RoomId, to: &RoomId) -> Result<()> {
+        self.writer
+            .execute(
+                "UPDATE room_aliases SET room_id = $1 WHERE room_id = $2",
+                vec![to.as_str().into(), from.as_str().into()],
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn room_aliases(&self, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
         let aliases: Vec<String> =
             sqlx::query_scalar("SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias")

@@ -8,9 +8,13 @@ mod account_data;
 mod accounts;
 mod aliases;
 mod devices;
+mod directory;
 mod filters;
 mod profiles;
+mod receipts;
+mod relations;
 mod rooms;
+mod search;
 mod tokens;
 mod writer;
 
@@ -24,9 +28,13 @@ use sqlx::{
 
 pub use accounts::{Account, KeepSessions, NewAccount};
 pub use devices::{Device, NewSession};
+pub use directory::{DirectoryPosition, RoomStateJson};
+pub use receipts::{NewReceipt, Receipt};
+pub use relations::{ChildRelation, RelationsQuery, ThreadRoot, ThreadSummary};
 pub use rooms::{
     EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, StateEntry, StoredRoom,
 };
+pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
 pub use tokens::AccessTokenInfo;
 pub use writer::Pending;
 use writer::Writer;
@@ -70,6 +78,8 @@ pub struct Store {
     /// The connections writes use: on SQLite a single one; on PostgreSQL the read pool.
     writer_pool: AnyPool,
     writer: Writer,
+    /// For the few queries whose SQL differs between the backends (full-text search).
+    backend: Backend,
 }
 
 impl Store {
@@ -108,6 +118,7 @@ impl Store {
             pool,
             writer_pool,
             writer,
+            backend,
         })
     }
 

@@ -91,7 +91,7 @@ pub struct StoredRoom {
     pub extremities: Vec<(OwnedEventId, i64)>,
 }
 
-fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
+pub(super) fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
     let id = |column: &str| -> Result<OwnedEventId> {
         let text: String = row.try_get(column)?;
         OwnedEventId::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -114,7 +114,7 @@ fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
     })
 }
 
-const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
+pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
 
 impl Store {
     /// Queues the batch behind every write queued before it; await the result for the commit.
@@ -600,6 +600,7 @@ async fn insert_event(conn: &mut AnyConnection, room: &str, event: &NewEventRow)
         .execute(&mut *conn)
         .await?;
     }
+    super::search::index_event(conn, event).await?;
     Ok(())
 }
 
@@ -633,5 +634,6 @@ async fn prune_redacted(
         .bind(target.as_str())
         .execute(&mut *conn)
         .await?;
+    super::search::unindex_event(conn, target).await?;
     Ok(())
 }

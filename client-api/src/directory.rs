@@ -1,0 +1,209 @@
+//! Room aliases (`/directory/room/{roomAlias}`, `/rooms/{roomId}/aliases`), the published room
+//! directory (`/publicRooms`, `/directory/list/room/{roomId}`) and room summaries
+//! (`/room_summary/{roomIdOrAlias}`).
+
+use std::sync::Arc;
+
+use axum::{Router, extract::State};
+use ruma::{
+    OwnedServerName,
+    api::client::{
+        alias::{create_alias, delete_alias, get_alias},
+        directory::{
+            get_public_rooms, get_public_rooms_filtered, get_room_visibility, set_room_visibility,
+        },
+        room::{Visibility, aliases, get_summary},
+    },
+    directory::RoomNetwork,
+    events::room::member::MembershipState,
+};
+use tessera_core::{
+    Services,
+    rooms::{PublicRoomsPage, PublicRoomsQuery},
+};
+use tessera_federation::edge::{ApiError, RumaResponse};
+
+use crate::{route::RumaRoutes, ruma_wrapper::Ruma};
+
+type ApiResult<T> = Result<RumaResponse<T>, ApiError>;
+
+pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
+    router
+        .ruma::<create_alias::v3::Request, _, _>(create)
+        .ruma::<get_alias::v3::Request, _, _>(resolve)
+        .ruma::<delete_alias::v3::Request, _, _>(delete)
+        .ruma::<aliases::v3::Request, _, _>(local_aliases)
+        .ruma::<get_public_rooms::v3::Request, _, _>(public_rooms)
+        .ruma::<get_public_rooms_filtered::v3::Request, _, _>(public_rooms_filtered)
+        .ruma::<get_room_visibility::v3::Request, _, _>(visibility)
+        .ruma::<set_room_visibility::v3::Request, _, _>(set_visibility)
+        .ruma::<get_summary::v1::Request, _, _>(summary)
+}
+
+async fn create(
+    State(s): State<Arc<Services>>,
+    req: Ruma<create_alias::v3::Request>,
+) -> ApiResult<create_alias::v3::Response> {
+    let caller = req.caller()?;
+    s.rooms
+        .create_alias(&caller.user_id, &req.body.room_alias, &req.body.room_id)
+        .await?;
+    Ok(RumaResponse(create_alias::v3::Response::new()))
+}
+
+async fn resolve(
+    State(s): State<Arc<Services>>,
+    req: Ruma<get_alias::v3::Request>,
+) -> ApiResult<get_alias::v3::Response> {
+    let (room_id, servers) = s.rooms.resolve_alias(&req.body.room_alias).await?;
+    Ok(RumaResponse(get_alias::v3::Response::new(room_id, servers)))
+}
+
+async fn delete(
+    State(s): State<Arc<Services>>,
+    req: Ruma<delete_alias::v3::Request>,
+) -> ApiResult<delete_alias::v3::Response> {
+    let caller = req.caller()?;
+    s.rooms
+        .delete_alias(&caller.user_id, &req.body.room_alias)
+        .await?;
+    Ok(RumaResponse(delete_alias::v3::Response::new()))
+}
+
+async fn local_aliases(
+    State(s): State<Arc<Services>>,
+    req: Ruma<aliases::v3::Request>,
+) -> ApiResult<aliases::v3::Response> {
+    let caller = req.caller()?;
+    let aliases = s
+        .rooms
+        .local_aliases(&caller.user_id, &req.body.room_id)
+        .await?;
+    Ok(RumaResponse(aliases::v3::Response::new(aliases)))
+}
+
+/// Only this server's directory can be listed: another server's needs federation queries.
+fn local_directory(s: &Services, server: Option<&OwnedServerName>) -> Result<(), ApiError> {
+    match server {
+        Some(server) if *server != s.config.server_name => Err(ApiError::unrecognized(format!(
+            "This server cannot fetch the room directory of {server}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn limit(limit: Option<ruma::UInt>) -> Option<usize> {
+    limit.map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX))
+}
+
+async fn public_rooms(
+    State(s): State<Arc<Services>>,
+    req: Ruma<get_public_rooms::v3::Request>,
+) -> ApiResult<get_public_rooms::v3::Response> {
+    local_directory(&s, req.body.server.as_ref())?;
+    let query = PublicRoomsQuery {
+        limit: limit(req.body.limit),
+        since: req.body.since.clone(),
+        ..PublicRoomsQuery::default()
+    };
+    let page = s.rooms.public_rooms(query).await?;
+    let PublicRoomsPage {
+        chunk,
+        next_batch,
+        prev_batch,
+        total_room_count_estimate,
+    } = page;
+    let mut response = get_public_rooms::v3::Response::new(chunk);
+    response.next_batch = next_batch;
+    response.prev_batch = prev_batch;
+    response.total_room_count_estimate =
+        Some(total_room_count_estimate.try_into().unwrap_or_default());
+    Ok(RumaResponse(response))
+}
+
+async fn public_rooms_filtered(
+    State(s): State<Arc<Services>>,
+    req: Ruma<get_public_rooms_filtered::v3::Request>,
+) -> ApiResult<get_public_rooms_filtered::v3::Response> {
+    local_directory(&s, req.body.server.as_ref())?;
+    let body = &req.body;
+    let query = PublicRoomsQuery {
+        limit: limit(body.limit),
+        since: body.since.clone(),
+        search_term: body
+            .filter
+            .generic_search_term
+            .clone()
+            .filter(|term| !term.trim().is_empty()),
+        room_types: body
+            .filter
+            .room_types
+            .iter()
+            .map(|kind| kind.as_str().map(str::to_owned))
+            .collect(),
+        third_party_network: matches!(body.room_network, RoomNetwork::ThirdParty(_)),
+    };
+    let PublicRoomsPage {
+        chunk,
+        next_batch,
+        prev_batch,
+        total_room_count_estimate,
+    } = s.rooms.public_rooms(query).await?;
+    let mut response = get_public_rooms_filtered::v3::Response::new();
+    response.chunk = chunk;
+    response.next_batch = next_batch;
+    response.prev_batch = prev_batch;
+    response.total_room_count_estimate =
+        Some(total_room_count_estimate.try_into().unwrap_or_default());
+    Ok(RumaResponse(response))
+}
+
+async fn visibility(
+    State(s): State<Arc<Services>>,
+    req: Ruma<get_room_visibility::v3::Request>,
+) -> ApiResult<get_room_visibility::v3::Response> {
+    let public = s.rooms.directory_visibility(&req.body.room_id).await?;
+    Ok(RumaResponse(get_room_visibility::v3::Response::new(
+        if public {
+            Visibility::Public
+        } else {
+            Visibility::Private
+        },
+    )))
+}
+
+async fn set_visibility(
+    State(s): State<Arc<Services>>,
+    req: Ruma<set_room_visibility::v3::Request>,
+) -> ApiResult<set_room_visibility::v3::Response> {
+    let caller = req.caller()?;
+    let public = match &req.body.visibility {
+        Visibility::Public => true,
+        Visibility::Private => false,
+        other => {
+            return Err(ApiError::new(
+                http::StatusCode::BAD_REQUEST,
+                "M_INVALID_PARAM",
+                format!("Unknown visibility {:?}", other.as_str()),
+            ));
+        }
+    };
+    s.rooms
+        .set_directory_visibility(&caller.user_id, &req.body.room_id, public)
+        .await?;
+    Ok(RumaResponse(set_room_visibility::v3::Response::new()))
+}
+
+async fn summary(
+    State(s): State<Arc<Services>>,
+    req: Ruma<get_summary::v1::Request>,
+) -> ApiResult<get_summary::v1::Response> {
+    let caller = req.caller().ok().map(|caller| &*caller.user_id);
+    let (summary, membership) = s
+        .rooms
+        .room_summary(caller, &req.body.room_id_or_alias)
+        .await?;
+    let mut response = get_summary::v1::Response::new(summary);
+    response.membership = membership.as_deref().map(MembershipState::from);
+    Ok(RumaResponse(response))
+}
