@@ -62,6 +62,7 @@ async fn send(
         .check(Action::Message, caller.user_id.as_str())?;
     let transaction = Transaction {
         device_id: caller.device_id.clone(),
+        scope: format!("send/{}/{}", req.body.room_id, req.body.event_type),
         txn_id: req.body.txn_id.to_string(),
     };
     let event_id = s
@@ -108,6 +109,7 @@ async fn redact(
         .check(Action::Message, caller.user_id.as_str())?;
     let transaction = Transaction {
         device_id: caller.device_id.clone(),
+        scope: format!("redact/{}/{}", req.body.room_id, req.body.event_id),
         txn_id: req.body.txn_id.to_string(),
     };
     let mut content = json!({});

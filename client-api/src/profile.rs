@@ -57,6 +57,7 @@ async fn set_field(
             value.value().into_owned(),
         )
         .await?;
+    s.rooms.refresh_member_profiles(&req.body.user_id).await?;
     Ok(RumaResponse(set_profile_field::v3::Response::new()))
 }
 
@@ -68,5 +69,6 @@ async fn delete_field(
     s.users
         .delete_profile_field(&req.body.user_id, req.body.field.as_str())
         .await?;
+    s.rooms.refresh_member_profiles(&req.body.user_id).await?;
     Ok(RumaResponse(delete_profile_field::v3::Response::new()))
 }

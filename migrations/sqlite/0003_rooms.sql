@@ -67,13 +67,15 @@ CREATE TABLE forward_extremities (
     PRIMARY KEY (room_id, event_id)
 );
 
--- Transaction IDs are scoped to the device that sent them (spec: "Transaction identifiers").
+-- Transaction IDs are scoped to the device that sent them and the endpoint they were sent to
+-- (spec: "Transaction identifiers"); `scope` names the endpoint, e.g. `send/<room>/<type>`.
 CREATE TABLE event_transactions (
     user_id TEXT NOT NULL,
     device_id TEXT NOT NULL,
+    scope TEXT NOT NULL,
     txn_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
-    PRIMARY KEY (user_id, device_id, txn_id)
+    PRIMARY KEY (user_id, device_id, scope, txn_id)
 );
 
 CREATE TABLE forgotten_rooms (

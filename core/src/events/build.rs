@@ -51,11 +51,17 @@ impl NewEvent {
 pub enum EventError {
     #[error("the event is {size} bytes, over the limit of {MAX_PDU_BYTES} bytes")]
     TooLarge { size: usize },
+    /// `type`, `state_key`, `sender` and IDs are limited to 255 bytes (spec: "Size limits").
+    #[error("the event's {field} is {len} bytes, over the limit of {MAX_FIELD_BYTES} bytes")]
+    FieldTooLong { field: &'static str, len: usize },
     #[error("the event content is not valid: {0}")]
     InvalidContent(String),
     #[error("cannot sign the event: {0}")]
     Signing(String),
 }
+
+/// The spec's limit on `type`, `state_key`, `sender`, `room_id` and `event_id`.
+pub const MAX_FIELD_BYTES: usize = 255;
 
 /// Where the new event goes in the graph, and who signs it.
 pub struct GraphPosition<'a> {
@@ -104,6 +110,14 @@ pub fn build_pdu(new: NewEvent, sender: &UserId, at: GraphPosition<'_>) -> Resul
         mut content,
         redacts,
     } = new;
+    let fields = [
+        ("type", kind.to_string().len()),
+        ("state_key", state_key.as_ref().map_or(0, String::len)),
+        ("sender", sender.as_str().len()),
+    ];
+    if let Some((field, len)) = fields.into_iter().find(|(_, len)| *len > MAX_FIELD_BYTES) {
+        return Err(EventError::FieldTooLong { field, len });
+    }
     if let Some(redacts) = &redacts
         && at.rules.redaction.content_field_redacts
         && let Some(object) = content.as_object_mut()

@@ -158,8 +158,8 @@ impl Rooms {
                 .any(|(k, key, _)| k == kind && key.is_empty())
         };
         let (join_rule, guest_access) = match preset {
-            "public_chat" => ("public", None),
-            _ => ("invite", Some("can_join")),
+            "public_chat" => ("public", "forbidden"),
+            _ => ("invite", "can_join"),
         };
         if !given("m.room.join_rules") {
             events.push(NewEvent::state(
@@ -175,9 +175,7 @@ impl Rooms {
                 json!({ "history_visibility": "shared" }),
             ));
         }
-        if let Some(guest_access) = guest_access
-            && !given("m.room.guest_access")
-        {
+        if !given("m.room.guest_access") {
             events.push(NewEvent::state(
                 TimelineEventType::RoomGuestAccess,
                 "",

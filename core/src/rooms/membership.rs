@@ -200,6 +200,47 @@ impl Rooms {
         Ok(())
     }
 
+    /// A changed display name or avatar reaches every room the user is joined to as a new
+    /// member event (as Synapse does), so other members see it. Rooms where nothing changes, or
+    /// where the member event is refused, are left alone.
+    pub async fn refresh_member_profiles(&self, user_id: &UserId) -> Result<()> {
+        let profile = self.with_profile(user_id, serde_json::json!({})).await?;
+        for room_id in self.joined_rooms(user_id).await? {
+            let guard = self.lock(&room_id).await?;
+            let Some(room) = guard.as_ref() else {
+                continue;
+            };
+            let Some(current) = room.get(&StateEventType::RoomMember, user_id.as_str()) else {
+                continue;
+            };
+            let mut content = current.content_value();
+            if current.membership().as_deref() != Some("join") {
+                continue;
+            }
+            for field in ["displayname", "avatar_url"] {
+                match profile.get(field) {
+                    Some(value) => content[field] = value.clone(),
+                    None => {
+                        if let Some(object) = content.as_object_mut() {
+                            object.remove(field);
+                        }
+                    }
+                }
+            }
+            if let Some(object) = content.as_object_mut() {
+                object.remove("reason");
+            }
+            if content == current.content_value() {
+                continue;
+            }
+            let new = NewEvent::state(TimelineEventType::RoomMember, user_id.as_str(), content);
+            if let Err(e) = self.append_and_commit(guard, user_id, new, None).await {
+                tracing::warn!(%room_id, "profile change not propagated: {e}");
+            }
+        }
+        Ok(())
+    }
+
     /// `POST /rooms/{roomId}/unban`: only a banned user can be unbanned.
     pub async fn unban(
         &self,

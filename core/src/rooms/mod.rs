@@ -78,6 +78,9 @@ pub struct Rooms {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Transaction {
     pub device_id: ruma::OwnedDeviceId,
+    /// The endpoint the transaction was sent to: the same ID on another endpoint is another
+    /// transaction.
+    pub scope: String,
     pub txn_id: String,
 }
 
@@ -256,6 +259,7 @@ impl Rooms {
                 (
                     user.to_string(),
                     txn.device_id.to_string(),
+                    txn.scope.clone(),
                     txn.txn_id.clone(),
                 )
             }),
@@ -297,6 +301,12 @@ impl Rooms {
         Ok(())
     }
 
+    /// The stream position of the newest event handed out: `/messages` backwards from "now"
+    /// starts here.
+    pub fn current_position(&self) -> i64 {
+        self.next_stream_ordering.load(Ordering::Relaxed) - 1
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -304,7 +314,9 @@ impl Rooms {
 
 fn event_error(e: EventError) -> Error {
     match e {
-        EventError::TooLarge { .. } => Error::TooLarge(e.to_string()),
+        EventError::TooLarge { .. } | EventError::FieldTooLong { .. } => {
+            Error::TooLarge(e.to_string())
+        }
         EventError::InvalidContent(_) => Error::BadJson(e.to_string()),
         EventError::Signing(_) => Error::Internal(e.to_string()),
     }

@@ -179,7 +179,9 @@ impl Rooms {
     /// The state group whose state the user may read: the current state while joined (or if
     /// the room is world readable), the state when they left otherwise.
     async fn readable_state(&self, user_id: &UserId, room_id: &RoomId) -> Result<ReadableState> {
-        if self.store.room_version(room_id).await?.is_none() {
+        if self.store.room_version(room_id).await?.is_none()
+            || self.store.is_forgotten(user_id, room_id).await?
+        {
             return Err(Error::Forbidden(format!(
                 "You are not a member of room {room_id}"
             )));
@@ -318,7 +320,15 @@ impl Rooms {
         user_id: &UserId,
         room_id: &RoomId,
     ) -> Result<BTreeMap<OwnedUserId, (Option<String>, Option<String>)>> {
-        let readable = self.readable_state(user_id, room_id).await?;
+        // Unlike `/members`, the list is only for current members (or world-readable rooms).
+        let readable = match self.readable_state(user_id, room_id).await? {
+            ReadableState::Current => ReadableState::Current,
+            ReadableState::Group(_) => {
+                return Err(Error::Forbidden(format!(
+                    "You are not a member of room {room_id}"
+                )));
+            }
+        };
         let rows = self.state_rows(room_id, readable).await?;
         let mut joined = BTreeMap::new();
         for row in rows {
@@ -362,10 +372,7 @@ impl Rooms {
         let left_at = self.history_access(user_id, room_id).await?;
         let start = from.unwrap_or(match dir {
             Direction::Forward => StreamToken(0),
-            Direction::Backward => StreamToken(
-                self.next_stream_ordering
-                    .load(std::sync::atomic::Ordering::Relaxed),
-            ),
+            Direction::Backward => StreamToken(self.current_position()),
         });
         let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
         let scan = self
@@ -404,7 +411,17 @@ impl Rooms {
         user_id: &UserId,
         room_id: &RoomId,
     ) -> Result<Option<i64>> {
-        let membership = self.store.current_membership(room_id, user_id).await?;
+        if self.store.is_forgotten(user_id, room_id).await? {
+            return Err(Error::Forbidden(format!(
+                "You have forgotten room {room_id}"
+            )));
+        }
+        let membership = self
+            .store
+            .current_membership(room_id, user_id)
+            .await?
+            // Invited and knocking users have not seen the room (Synapse: "not in room").
+            .filter(|(m, _)| matches!(m.as_str(), "join" | "leave" | "ban"));
         let world_readable = matches!(
             self.readable_state(user_id, room_id).await,
             Ok(ReadableState::Current)

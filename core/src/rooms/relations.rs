@@ -64,8 +64,7 @@ impl Rooms {
                 if forward {
                     0
                 } else {
-                    self.next_stream_ordering
-                        .load(std::sync::atomic::Ordering::Relaxed)
+                    self.current_position()
                 }
             },
             |token| token.0,
@@ -148,10 +147,7 @@ impl Rooms {
     ) -> Result<ThreadsPage> {
         self.history_access(user_id, room_id).await?;
         let mut position = from.map_or_else(
-            || {
-                self.next_stream_ordering
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            },
+            || self.current_position(),
             |token| token.0,
         );
         let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;

@@ -205,7 +205,12 @@ impl Rooms {
     ) -> Result<Option<OwnedEventId>> {
         Ok(self
             .store
-            .transaction_event(sender, &transaction.device_id, &transaction.txn_id)
+            .transaction_event(
+                sender,
+                &transaction.device_id,
+                &transaction.scope,
+                &transaction.txn_id,
+            )
             .await?)
     }
 

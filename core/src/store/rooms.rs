@@ -56,8 +56,8 @@ pub struct NewEventRow {
     pub membership: Option<String>,
     pub replaces_state: Option<OwnedEventId>,
     pub relates_to: Option<(OwnedEventId, String)>,
-    /// `(user, device, txn_id)` of the client request that sent it.
-    pub transaction: Option<(String, String, String)>,
+    /// `(user, device, scope, txn_id)` of the client request that sent it.
+    pub transaction: Option<(String, String, String, String)>,
     /// For redactions: the event whose stored JSON is pruned.
     pub redacts: Option<OwnedEventId>,
     pub json: Arc<str>,
@@ -340,13 +340,16 @@ impl Store {
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
+        scope: &str,
         txn_id: &str,
     ) -> Result<Option<OwnedEventId>> {
         let id: Option<String> = sqlx::query_scalar(
-            "SELECT event_id FROM event_transactions WHERE user_id = $1 AND device_id = $2 AND txn_id = $3",
+            "SELECT event_id FROM event_transactions \
+             WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4",
         )
         .bind(user_id.as_str())
         .bind(device_id.as_str())
+        .bind(scope)
         .bind(txn_id)
         .fetch_optional(&self.pool)
         .await?;
@@ -588,13 +591,25 @@ async fn insert_event(conn: &mut AnyConnection, room: &str, event: &NewEventRow)
         .bind(event.membership.as_deref())
         .execute(&mut *conn)
         .await?;
+        // A room forgotten by a user is remembered again when they come back to it.
+        if event.event_type == "m.room.member"
+            && matches!(event.membership.as_deref(), Some("join" | "invite" | "knock"))
+        {
+            sqlx::query("DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2")
+                .bind(state_key.as_str())
+                .bind(room)
+                .execute(&mut *conn)
+                .await?;
+        }
     }
-    if let Some((user, device, txn)) = &event.transaction {
+    if let Some((user, device, scope, txn)) = &event.transaction {
         sqlx::query(
-            "INSERT INTO event_transactions (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(user.as_str())
         .bind(device.as_str())
+        .bind(scope.as_str())
         .bind(txn.as_str())
         .bind(event.event_id.as_str())
         .execute(&mut *conn)
