@@ -10,8 +10,8 @@ use tessera_core::{
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(config: &Config) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.logging.level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(log_directives(&config.logging.level)));
     // Colour codes only where a person reads a terminal, not in files or journald.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt()
@@ -20,6 +20,16 @@ fn init_logging(config: &Config) {
     match config.logging.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// The configured level, with ruma-state-res (which reports every auth check at info) quieted
+/// unless the configuration says otherwise.
+fn log_directives(level: &str) -> String {
+    if level.contains("ruma_state_res") {
+        level.to_owned()
+    } else {
+        format!("{level},ruma_state_res=warn")
     }
 }
 

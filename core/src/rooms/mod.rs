@@ -71,6 +71,10 @@ pub struct Rooms {
     rooms: std::sync::Mutex<HashMap<OwnedRoomId, RoomSlot>>,
     next_stream_ordering: AtomicI64,
     next_state_group: AtomicI64,
+    /// The timestamp of the last v12 create event: each gets a later one, so two identical
+    /// createRoom requests in one millisecond still get distinct room IDs (the create event's
+    /// hash).
+    last_create_ts: std::sync::atomic::AtomicU64,
     typing: typing::Typing,
 }
 
@@ -99,6 +103,7 @@ impl Rooms {
             rooms: std::sync::Mutex::default(),
             next_stream_ordering,
             next_state_group,
+            last_create_ts: std::sync::atomic::AtomicU64::new(0),
             typing: typing::Typing::default(),
         })
     }
@@ -199,19 +204,19 @@ impl Rooms {
         let auth_events = room
             .auth_events_for(&new.kind, sender, new.state_key.as_deref(), &content)
             .map_err(Error::BadJson)?;
-        let now = MilliSecondsSinceUnixEpoch::now();
+        let v12_create = room.rules.authorization.room_create_event_id_as_room_id
+            && room.state.is_empty();
+        let now = if v12_create {
+            self.unique_create_ts()
+        } else {
+            MilliSecondsSinceUnixEpoch::now()
+        };
         let pdu = build_pdu(
             new,
             sender,
             GraphPosition {
                 rules: &room.rules,
-                room_id: if room.rules.authorization.room_create_event_id_as_room_id
-                    && room.state.is_empty()
-                {
-                    None
-                } else {
-                    Some(&room.room_id)
-                },
+                room_id: (!v12_create).then_some(&*room.room_id),
                 prev_events: room.extremities.clone(),
                 auth_events,
                 depth: room.depth.saturating_add(UInt::from(1u32)),
@@ -270,6 +275,18 @@ impl Rooms {
             redact_cached_state(room, target);
         }
         Ok((pdu, row))
+    }
+
+    fn unique_create_ts(&self) -> MilliSecondsSinceUnixEpoch {
+        let now: u64 = MilliSecondsSinceUnixEpoch::now().get().into();
+        let previous = self
+            .last_create_ts
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(now);
+        let ts = now.max(previous + 1);
+        MilliSecondsSinceUnixEpoch(UInt::try_from(ts).unwrap_or(UInt::MAX))
     }
 
     /// Queues the rows of events just appended, while the room lock is still held.

@@ -9,6 +9,7 @@ mod accounts;
 mod aliases;
 mod devices;
 mod directory;
+mod event_writer;
 mod filters;
 mod profiles;
 mod receipts;
@@ -37,6 +38,7 @@ pub use rooms::{
 pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
 pub use tokens::AccessTokenInfo;
 pub use writer::Pending;
+use event_writer::EventWriter;
 use writer::Writer;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -80,6 +82,8 @@ pub struct Store {
     writer: Writer,
     /// For the few queries whose SQL differs between the backends (full-text search).
     backend: Backend,
+    /// Coalesces room event writes (SQLite); PostgreSQL writes each batch in its own transaction.
+    event_writer: Option<EventWriter>,
 }
 
 impl Store {
@@ -114,16 +118,24 @@ impl Store {
             Backend::Sqlite => Writer::grouped(writer_pool.clone()),
             Backend::Postgres => Writer::Direct(writer_pool.clone()),
         };
+        let event_writer = match backend {
+            Backend::Sqlite => Some(EventWriter::start(writer.clone())),
+            Backend::Postgres => None,
+        };
         Ok(Self {
             pool,
             writer_pool,
             writer,
             backend,
+            event_writer,
         })
     }
 
     /// Returns once every write queued before it has committed (or failed).
     pub async fn barrier(&self) -> Result<()> {
+        if let Some(event_writer) = &self.event_writer {
+            event_writer.barrier().await?;
+        }
         self.writer.write(|_| Box::pin(async { Ok(()) })).await
     }
 

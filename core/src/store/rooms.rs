@@ -121,9 +121,14 @@ impl Store {
     /// Fails (and writes nothing) if an event's prev_events were not persisted, so events built
     /// on a write that failed fail too.
     pub async fn enqueue_events(&self, batch: EventBatch) -> Result<Pending<()>> {
-        self.writer
-            .enqueue(move |conn| Box::pin(async move { write_batch(conn, batch).await }))
-            .await
+        match &self.event_writer {
+            Some(event_writer) => event_writer.enqueue(batch).await,
+            None => {
+                self.writer
+                    .enqueue(move |conn| Box::pin(async move { super::event_writer::write_one(conn, batch).await }))
+                    .await
+            }
+        }
     }
 
     pub async fn max_stream_ordering(&self) -> Result<i64> {
@@ -436,192 +441,9 @@ fn state_entry(row: &sqlx::any::AnyRow) -> Result<StateEntry> {
     })
 }
 
-async fn write_batch(conn: &mut AnyConnection, batch: EventBatch) -> Result<()> {
-    let room = batch.room_id.as_str();
-    if let Some(new_room) = &batch.new_room {
-        let current_group = batch
-            .events
-            .iter()
-            .rev()
-            .find_map(|e| e.state_group.as_ref().map(|g| g.group_id))
-            .unwrap_or_default();
-        sqlx::query(
-            "INSERT INTO rooms (room_id, room_version, creator, state_group, published, created_ts) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(room)
-        .bind(new_room.version.as_str())
-        .bind(new_room.creator.as_str())
-        .bind(current_group)
-        .bind(super::flag(new_room.published))
-        .bind(new_room.created_ts)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let batch_ids: Vec<&EventId> = batch.events.iter().map(|e| &*e.event_id).collect();
-    for event in &batch.events {
-        check_prev_events_persisted(conn, event, &batch_ids).await?;
-        insert_event(conn, room, event).await?;
-        if let Some(target) = &event.redacts {
-            prune_redacted(conn, room, target, &event.event_id, &batch.redaction_rules).await?;
-        }
-    }
-    if let Some(group) = batch
-        .events
-        .iter()
-        .rev()
-        .find_map(|e| e.state_group.as_ref())
-        && batch.new_room.is_none()
-    {
-        sqlx::query("UPDATE rooms SET state_group = $1 WHERE room_id = $2")
-            .bind(group.group_id)
-            .bind(room)
-            .execute(&mut *conn)
-            .await?;
-    }
-    sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1")
-        .bind(room)
-        .execute(&mut *conn)
-        .await?;
-    for extremity in &batch.extremities {
-        sqlx::query("INSERT INTO forward_extremities (room_id, event_id) VALUES ($1, $2)")
-            .bind(room)
-            .bind(extremity.as_str())
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// The engine hands out an event's place in the graph before the write of its predecessor has
-/// committed; if that write failed, this one must fail too rather than point at nothing.
-async fn check_prev_events_persisted(
-    conn: &mut AnyConnection,
-    event: &NewEventRow,
-    batch_ids: &[&EventId],
-) -> Result<()> {
-    let Ok(pdu) = serde_json::from_str::<PrevEvents>(&event.json) else {
-        return Err(StoreError::Corrupt(format!(
-            "event {} has no prev_events",
-            event.event_id
-        )));
-    };
-    for prev in pdu.prev_events {
-        if batch_ids.contains(&&*prev) {
-            continue;
-        }
-        let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_id = $1")
-            .bind(prev.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
-        if found == 0 {
-            return Err(StoreError::CommitFailed(format!(
-                "event {} follows {prev}, which was not persisted",
-                event.event_id
-            )));
-        }
-    }
-    Ok(())
-}
-
-#[derive(serde::Deserialize)]
-struct PrevEvents {
-    prev_events: Vec<OwnedEventId>,
-}
-
-async fn insert_event(conn: &mut AnyConnection, room: &str, event: &NewEventRow) -> Result<()> {
-    let (relates_to, rel_type) = match &event.relates_to {
-        Some((id, rel)) => (Some(id.as_str()), Some(rel.as_str())),
-        None => (None, None),
-    };
-    sqlx::query(
-        "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, \
-         origin_server_ts, depth, state_before, state_after, replaces_state, relates_to, rel_type, json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(event.stream_ordering)
-    .bind(event.event_id.as_str())
-    .bind(room)
-    .bind(event.event_type.as_str())
-    .bind(event.state_key.as_deref())
-    .bind(event.sender.as_str())
-    .bind(event.origin_server_ts)
-    .bind(event.depth)
-    .bind(event.state_before)
-    .bind(event.state_after)
-    .bind(event.replaces_state.as_ref().map(|id| id.as_str()))
-    .bind(relates_to)
-    .bind(rel_type)
-    .bind(&*event.json)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(group) = &event.state_group {
-        sqlx::query(
-            "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(group.group_id)
-        .bind(room)
-        .bind(group.prev_group)
-        .bind(group.chain_length)
-        .execute(&mut *conn)
-        .await?;
-        for entry in &group.entries {
-            sqlx::query(
-                "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(group.group_id)
-            .bind(entry.event_type.as_str())
-            .bind(entry.state_key.as_str())
-            .bind(entry.event_id.as_str())
-            .execute(&mut *conn)
-            .await?;
-        }
-    }
-    if let Some(state_key) = &event.state_key {
-        sqlx::query(
-            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, event_type, state_key) \
-             DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
-        )
-        .bind(room)
-        .bind(event.event_type.as_str())
-        .bind(state_key.as_str())
-        .bind(event.event_id.as_str())
-        .bind(event.membership.as_deref())
-        .execute(&mut *conn)
-        .await?;
-        // A room forgotten by a user is remembered again when they come back to it.
-        if event.event_type == "m.room.member"
-            && matches!(event.membership.as_deref(), Some("join" | "invite" | "knock"))
-        {
-            sqlx::query("DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2")
-                .bind(state_key.as_str())
-                .bind(room)
-                .execute(&mut *conn)
-                .await?;
-        }
-    }
-    if let Some((user, device, scope, txn)) = &event.transaction {
-        sqlx::query(
-            "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(user.as_str())
-        .bind(device.as_str())
-        .bind(scope.as_str())
-        .bind(txn.as_str())
-        .bind(event.event_id.as_str())
-        .execute(&mut *conn)
-        .await?;
-    }
-    super::search::index_event(conn, event).await?;
-    Ok(())
-}
-
 /// Replaces the stored JSON of a redacted event by its redacted form (spec: "Redactions"): the
 /// content the sender asked to remove is gone from the server, not only hidden.
-async fn prune_redacted(
+pub(super) async fn prune_redacted(
     conn: &mut AnyConnection,
     room: &str,
     target: &EventId,

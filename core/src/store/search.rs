@@ -79,33 +79,33 @@ struct PduContent {
     content: Map<String, JsonValue>,
 }
 
-/// Indexes the event's searchable text, if it has any. Part of the event's write.
-pub(super) async fn index_event(conn: &mut AnyConnection, event: &NewEventRow) -> Result<()> {
-    let Some((key, field)) = searchable_field(event) else {
-        return Ok(());
-    };
+/// The event's searchable text, if it has any: `(stream_ordering, key, text)`.
+pub(super) fn search_entry(event: &NewEventRow) -> Option<(i64, &'static str, String)> {
+    let (key, field) = searchable_field(event)?;
     // Content that is not an object with a string under the field has nothing to index; it is
     // still a valid event (content is only checked against the schema by clients).
-    let Some(text) = serde_json::from_str::<PduContent>(&event.json)
+    let text = serde_json::from_str::<PduContent>(&event.json)
         .ok()
         .and_then(|pdu| pdu.content.get(field)?.as_str().map(normalize))
-        .filter(|text| !text.is_empty())
-    else {
-        return Ok(());
+        .filter(|text| !text.is_empty())?;
+    Some((event.stream_ordering, key, text))
+}
+
+/// Indexes the searchable text of events being persisted, in one statement per chunk. Part of
+/// the events' write.
+pub(super) async fn index_entries(
+    conn: &mut AnyConnection,
+    entries: Vec<(i64, &'static str, String)>,
+) -> Result<()> {
+    let head = match backend_of(conn) {
+        Backend::Sqlite => "INSERT INTO event_search (rowid, key, value)",
+        Backend::Postgres => "INSERT INTO event_search (stream_ordering, key, value)",
     };
-    let sql = match backend_of(conn) {
-        Backend::Sqlite => "INSERT INTO event_search (rowid, key, value) VALUES ($1, $2, $3)",
-        Backend::Postgres => {
-            "INSERT INTO event_search (stream_ordering, key, value) VALUES ($1, $2, $3)"
-        }
-    };
-    sqlx::query(sql)
-        .bind(event.stream_ordering)
-        .bind(key)
-        .bind(text)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    let rows = entries
+        .into_iter()
+        .map(|(stream_ordering, key, text)| vec![stream_ordering.into(), key.into(), text.into()])
+        .collect();
+    super::event_writer::insert_rows(conn, head, "", rows).await
 }
 
 /// Removes a redacted event's text from the index: redacted content must not be found.

@@ -197,9 +197,28 @@ impl From<i64> for Arg {
     }
 }
 
+impl From<Option<String>> for Arg {
+    fn from(value: Option<String>) -> Self {
+        Self::NullableText(value)
+    }
+}
+
 impl From<Option<i64>> for Arg {
     fn from(value: Option<i64>) -> Self {
         Self::NullableInt(value)
+    }
+}
+
+/// Binds one argument of a statement built at run time.
+pub(super) fn bind_arg<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    arg: Arg,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    match arg {
+        Arg::Text(v) => query.bind(v),
+        Arg::NullableText(v) => query.bind(v),
+        Arg::Int(v) => query.bind(v),
+        Arg::NullableInt(v) => query.bind(v),
     }
 }
 
@@ -210,12 +229,7 @@ impl Writer {
             Box::pin(async move {
                 let mut query = sqlx::query(sql);
                 for arg in args {
-                    query = match arg {
-                        Arg::Text(v) => query.bind(v),
-                        Arg::NullableText(v) => query.bind(v),
-                        Arg::Int(v) => query.bind(v),
-                        Arg::NullableInt(v) => query.bind(v),
-                    };
+                    query = bind_arg(query, arg);
                 }
                 Ok(query.execute(&mut *conn).await?.rows_affected())
             })

@@ -1,0 +1,534 @@
+//! Writing room events. Each event of a busy room would otherwise cost a handful of statements,
+//! each a round trip to the database thread; instead, the batches queued while the previous
+//! write ran are written together, one multi-row statement per table. If that combined write
+//! fails, each batch is retried alone in its own savepoint, so one bad batch fails by itself.
+
+use std::{
+    collections::{HashMap, HashSet},
+    fmt::Write as _,
+    sync::Arc,
+};
+
+use ruma::{EventId, OwnedEventId};
+use sqlx::{AnyConnection, Row};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{
+    Result, StoreError,
+    rooms::{EventBatch, prune_redacted},
+    search,
+    writer::{Arg, Pending, Writer, bind_arg},
+};
+
+/// Most batches written together.
+const MAX_COALESCED: usize = 512;
+/// Rows per multi-row statement: well under SQLite's and PostgreSQL's bound-parameter limits.
+const ROWS_PER_STATEMENT: usize = 256;
+/// Combined writes queued in the writer at once: while one runs, the next batches gather.
+const WRITES_IN_FLIGHT: usize = 2;
+
+type Reply = oneshot::Sender<Result<()>>;
+
+enum Item {
+    Batch(Box<EventBatch>, Reply),
+    /// Answered once everything queued before it has committed.
+    Barrier(Reply),
+}
+
+#[derive(Clone)]
+pub(super) struct EventWriter {
+    items: mpsc::Sender<Item>,
+}
+
+impl EventWriter {
+    pub(super) fn start(writer: Writer) -> Self {
+        let (items, receiver) = mpsc::channel(4096);
+        tokio::spawn(run(writer, receiver));
+        Self { items }
+    }
+
+    /// Queues the batch behind every batch queued before it.
+    pub(super) async fn enqueue(&self, batch: EventBatch) -> Result<Pending<()>> {
+        let (reply, result) = oneshot::channel();
+        self.items
+            .send(Item::Batch(Box::new(batch), reply))
+            .await
+            .map_err(|_| StoreError::WriterUnavailable)?;
+        Ok(Pending::Queued(result))
+    }
+
+    pub(super) async fn barrier(&self) -> Result<()> {
+        let (reply, result) = oneshot::channel();
+        self.items
+            .send(Item::Barrier(reply))
+            .await
+            .map_err(|_| StoreError::WriterUnavailable)?;
+        result.await.map_err(|_| StoreError::WriterUnavailable)?
+    }
+}
+
+async fn run(writer: Writer, mut items: mpsc::Receiver<Item>) {
+    let in_flight = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
+    let mut received = Vec::with_capacity(MAX_COALESCED);
+    while items.recv_many(&mut received, MAX_COALESCED).await > 0 {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        // More may have arrived while waiting for a slot.
+        let room = MAX_COALESCED.saturating_sub(received.len());
+        if room > 0 {
+            while let Ok(item) = items.try_recv() {
+                received.push(item);
+                if received.len() == MAX_COALESCED {
+                    break;
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        let mut replies = Vec::new();
+        let mut barriers = Vec::new();
+        for item in received.drain(..) {
+            match item {
+                Item::Batch(batch, reply) => {
+                    batches.push(*batch);
+                    replies.push(reply);
+                }
+                Item::Barrier(reply) => barriers.push(reply),
+            }
+        }
+        let queued = writer
+            .enqueue(move |conn| {
+                Box::pin(async move {
+                    let outcomes = write_coalesced(conn, &batches).await;
+                    drop(permit);
+                    outcomes
+                })
+            })
+            .await;
+        tokio::spawn(async move {
+            let outcome = match queued {
+                Ok(pending) => pending.committed().await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::CommitFailed(e.to_string())));
+                    }
+                }
+            }
+            for barrier in barriers {
+                let _ = barrier.send(Ok(()));
+            }
+        });
+    }
+}
+
+/// Writes all batches together, or each alone when together fails; one outcome per batch.
+/// Each failed batch leaves nothing behind (savepoints), so the enclosing write may commit.
+async fn write_coalesced(
+    conn: &mut AnyConnection,
+    batches: &[EventBatch],
+) -> Result<Vec<Result<()>>> {
+    if batches.is_empty() {
+        return Ok(Vec::new());
+    }
+    match in_savepoint(conn, "events_together", batches).await? {
+        Ok(()) => return Ok(batches.iter().map(|_| Ok(())).collect()),
+        Err(e) if batches.len() == 1 => return Ok(vec![Err(e)]),
+        Err(_) => {}
+    }
+    let mut outcomes = Vec::with_capacity(batches.len());
+    for batch in batches {
+        outcomes.push(in_savepoint(conn, "events_alone", std::slice::from_ref(batch)).await?);
+    }
+    Ok(outcomes)
+}
+
+/// One batch in the caller's transaction (PostgreSQL, where each write is its own).
+pub(super) async fn write_one(conn: &mut AnyConnection, batch: EventBatch) -> Result<()> {
+    write_batches(conn, std::slice::from_ref(&batch)).await
+}
+
+/// The outer result fails only if the savepoint itself cannot be managed.
+async fn in_savepoint(
+    conn: &mut AnyConnection,
+    name: &str,
+    batches: &[EventBatch],
+) -> Result<Result<()>> {
+    sqlx::query(&format!("SAVEPOINT {name}")).execute(&mut *conn).await?;
+    let outcome = write_batches(conn, batches).await;
+    if outcome.is_err() {
+        sqlx::query(&format!("ROLLBACK TO {name}")).execute(&mut *conn).await?;
+    }
+    sqlx::query(&format!("RELEASE {name}")).execute(&mut *conn).await?;
+    Ok(outcome)
+}
+
+/// `head VALUES (...), (...) tail` for many rows, in chunks.
+pub(super) async fn insert_rows(
+    conn: &mut AnyConnection,
+    head: &str,
+    tail: &str,
+    rows: Vec<Vec<Arg>>,
+) -> Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Arg>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let mut sql = format!("{head} VALUES ");
+        let mut n = 0;
+        for (i, row) in chunk.iter().enumerate() {
+            sql.push_str(if i == 0 { "(" } else { ", (" });
+            for j in 0..row.len() {
+                n += 1;
+                // Writing to a String cannot fail.
+                let _ = write!(sql, "{}${n}", if j == 0 { "" } else { ", " });
+            }
+            sql.push(')');
+        }
+        sql.push_str(tail);
+        let mut query = sqlx::query(&sql);
+        for arg in chunk.into_iter().flatten() {
+            query = bind_arg(query, arg);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct PrevEvents {
+    prev_events: Vec<OwnedEventId>,
+}
+
+/// The engine hands out an event's place in the graph before the write of its predecessor
+/// commits; if that write failed, the events built on it must fail too rather than point at
+/// nothing.
+async fn check_prev_events_persisted(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
+    let written: HashSet<&EventId> = batches
+        .iter()
+        .flat_map(|b| b.events.iter().map(|e| &*e.event_id))
+        .collect();
+    let mut outside = HashSet::new();
+    for event in batches.iter().flat_map(|b| &b.events) {
+        let pdu: PrevEvents = serde_json::from_str(&event.json).map_err(|e| {
+            StoreError::Corrupt(format!("event {} has no prev_events: {e}", event.event_id))
+        })?;
+        outside.extend(pdu.prev_events.into_iter().filter(|p| !written.contains(&**p)));
+    }
+    if outside.is_empty() {
+        return Ok(());
+    }
+    let outside: Vec<OwnedEventId> = outside.into_iter().collect();
+    let mut found = HashSet::new();
+    for chunk in outside.chunks(ROWS_PER_STATEMENT) {
+        let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("SELECT event_id FROM events WHERE event_id IN ({placeholders})");
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            found.insert(row.try_get::<String, _>(0)?);
+        }
+    }
+    match outside.iter().find(|id| !found.contains(id.as_str())) {
+        Some(missing) => Err(StoreError::CommitFailed(format!(
+            "events follow {missing}, which was not persisted"
+        ))),
+        None => Ok(()),
+    }
+}
+
+async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
+    for batch in batches {
+        if let Some(new_room) = &batch.new_room {
+            let current_group = batch
+                .events
+                .iter()
+                .rev()
+                .find_map(|e| e.state_group.as_ref().map(|g| g.group_id))
+                .unwrap_or_default();
+            sqlx::query(
+                "INSERT INTO rooms (room_id, room_version, creator, state_group, published, created_ts) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(batch.room_id.as_str())
+            .bind(new_room.version.as_str())
+            .bind(new_room.creator.as_str())
+            .bind(current_group)
+            .bind(super::flag(new_room.published))
+            .bind(new_room.created_ts)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    check_prev_events_persisted(conn, batches).await?;
+
+    let mut events = Vec::new();
+    let mut groups = Vec::new();
+    let mut group_entries = Vec::new();
+    let mut current_state: HashMap<(&str, &str, &str), (&str, Option<&str>)> = HashMap::new();
+    let mut transactions = Vec::new();
+    let mut search_entries = Vec::new();
+    let mut rejoined = Vec::new();
+    for batch in batches {
+        let room = batch.room_id.as_str();
+        for event in &batch.events {
+            let (relates_to, rel_type) = match &event.relates_to {
+                Some((id, rel)) => (Some(id.to_string()), Some(rel.clone())),
+                None => (None, None),
+            };
+            events.push(vec![
+                event.stream_ordering.into(),
+                event.event_id.as_str().into(),
+                room.into(),
+                event.event_type.as_str().into(),
+                event.state_key.clone().into(),
+                event.sender.as_str().into(),
+                event.origin_server_ts.into(),
+                event.depth.into(),
+                event.state_before.into(),
+                event.state_after.into(),
+                event.replaces_state.as_ref().map(ToString::to_string).into(),
+                relates_to.into(),
+                rel_type.into(),
+                (*event.json).into(),
+            ]);
+            if let Some(group) = &event.state_group {
+                groups.push(vec![
+                    group.group_id.into(),
+                    room.into(),
+                    group.prev_group.into(),
+                    group.chain_length.into(),
+                ]);
+                for entry in &group.entries {
+                    group_entries.push(vec![
+                        group.group_id.into(),
+                        entry.event_type.as_str().into(),
+                        entry.state_key.as_str().into(),
+                        entry.event_id.as_str().into(),
+                    ]);
+                }
+            }
+            if let Some(state_key) = &event.state_key {
+                current_state.insert(
+                    (room, event.event_type.as_str(), state_key.as_str()),
+                    (event.event_id.as_str(), event.membership.as_deref()),
+                );
+                if event.event_type == "m.room.member"
+                    && matches!(event.membership.as_deref(), Some("join" | "invite" | "knock"))
+                {
+                    rejoined.push((state_key.as_str(), room));
+                }
+            }
+            if let Some((user, device, scope, txn)) = &event.transaction {
+                transactions.push(vec![
+                    user.as_str().into(),
+                    device.as_str().into(),
+                    scope.as_str().into(),
+                    txn.as_str().into(),
+                    event.event_id.as_str().into(),
+                ]);
+            }
+            search_entries.extend(search::search_entry(event));
+        }
+    }
+    insert_rows(
+        conn,
+        "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, \
+         origin_server_ts, depth, state_before, state_after, replaces_state, relates_to, rel_type, json)",
+        "",
+        events,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length)",
+        "",
+        groups,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id)",
+        "",
+        group_entries,
+    )
+    .await?;
+    let current_state = current_state
+        .into_iter()
+        .map(|((room, kind, key), (event_id, membership))| {
+            vec![room.into(), kind.into(), key.into(), event_id.into(), membership.into()]
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership)",
+        " ON CONFLICT (room_id, event_type, state_key) \
+         DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+        current_state,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id)",
+        "",
+        transactions,
+    )
+    .await?;
+    search::index_entries(conn, search_entries).await?;
+    // A room forgotten by a user is remembered again when they come back to it.
+    for (user, room) in rejoined {
+        sqlx::query("DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2")
+            .bind(user)
+            .bind(room)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for batch in batches {
+        for event in &batch.events {
+            if let Some(target) = &event.redacts {
+                prune_redacted(conn, batch.room_id.as_str(), target, &event.event_id, &batch.redaction_rules)
+                    .await?;
+            }
+        }
+    }
+    write_room_heads(conn, batches).await
+}
+
+/// Each room's latest state group and forward extremities, from its last batch.
+async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
+    let mut heads: HashMap<&str, &EventBatch> = HashMap::new();
+    let mut state_groups: HashMap<&str, i64> = HashMap::new();
+    for batch in batches {
+        heads.insert(batch.room_id.as_str(), batch);
+        if let Some(group) = batch.events.iter().rev().find_map(|e| e.state_group.as_ref()) {
+            state_groups.insert(batch.room_id.as_str(), group.group_id);
+        }
+    }
+    for (room, group) in state_groups {
+        sqlx::query("UPDATE rooms SET state_group = $1 WHERE room_id = $2")
+            .bind(group)
+            .bind(room)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let rooms: Vec<&str> = heads.keys().copied().collect();
+    for chunk in rooms.chunks(ROWS_PER_STATEMENT) {
+        let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!("DELETE FROM forward_extremities WHERE room_id IN ({placeholders})");
+        let mut query = sqlx::query(&sql);
+        for room in chunk {
+            query = query.bind(*room);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let extremities = heads
+        .values()
+        .flat_map(|batch| {
+            batch
+                .extremities
+                .iter()
+                .map(|id| vec![batch.room_id.as_str().into(), id.as_str().into()])
+        })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO forward_extremities (room_id, event_id)",
+        "",
+        extremities,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::future::join_all;
+    use ruma::{OwnedEventId, OwnedRoomId, RoomVersionId, room_version_rules::RedactionRules};
+
+    use crate::store::{EventBatch, NewEventRow, NewRoom, testing::test_store};
+
+    fn message(stream_ordering: i64, id: &str, prev: Option<&str>) -> NewEventRow {
+        let prev_events = prev.map_or_else(String::new, |p| format!("\"{p}\""));
+        NewEventRow {
+            stream_ordering,
+            event_id: OwnedEventId::try_from(id).unwrap(),
+            event_type: "m.room.message".to_owned(),
+            state_key: None,
+            sender: "@a:x.test".to_owned(),
+            origin_server_ts: stream_ordering,
+            depth: stream_ordering,
+            state_before: 0,
+            state_after: 0,
+            state_group: None,
+            membership: None,
+            replaces_state: None,
+            relates_to: None,
+            transaction: None,
+            redacts: None,
+            json: Arc::from(format!(r#"{{"prev_events":[{prev_events}],"content":{{"body":"{id}"}}}}"#)),
+        }
+    }
+
+    fn batch(room: &str, events: Vec<NewEventRow>, new_room: bool) -> EventBatch {
+        let extremities = events.last().map(|e| vec![e.event_id.clone()]).unwrap_or_default();
+        EventBatch {
+            room_id: OwnedRoomId::try_from(room).unwrap(),
+            new_room: new_room.then(|| NewRoom {
+                version: RoomVersionId::V11,
+                creator: "@a:x.test".to_owned(),
+                created_ts: 0,
+                published: false,
+            }),
+            events,
+            extremities,
+            redaction_rules: RedactionRules::V9,
+        }
+    }
+
+    /// Batches queued together are written together; one whose predecessor was never
+    /// persisted fails alone, and the others commit.
+    #[tokio::test]
+    async fn a_batch_built_on_a_missing_event_fails_alone() {
+        let (store, _db) = test_store().await;
+        let first = batch("!a:x.test", vec![message(2, "$a1", None)], true);
+        // Queued one after the other (as the room lock orders them), committed together.
+        let mut queued = Vec::new();
+        for batch in [
+            first,
+            batch("!a:x.test", vec![message(3, "$a2", Some("$a1"))], false),
+            batch("!a:x.test", vec![message(4, "$bad", Some("$nowhere"))], false),
+            batch("!a:x.test", vec![message(5, "$a3", Some("$a2"))], false),
+        ] {
+            // PostgreSQL writes while enqueueing, and may fail there.
+            queued.push(store.enqueue_events(batch).await);
+        }
+        let outcomes: Vec<bool> = join_all(queued.into_iter().map(|queued| async move {
+            match queued {
+                Ok(pending) => pending.committed().await.is_ok(),
+                Err(_) => false,
+            }
+        }))
+        .await;
+        assert_eq!(outcomes, [true, true, false, true]);
+        let stored: Vec<String> = sqlx::query_scalar("SELECT event_id FROM events ORDER BY stream_ordering")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(stored, ["$a1", "$a2", "$a3"]);
+        let extremities: Vec<String> =
+            sqlx::query_scalar("SELECT event_id FROM forward_extremities WHERE room_id = '!a:x.test'")
+                .fetch_all(&store.pool)
+                .await
+                .unwrap();
+        assert_eq!(extremities, ["$a3"]);
+    }
+}
