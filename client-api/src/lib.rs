@@ -3,8 +3,8 @@
 
 mod account;
 mod account_data;
-mod context;
 mod admin;
+mod context;
 mod device;
 mod directory;
 mod discovery;
@@ -64,8 +64,10 @@ pub fn router(services: Arc<Services>, apis: &[Api], metrics: Arc<Metrics>) -> R
                     let path = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
                     tracing::info_span!("request", method = %request.method(), path, user = tracing::field::Empty)
                 })
+                // One line per request at debug: at info it costs a quarter of the send path's
+                // throughput. Failures (5xx) are logged at error by the layer itself.
                 .on_response(|response: &Response, latency: Duration, _span: &tracing::Span| {
-                    tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                    tracing::debug!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
                 }),
         )
         .layer(CatchPanicLayer::custom(|_| {

@@ -222,7 +222,7 @@ async fn joined(
         .map(|(user, (display_name, avatar_url))| {
             let mut member = joined_members::v3::RoomMember::new();
             member.display_name = display_name;
-            member.avatar_url = avatar_url.and_then(|url| url.try_into().ok());
+            member.avatar_url = avatar_url.map(Into::into);
             (user, member)
         })
         .collect();

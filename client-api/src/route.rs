@@ -30,14 +30,16 @@ impl RumaRoutes for Router<Arc<Services>> {
             // The state key may be empty (`/state/m.room.name/` or `/state/m.room.name`), which
             // no path segment matches: those spellings get routes of their own.
             match path.strip_suffix("/{state_key}") {
-                Some(prefix) => [prefix.to_owned(), format!("{prefix}/")]
-                    .iter()
-                    .fold(router, |router, path| {
-                        router.route(
-                            path,
-                            on(filter, handler.clone()).layer(Extension(EmptyStateKey)),
-                        )
-                    }),
+                Some(prefix) => {
+                    [prefix.to_owned(), format!("{prefix}/")]
+                        .iter()
+                        .fold(router, |router, path| {
+                            router.route(
+                                path,
+                                on(filter, handler.clone()).layer(Extension(EmptyStateKey)),
+                            )
+                        })
+                }
                 None => router,
             }
         })

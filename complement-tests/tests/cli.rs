@@ -175,6 +175,25 @@ async fn deactivate_on_a_stopped_server() {
     bob.assert_token_valid().await;
 }
 
+/// A running server caches access tokens; a deactivation by the CLI (another process) reaches
+/// it once its entries expire (core `TOKEN_CACHE_TTL`, 5 s).
+#[tokio::test]
+async fn deactivate_while_the_server_runs_revokes_tokens_shortly() {
+    let server = TestServer::start().await;
+    let alice = server.client().register("alice", "alice-password-1").await;
+    let bob = server.client().register("bob", "bob-password-1").await;
+    alice.assert_token_valid().await;
+    server.cli(&["user", "deactivate", "alice"]).await.success();
+    wait_until(
+        "alice's token to be refused",
+        Duration::from_secs(20),
+        || async { (alice.whoami().await.status == 401).then_some(()) },
+    )
+    .await;
+    alice.assert_token_invalid().await;
+    bob.assert_token_valid().await;
+}
+
 #[tokio::test]
 async fn sessions_survive_a_restart() {
     let mut server = TestServer::start().await;

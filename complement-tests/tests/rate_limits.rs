@@ -223,7 +223,10 @@ async fn sending_events_is_limited_per_user() {
     let bob = client.register("bob", PASSWORD).await;
     let room = alice
         .client
-        .post(&format!("{V3}/createRoom"), json!({ "preset": "public_chat" }))
+        .post(
+            &format!("{V3}/createRoom"),
+            json!({ "preset": "public_chat" }),
+        )
         .await
         .ok()["room_id"]
         .as_str()

@@ -123,7 +123,6 @@ impl Rooms {
             chain_length: 0,
             extremities: Vec::new(),
             depth: UInt::from(0u32),
-            in_flight: HashMap::new(),
         };
 
         let mut events = vec![NewEvent::state(

@@ -23,6 +23,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 pub mod token;
+mod transactions;
 mod typing;
 mod upgrade;
 mod visibility;
@@ -42,11 +43,11 @@ use ruma::{
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+pub use context::ContextPage;
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
 pub use directory::{PublicRoomsPage, PublicRoomsQuery};
 pub use membership::MembershipChange;
 pub use read::{Direction, Members, MessagesPage, MessagesQuery};
-pub use context::ContextPage;
 pub use receipts::{ReceiptKind, ReceiptThread};
 pub use relations::{RELATIONS_RECURSION_DEPTH, RelationsPage, RelationsRequest, ThreadsPage};
 pub use search::{
@@ -76,6 +77,7 @@ pub struct Rooms {
     /// hash).
     last_create_ts: std::sync::atomic::AtomicU64,
     typing: typing::Typing,
+    recent_transactions: std::sync::Mutex<transactions::RecentTransactions>,
 }
 
 /// How a client request that sends an event is identified, for idempotent retries.
@@ -105,6 +107,7 @@ impl Rooms {
             next_state_group,
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
             typing: typing::Typing::default(),
+            recent_transactions: std::sync::Mutex::default(),
         })
     }
 
@@ -179,7 +182,6 @@ impl Rooms {
             chain_length: stored.chain_length,
             extremities: stored.extremities.into_iter().map(|(id, _)| id).collect(),
             depth: UInt::try_from(depth).unwrap_or_default(),
-            in_flight: HashMap::new(),
         }))
     }
 
@@ -204,8 +206,8 @@ impl Rooms {
         let auth_events = room
             .auth_events_for(&new.kind, sender, new.state_key.as_deref(), &content)
             .map_err(Error::BadJson)?;
-        let v12_create = room.rules.authorization.room_create_event_id_as_room_id
-            && room.state.is_empty();
+        let v12_create =
+            room.rules.authorization.room_create_event_id_as_room_id && room.state.is_empty();
         let now = if v12_create {
             self.unique_create_ts()
         } else {
@@ -275,6 +277,13 @@ impl Rooms {
             redact_cached_state(room, target);
         }
         Ok((pdu, row))
+    }
+
+    fn recent_transactions(&self) -> std::sync::MutexGuard<'_, transactions::RecentTransactions> {
+        // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
+        self.recent_transactions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn unique_create_ts(&self) -> MilliSecondsSinceUnixEpoch {

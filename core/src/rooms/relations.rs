@@ -61,11 +61,7 @@ impl Rooms {
         let forward = request.dir == Direction::Forward;
         let mut position = request.from.map_or_else(
             || {
-                if forward {
-                    0
-                } else {
-                    self.current_position()
-                }
+                if forward { 0 } else { self.current_position() }
             },
             |token| token.0,
         );
@@ -146,10 +142,7 @@ impl Rooms {
         limit: usize,
     ) -> Result<ThreadsPage> {
         self.history_access(user_id, room_id).await?;
-        let mut position = from.map_or_else(
-            || self.current_position(),
-            |token| token.0,
-        );
+        let mut position = from.map_or_else(|| self.current_position(), |token| token.0);
         let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
         let batch = (limit * 2).clamp(20, 500);
         let mut chunk = Vec::with_capacity(limit);

@@ -109,11 +109,15 @@ fn reaches_conflicted<'a>(
         if memo.contains_key(&id) {
             continue;
         }
-        let auth_events = fetch(&id).map(|pdu| pdu.auth_events.as_slice()).unwrap_or_default();
+        let auth_events = fetch(&id)
+            .map(|pdu| pdu.auth_events.as_slice())
+            .unwrap_or_default();
         if conflicted.contains(&*id) {
             memo.insert(id, true);
         } else if children_done {
-            let value = auth_events.iter().any(|a| memo.get(a).copied().unwrap_or(false));
+            let value = auth_events
+                .iter()
+                .any(|a| memo.get(a).copied().unwrap_or(false));
             memo.insert(id, value);
         } else {
             stack.push((id.clone(), true));

@@ -154,18 +154,14 @@ impl Rooms {
             .as_mut()
             .ok_or_else(|| Error::Internal("room not loaded".to_owned()))?;
         let room_id = room.room_id.clone();
-        if let Some(transaction) = transaction {
-            // A retry racing its first attempt: the first attempt has committed by the time
-            // the retry holds the lock, or is in `in_flight`.
-            if let Some(event_id) = room
-                .in_flight
-                .get(&(sender.to_owned(), transaction.clone()))
-            {
-                return self.event_pdu(&room_id, event_id.clone()).await;
-            }
-            if let Some(event_id) = self.transaction_event(sender, transaction).await? {
-                return self.event_pdu(&room_id, event_id).await;
-            }
+        let key = transaction.map(|t| (sender.to_owned(), t.clone()));
+        // A retry racing its first attempt: the database did not have it when the retry
+        // arrived, but the first attempt has been queued since.
+        if let Some(event_id) = key
+            .as_ref()
+            .and_then(|key| self.recent_transactions().get(key))
+        {
+            return self.event_pdu(&room_id, event_id).await;
         }
         let (pdu, row) = self.append(room, sender, new, transaction.map(|t| (sender, t)))?;
         let pending = match self.enqueue(room, vec![row], None).await {
@@ -175,17 +171,14 @@ impl Rooms {
                 return Err(e);
             }
         };
-        let key = transaction.map(|t| (sender.to_owned(), t.clone()));
         if let Some(key) = &key {
-            room.in_flight.insert(key.clone(), pdu.event_id.clone());
+            self.recent_transactions()
+                .insert(key.clone(), pdu.event_id.clone());
         }
         drop(guard);
         let outcome = self.committed(&room_id, pending).await;
-        if let Some(key) = key {
-            let slot = self.slot(&room_id);
-            if let Some(room) = slot.lock().await.as_mut() {
-                room.in_flight.remove(&key);
-            }
+        if let (Err(_), Some(key)) = (&outcome, &key) {
+            self.recent_transactions().remove(key);
         }
         outcome.map(|()| pdu)
     }

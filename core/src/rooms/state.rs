@@ -4,13 +4,12 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UInt,
+    OwnedEventId, OwnedRoomId, RoomVersionId, UInt,
     events::StateEventType,
     room_version_rules::RoomVersionRules,
     state_res::{self, Event as _},
 };
 
-use super::Transaction;
 use crate::{
     events::Pdu,
     store::{NewStateGroup, StateEntry},
@@ -32,8 +31,6 @@ pub struct RoomState {
     pub chain_length: i64,
     pub extremities: Vec<OwnedEventId>,
     pub depth: UInt,
-    /// Events queued but not yet committed, by the transaction that sent them.
-    pub in_flight: HashMap<(OwnedUserId, Transaction), OwnedEventId>,
 }
 
 impl RoomState {

@@ -5,7 +5,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UInt, UserId,
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, UInt,
+    UserId,
     events::{StateEventType, TimelineEventType},
     server_name,
     signatures::Ed25519KeyPair,
@@ -44,7 +45,12 @@ impl TestRoom {
         Self::with_create(version, json!({}), users, join_rule)
     }
 
-    fn with_create(version: RoomVersionId, mut create: JsonValue, users: JsonValue, join_rule: &str) -> Self {
+    fn with_create(
+        version: RoomVersionId,
+        mut create: JsonValue,
+        users: JsonValue,
+        join_rule: &str,
+    ) -> Self {
         let rules = version.rules().expect("known room version");
         create["room_version"] = json!(version.as_str());
         if !rules.authorization.use_room_create_sender {
@@ -62,18 +68,25 @@ impl TestRoom {
                 chain_length: 0,
                 extremities: Vec::new(),
                 depth: UInt::from(0u32),
-                in_flight: HashMap::new(),
             },
             key: Arc::new(key),
             events: HashMap::new(),
             next_group: 1,
             clock: 1_000,
         };
-        let create = room.state_event(ALICE, "m.room.create", "", create).expect("create is allowed");
-        if room.state.rules.authorization.room_create_event_id_as_room_id {
+        let create = room
+            .state_event(ALICE, "m.room.create", "", create)
+            .expect("create is allowed");
+        if room
+            .state
+            .rules
+            .authorization
+            .room_create_event_id_as_room_id
+        {
             room.state.room_id = create.room_id.clone();
         }
-        room.state_event(ALICE, "m.room.member", ALICE, member("join")).expect("creator joins");
+        room.state_event(ALICE, "m.room.member", ALICE, member("join"))
+            .expect("creator joins");
         room.state_event(
             ALICE,
             "m.room.power_levels",
@@ -81,8 +94,13 @@ impl TestRoom {
             json!({ "users": users, "state_default": 50, "events_default": 0, "ban": 50, "kick": 50, "invite": 0, "redact": 50 }),
         )
         .expect("creator sets power levels");
-        room.state_event(ALICE, "m.room.join_rules", "", json!({ "join_rule": join_rule }))
-            .expect("creator sets join rules");
+        room.state_event(
+            ALICE,
+            "m.room.join_rules",
+            "",
+            json!({ "join_rule": join_rule }),
+        )
+        .expect("creator sets join rules");
         room
     }
 
@@ -90,9 +108,14 @@ impl TestRoom {
         let sender = user(sender);
         let content = serde_json::value::to_raw_value(&new.content).map_err(|e| e.to_string())?;
         let auth_events =
-            self.state.auth_events_for(&new.kind, &sender, new.state_key.as_deref(), &content)?;
+            self.state
+                .auth_events_for(&new.kind, &sender, new.state_key.as_deref(), &content)?;
         self.clock += 1;
-        let v12_create = self.state.rules.authorization.room_create_event_id_as_room_id
+        let v12_create = self
+            .state
+            .rules
+            .authorization
+            .room_create_event_id_as_room_id
             && self.state.state.is_empty();
         let pdu = build_pdu(
             new,
@@ -120,14 +143,26 @@ impl TestRoom {
         Ok(pdu)
     }
 
-    fn state_event(&mut self, sender: &str, kind: &str, key: &str, content: JsonValue) -> Result<Arc<Pdu>, String> {
-        self.send(sender, NewEvent::state(TimelineEventType::from(kind), key, content))
+    fn state_event(
+        &mut self,
+        sender: &str,
+        kind: &str,
+        key: &str,
+        content: JsonValue,
+    ) -> Result<Arc<Pdu>, String> {
+        self.send(
+            sender,
+            NewEvent::state(TimelineEventType::from(kind), key, content),
+        )
     }
 
     fn message(&mut self, sender: &str, body: &str) -> Result<Arc<Pdu>, String> {
         self.send(
             sender,
-            NewEvent::message(TimelineEventType::RoomMessage, json!({ "msgtype": "m.text", "body": body })),
+            NewEvent::message(
+                TimelineEventType::RoomMessage,
+                json!({ "msgtype": "m.text", "body": body }),
+            ),
         )
     }
 
@@ -138,7 +173,6 @@ impl TestRoom {
             .map(|(key, pdu)| (key.clone(), pdu.event_id.clone()))
             .collect()
     }
-
 }
 
 /// Resolves the states of two forks of one room, over the events both know.
@@ -151,7 +185,13 @@ fn resolve(a: &TestRoom, b: &TestRoom) -> StateMap<OwnedEventId> {
     .expect("state resolution succeeds")
 }
 
-fn resolved_content(a: &TestRoom, b: &TestRoom, resolved: &StateMap<OwnedEventId>, kind: &str, key: &str) -> JsonValue {
+fn resolved_content(
+    a: &TestRoom,
+    b: &TestRoom,
+    resolved: &StateMap<OwnedEventId>,
+    kind: &str,
+    key: &str,
+) -> JsonValue {
     let id = &resolved[&(StateEventType::from(kind), key.to_owned())];
     a.events
         .get(id)
@@ -163,19 +203,29 @@ fn resolved_content(a: &TestRoom, b: &TestRoom, resolved: &StateMap<OwnedEventId
 #[test]
 fn members_below_state_default_cannot_send_state_but_can_send_messages() {
     let mut room = TestRoom::new(RoomVersionId::V10, json!({ ALICE: 100 }), "public");
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
     room.message(BOB, "hello").unwrap();
-    let refused = room.state_event(BOB, "m.room.name", "", json!({ "name": "Bob's" })).unwrap_err();
+    let refused = room
+        .state_event(BOB, "m.room.name", "", json!({ "name": "Bob's" }))
+        .unwrap_err();
     assert!(refused.contains("power"), "{refused}");
-    room.state_event(ALICE, "m.room.name", "", json!({ "name": "Alice's" })).unwrap();
+    room.state_event(ALICE, "m.room.name", "", json!({ "name": "Alice's" }))
+        .unwrap();
 }
 
 #[test]
 fn a_user_cannot_raise_power_levels_above_their_own() {
     let mut room = TestRoom::new(RoomVersionId::V11, json!({ ALICE: 100, BOB: 50 }), "public");
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
     let refused = room
-        .state_event(BOB, "m.room.power_levels", "", json!({ "users": { ALICE: 100, BOB: 100 }, "state_default": 50 }))
+        .state_event(
+            BOB,
+            "m.room.power_levels",
+            "",
+            json!({ "users": { ALICE: 100, BOB: 100 }, "state_default": 50 }),
+        )
         .unwrap_err();
     assert!(!refused.is_empty());
 }
@@ -183,47 +233,80 @@ fn a_user_cannot_raise_power_levels_above_their_own() {
 #[test]
 fn invite_only_rooms_refuse_uninvited_joins_and_accept_invited_ones() {
     let mut room = TestRoom::new(RoomVersionId::V10, json!({ ALICE: 100 }), "invite");
-    assert!(room.state_event(BOB, "m.room.member", BOB, member("join")).is_err());
-    room.state_event(ALICE, "m.room.member", BOB, member("invite")).unwrap();
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    assert!(
+        room.state_event(BOB, "m.room.member", BOB, member("join"))
+            .is_err()
+    );
+    room.state_event(ALICE, "m.room.member", BOB, member("invite"))
+        .unwrap();
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
 }
 
 #[test]
 fn banned_users_cannot_join_until_unbanned() {
     let mut room = TestRoom::new(RoomVersionId::V11, json!({ ALICE: 100 }), "public");
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
-    room.state_event(ALICE, "m.room.member", BOB, member("ban")).unwrap();
-    assert!(room.state_event(BOB, "m.room.member", BOB, member("join")).is_err());
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
+    room.state_event(ALICE, "m.room.member", BOB, member("ban"))
+        .unwrap();
+    assert!(
+        room.state_event(BOB, "m.room.member", BOB, member("join"))
+            .is_err()
+    );
     assert!(room.message(BOB, "still here?").is_err());
-    room.state_event(ALICE, "m.room.member", BOB, member("leave")).unwrap();
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    room.state_event(ALICE, "m.room.member", BOB, member("leave"))
+        .unwrap();
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
 }
 
 #[test]
 fn members_without_ban_power_cannot_ban() {
     let mut room = TestRoom::new(RoomVersionId::V10, json!({ ALICE: 100 }), "public");
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
-    room.state_event(CHARLIE, "m.room.member", CHARLIE, member("join")).unwrap();
-    assert!(room.state_event(BOB, "m.room.member", CHARLIE, member("ban")).is_err());
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
+    room.state_event(CHARLIE, "m.room.member", CHARLIE, member("join"))
+        .unwrap();
+    assert!(
+        room.state_event(BOB, "m.room.member", CHARLIE, member("ban"))
+            .is_err()
+    );
 }
 
 #[test]
 fn knocking_needs_a_knock_join_rule() {
     let mut room = TestRoom::new(RoomVersionId::V10, json!({ ALICE: 100 }), "invite");
-    assert!(room.state_event(BOB, "m.room.member", BOB, member("knock")).is_err());
-    room.state_event(ALICE, "m.room.join_rules", "", json!({ "join_rule": "knock" })).unwrap();
-    room.state_event(BOB, "m.room.member", BOB, member("knock")).unwrap();
+    assert!(
+        room.state_event(BOB, "m.room.member", BOB, member("knock"))
+            .is_err()
+    );
+    room.state_event(
+        ALICE,
+        "m.room.join_rules",
+        "",
+        json!({ "join_rule": "knock" }),
+    )
+    .unwrap();
+    room.state_event(BOB, "m.room.member", BOB, member("knock"))
+        .unwrap();
     // A knock is not a join: the knocker still needs an invite.
-    assert!(room.state_event(BOB, "m.room.member", BOB, member("join")).is_err());
-    room.state_event(ALICE, "m.room.member", BOB, member("invite")).unwrap();
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    assert!(
+        room.state_event(BOB, "m.room.member", BOB, member("join"))
+            .is_err()
+    );
+    room.state_event(ALICE, "m.room.member", BOB, member("invite"))
+        .unwrap();
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
 }
 
 /// Spec: restricted rooms, auth rule 4.3.3 — the join must name a joined member who may invite.
 #[test]
 fn restricted_joins_need_an_authorising_member_with_invite_power() {
     let mut room = TestRoom::new(RoomVersionId::V10, json!({ ALICE: 100 }), "public");
-    room.state_event(CHARLIE, "m.room.member", CHARLIE, member("join")).unwrap();
+    room.state_event(CHARLIE, "m.room.member", CHARLIE, member("join"))
+        .unwrap();
     room.state_event(
         ALICE,
         "m.room.join_rules",
@@ -231,58 +314,128 @@ fn restricted_joins_need_an_authorising_member_with_invite_power() {
         json!({ "join_rule": "restricted", "allow": [{ "type": "m.room_membership", "room_id": "!other:a.test" }] }),
     )
     .unwrap();
-    room.state_event(ALICE, "m.room.power_levels", "", json!({ "users": { ALICE: 100 }, "invite": 50 }))
-        .unwrap();
-    assert!(room.state_event(BOB, "m.room.member", BOB, member("join")).is_err());
+    room.state_event(
+        ALICE,
+        "m.room.power_levels",
+        "",
+        json!({ "users": { ALICE: 100 }, "invite": 50 }),
+    )
+    .unwrap();
+    assert!(
+        room.state_event(BOB, "m.room.member", BOB, member("join"))
+            .is_err()
+    );
     let via_charlie = json!({ "membership": "join", "join_authorised_via_users_server": CHARLIE });
-    assert!(room.state_event(BOB, "m.room.member", BOB, via_charlie).is_err(), "Charlie cannot invite");
+    assert!(
+        room.state_event(BOB, "m.room.member", BOB, via_charlie)
+            .is_err(),
+        "Charlie cannot invite"
+    );
     let via_alice = json!({ "membership": "join", "join_authorised_via_users_server": ALICE });
-    room.state_event(BOB, "m.room.member", BOB, via_alice).unwrap();
+    room.state_event(BOB, "m.room.member", BOB, via_alice)
+        .unwrap();
 }
 
 /// Spec v12: creators have unlimited power and may not appear in `users`.
 #[test]
 fn v12_creators_are_privileged_without_being_listed() {
     let mut room = TestRoom::new(RoomVersionId::V12, json!({ BOB: 100 }), "public");
-    assert_eq!(room.state.room_id.as_str()[1..], room.state.get(&StateEventType::RoomCreate, "").unwrap().event_id.as_str()[1..]);
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    assert_eq!(
+        room.state.room_id.as_str()[1..],
+        room.state
+            .get(&StateEventType::RoomCreate, "")
+            .unwrap()
+            .event_id
+            .as_str()[1..]
+    );
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
     // Bob (100) cannot touch the creator, who is above every level.
-    assert!(room.state_event(BOB, "m.room.member", ALICE, member("ban")).is_err());
+    assert!(
+        room.state_event(BOB, "m.room.member", ALICE, member("ban"))
+            .is_err()
+    );
     let listing_creator = json!({ "users": { ALICE: 100, BOB: 100 } });
-    assert!(room.state_event(ALICE, "m.room.power_levels", "", listing_creator).is_err());
-    room.state_event(ALICE, "m.room.power_levels", "", json!({ "users": { BOB: 0 } })).unwrap();
-    room.state_event(ALICE, "m.room.member", BOB, member("ban")).unwrap();
+    assert!(
+        room.state_event(ALICE, "m.room.power_levels", "", listing_creator)
+            .is_err()
+    );
+    room.state_event(
+        ALICE,
+        "m.room.power_levels",
+        "",
+        json!({ "users": { BOB: 0 } }),
+    )
+    .unwrap();
+    room.state_event(ALICE, "m.room.member", BOB, member("ban"))
+        .unwrap();
 }
 
 #[test]
 fn v12_additional_creators_are_privileged_too() {
-    let mut room = TestRoom::with_create(RoomVersionId::V12, json!({ "additional_creators": [BOB] }), json!({}), "public");
-    room.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
-    room.state_event(BOB, "m.room.name", "", json!({ "name": "co-owned" })).unwrap();
-    room.state_event(BOB, "m.room.power_levels", "", json!({ "users": { CHARLIE: 50 } })).unwrap();
+    let mut room = TestRoom::with_create(
+        RoomVersionId::V12,
+        json!({ "additional_creators": [BOB] }),
+        json!({}),
+        "public",
+    );
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
+    room.state_event(BOB, "m.room.name", "", json!({ "name": "co-owned" }))
+        .unwrap();
+    room.state_event(
+        BOB,
+        "m.room.power_levels",
+        "",
+        json!({ "users": { CHARLIE: 50 } }),
+    )
+    .unwrap();
 }
 
 /// Spec: state resolution v2 — power events are ordered by the sender's power first, so a
 /// demotion by the room admin wins over a ban by the moderator being demoted, whichever the
 /// forks saw first.
 fn ban_versus_power_change_race(version: RoomVersionId) {
-    let users = if version == RoomVersionId::V12 { json!({ BOB: 50 }) } else { json!({ ALICE: 100, BOB: 50 }) };
+    let users = if version == RoomVersionId::V12 {
+        json!({ BOB: 50 })
+    } else {
+        json!({ ALICE: 100, BOB: 50 })
+    };
     let mut base = TestRoom::new(version.clone(), users, "public");
-    base.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
-    base.state_event(CHARLIE, "m.room.member", CHARLIE, member("join")).unwrap();
+    base.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
+    base.state_event(CHARLIE, "m.room.member", CHARLIE, member("join"))
+        .unwrap();
 
     let mut demoted = base.clone();
-    let demoted_users = if version == RoomVersionId::V12 { json!({ BOB: 0 }) } else { json!({ ALICE: 100, BOB: 0 }) };
+    let demoted_users = if version == RoomVersionId::V12 {
+        json!({ BOB: 0 })
+    } else {
+        json!({ ALICE: 100, BOB: 0 })
+    };
     demoted
-        .state_event(ALICE, "m.room.power_levels", "", json!({ "users": demoted_users, "ban": 50 }))
+        .state_event(
+            ALICE,
+            "m.room.power_levels",
+            "",
+            json!({ "users": demoted_users, "ban": 50 }),
+        )
         .unwrap();
     let mut banned = base.clone();
-    banned.state_event(BOB, "m.room.member", CHARLIE, member("ban")).unwrap();
+    banned
+        .state_event(BOB, "m.room.member", CHARLIE, member("ban"))
+        .unwrap();
 
     for (a, b) in [(&demoted, &banned), (&banned, &demoted)] {
         let resolved = resolve(a, b);
-        assert_eq!(resolved_content(a, b, &resolved, "m.room.member", CHARLIE)["membership"], "join");
-        assert_eq!(resolved_content(a, b, &resolved, "m.room.power_levels", "")["users"][BOB], 0);
+        assert_eq!(
+            resolved_content(a, b, &resolved, "m.room.member", CHARLIE)["membership"],
+            "join"
+        );
+        assert_eq!(
+            resolved_content(a, b, &resolved, "m.room.power_levels", "")["users"][BOB],
+            0
+        );
     }
 }
 
@@ -302,13 +455,19 @@ fn demotion_beats_a_concurrent_ban_in_v12_rooms() {
 fn conflicting_topics_resolve_to_the_later_one_on_the_same_mainline() {
     let mut base = TestRoom::new(RoomVersionId::V11, json!({ ALICE: 100 }), "public");
     let mut early = base.clone();
-    early.state_event(ALICE, "m.room.topic", "", json!({ "topic": "early" })).unwrap();
+    early
+        .state_event(ALICE, "m.room.topic", "", json!({ "topic": "early" }))
+        .unwrap();
     base.clock += 10;
     let mut late = base.clone();
-    late.state_event(ALICE, "m.room.topic", "", json!({ "topic": "late" })).unwrap();
+    late.state_event(ALICE, "m.room.topic", "", json!({ "topic": "late" }))
+        .unwrap();
     for (a, b) in [(&early, &late), (&late, &early)] {
         let resolved = resolve(a, b);
-        assert_eq!(resolved_content(a, b, &resolved, "m.room.topic", "")["topic"], "late");
+        assert_eq!(
+            resolved_content(a, b, &resolved, "m.room.topic", "")["topic"],
+            "late"
+        );
     }
 }
 
@@ -316,12 +475,22 @@ fn conflicting_topics_resolve_to_the_later_one_on_the_same_mainline() {
 fn unconflicted_state_passes_through_resolution() {
     let base = TestRoom::new(RoomVersionId::V10, json!({ ALICE: 100 }), "public");
     let mut named = base.clone();
-    named.state_event(ALICE, "m.room.name", "", json!({ "name": "only here" })).unwrap();
+    named
+        .state_event(ALICE, "m.room.name", "", json!({ "name": "only here" }))
+        .unwrap();
     let mut joined = base.clone();
-    joined.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    joined
+        .state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
     let resolved = resolve(&named, &joined);
-    assert_eq!(resolved_content(&named, &joined, &resolved, "m.room.name", "")["name"], "only here");
-    assert_eq!(resolved_content(&named, &joined, &resolved, "m.room.member", BOB)["membership"], "join");
+    assert_eq!(
+        resolved_content(&named, &joined, &resolved, "m.room.name", "")["name"],
+        "only here"
+    );
+    assert_eq!(
+        resolved_content(&named, &joined, &resolved, "m.room.member", BOB)["membership"],
+        "join"
+    );
     assert_eq!(resolved.len(), named.state.state.len() + 1);
 }
 
@@ -330,19 +499,36 @@ fn unconflicted_state_passes_through_resolution() {
 #[test]
 fn invites_by_a_concurrently_demoted_moderator_are_dropped() {
     let mut base = TestRoom::new(RoomVersionId::V11, json!({ ALICE: 100 }), "invite");
-    base.state_event(ALICE, "m.room.power_levels", "", json!({ "users": { ALICE: 100, BOB: 50 }, "invite": 50 }))
+    base.state_event(
+        ALICE,
+        "m.room.power_levels",
+        "",
+        json!({ "users": { ALICE: 100, BOB: 50 }, "invite": 50 }),
+    )
+    .unwrap();
+    base.state_event(ALICE, "m.room.member", BOB, member("invite"))
         .unwrap();
-    base.state_event(ALICE, "m.room.member", BOB, member("invite")).unwrap();
-    base.state_event(BOB, "m.room.member", BOB, member("join")).unwrap();
+    base.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
     let mut demoted = base.clone();
     demoted
-        .state_event(ALICE, "m.room.power_levels", "", json!({ "users": { ALICE: 100, BOB: 0 }, "invite": 50 }))
+        .state_event(
+            ALICE,
+            "m.room.power_levels",
+            "",
+            json!({ "users": { ALICE: 100, BOB: 0 }, "invite": 50 }),
+        )
         .unwrap();
     let mut invited = base.clone();
-    invited.state_event(BOB, "m.room.member", CHARLIE, member("invite")).unwrap();
+    invited
+        .state_event(BOB, "m.room.member", CHARLIE, member("invite"))
+        .unwrap();
     for (a, b) in [(&demoted, &invited), (&invited, &demoted)] {
         let resolved = resolve(a, b);
-        assert_eq!(resolved_content(a, b, &resolved, "m.room.power_levels", "")["users"][BOB], 0);
+        assert_eq!(
+            resolved_content(a, b, &resolved, "m.room.power_levels", "")["users"][BOB],
+            0
+        );
         assert!(
             !resolved.contains_key(&(StateEventType::RoomMember, CHARLIE.to_owned())),
             "Charlie's invite was authorised only by Bob's lost power"
@@ -354,6 +540,8 @@ fn invites_by_a_concurrently_demoted_moderator_are_dropped() {
 fn room_version_1_state_resolution_is_refused() {
     let room = TestRoom::new(RoomVersionId::V10, json!({ ALICE: 100 }), "public");
     let v1 = RoomVersionId::V1.rules().unwrap();
-    let outcome = resolve_state(&v1, &[room.state_map()], |id| room.events.get(id).map(|p| &**p));
+    let outcome = resolve_state(&v1, &[room.state_map()], |id| {
+        room.events.get(id).map(|p| &**p)
+    });
     assert!(outcome.is_err());
 }

@@ -80,8 +80,7 @@ impl Store {
         let refresh_hash = session.refresh_token_hash.map(str::to_owned);
         let expires_ts = session.expires_ts;
         let verified_hash = session.verified_password_hash.map(str::to_owned);
-        self.writer
-            .write(move |conn| {
+        self.revoking_write(move |conn| {
                 Box::pin(async move {
                     let still_valid = match verified_hash {
                         Some(hash) => sqlx::query(
@@ -192,19 +191,18 @@ impl Store {
     ) -> Result<u64> {
         let user_id = user_id.to_string();
         let device_ids = device_ids.to_vec();
-        self.writer
-            .write(move |conn| {
-                Box::pin(async move {
-                    let mut deleted = 0;
-                    for device_id in &device_ids {
-                        deleted +=
-                            delete_device_rows(conn, &user_id, device_id.as_str(), &DEVICE_TABLES)
-                                .await?;
-                    }
-                    Ok(deleted)
-                })
+        self.revoking_write(move |conn| {
+            Box::pin(async move {
+                let mut deleted = 0;
+                for device_id in &device_ids {
+                    deleted +=
+                        delete_device_rows(conn, &user_id, device_id.as_str(), &DEVICE_TABLES)
+                            .await?;
+                }
+                Ok(deleted)
             })
-            .await
+        })
+        .await
     }
 
     /// Deletes every device of the user except `keep` (all of them when `keep` is `None`).
@@ -215,13 +213,10 @@ impl Store {
     ) -> Result<()> {
         let user_id = user_id.to_string();
         let keep = keep.map(|d| d.to_string());
-        self.writer
-            .write(move |conn| {
-                Box::pin(
-                    async move { delete_devices_except_in(conn, &user_id, keep.as_deref()).await },
-                )
-            })
-            .await
+        self.revoking_write(move |conn| {
+            Box::pin(async move { delete_devices_except_in(conn, &user_id, keep.as_deref()).await })
+        })
+        .await
     }
 }
 

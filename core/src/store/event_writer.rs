@@ -6,12 +6,12 @@
 use std::{
     collections::{HashMap, HashSet},
     fmt::Write as _,
-    sync::Arc,
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use ruma::{EventId, OwnedEventId};
 use sqlx::{AnyConnection, Row};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::{
     Result, StoreError,
@@ -20,12 +20,8 @@ use super::{
     writer::{Arg, Pending, Writer, bind_arg},
 };
 
-/// Most batches written together.
-const MAX_COALESCED: usize = 512;
 /// Rows per multi-row statement: well under SQLite's and PostgreSQL's bound-parameter limits.
 const ROWS_PER_STATEMENT: usize = 256;
-/// Combined writes queued in the writer at once: while one runs, the next batches gather.
-const WRITES_IN_FLIGHT: usize = 2;
 
 type Reply = oneshot::Sender<Result<()>>;
 
@@ -35,97 +31,119 @@ enum Item {
     Barrier(Reply),
 }
 
+/// Batches waiting to be written, and whether a write that will take them is already queued.
+#[derive(Default)]
+struct Queue {
+    items: Vec<Item>,
+    drain_queued: bool,
+}
+
+/// Batches wait here until the writer runs the write that takes them: that write takes every
+/// batch queued by then, including all that arrived during the previous commit.
 #[derive(Clone)]
 pub(super) struct EventWriter {
-    items: mpsc::Sender<Item>,
+    writer: Writer,
+    queue: Arc<Mutex<Queue>>,
 }
 
 impl EventWriter {
-    pub(super) fn start(writer: Writer) -> Self {
-        let (items, receiver) = mpsc::channel(4096);
-        tokio::spawn(run(writer, receiver));
-        Self { items }
+    pub(super) fn new(writer: Writer) -> Self {
+        Self {
+            writer,
+            queue: Arc::default(),
+        }
     }
 
     /// Queues the batch behind every batch queued before it.
     pub(super) async fn enqueue(&self, batch: EventBatch) -> Result<Pending<()>> {
         let (reply, result) = oneshot::channel();
-        self.items
-            .send(Item::Batch(Box::new(batch), reply))
-            .await
-            .map_err(|_| StoreError::WriterUnavailable)?;
+        self.push(Item::Batch(Box::new(batch), reply)).await?;
         Ok(Pending::Queued(result))
     }
 
     pub(super) async fn barrier(&self) -> Result<()> {
         let (reply, result) = oneshot::channel();
-        self.items
-            .send(Item::Barrier(reply))
-            .await
-            .map_err(|_| StoreError::WriterUnavailable)?;
+        self.push(Item::Barrier(reply)).await?;
         result.await.map_err(|_| StoreError::WriterUnavailable)?
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A poisoned lock only means a panic elsewhere; the queue itself stays consistent.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn push(&self, item: Item) -> Result<()> {
+        let queue_write = {
+            let mut queue = self.queue();
+            queue.items.push(item);
+            !std::mem::replace(&mut queue.drain_queued, true)
+        };
+        if !queue_write {
+            return Ok(());
+        }
+        let queue = self.queue.clone();
+        let queued = self
+            .writer
+            .enqueue(move |conn| Box::pin(async move { drain(conn, &queue).await }))
+            .await;
+        let pending = match queued {
+            Ok(pending) => pending,
+            Err(e) => {
+                // Nothing will write what is queued: its callers hear of it (closed replies).
+                let mut queue = self.queue();
+                queue.items.clear();
+                queue.drain_queued = false;
+                return Err(e);
+            }
+        };
+        tokio::spawn(async move {
+            // On a failed commit the replies are dropped: their receivers see the writer fail.
+            if let Ok(replies) = pending.committed().await {
+                for (reply, outcome) in replies {
+                    let _ = reply.send(outcome);
+                }
+            }
+        });
+        Ok(())
     }
 }
 
-async fn run(writer: Writer, mut items: mpsc::Receiver<Item>) {
-    let in_flight = Arc::new(Semaphore::new(WRITES_IN_FLIGHT));
-    let mut received = Vec::with_capacity(MAX_COALESCED);
-    while items.recv_many(&mut received, MAX_COALESCED).await > 0 {
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        // More may have arrived while waiting for a slot.
-        let room = MAX_COALESCED.saturating_sub(received.len());
-        if room > 0 {
-            while let Ok(item) = items.try_recv() {
-                received.push(item);
-                if received.len() == MAX_COALESCED {
-                    break;
-                }
+/// The write queued by `push`: takes every batch queued until now and writes them. Returns the
+/// replies to send once the write commits; failures are answered at once.
+async fn drain(conn: &mut AnyConnection, queue: &Mutex<Queue>) -> Result<Vec<(Reply, Result<()>)>> {
+    let items = {
+        let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.drain_queued = false;
+        std::mem::take(&mut queue.items)
+    };
+    let mut batches = Vec::with_capacity(items.len());
+    let mut replies = Vec::with_capacity(items.len());
+    let mut barriers = Vec::new();
+    for item in items {
+        match item {
+            Item::Batch(batch, reply) => {
+                batches.push(*batch);
+                replies.push(reply);
             }
+            Item::Barrier(reply) => barriers.push(reply),
         }
-        let mut batches = Vec::new();
-        let mut replies = Vec::new();
-        let mut barriers = Vec::new();
-        for item in received.drain(..) {
-            match item {
-                Item::Batch(batch, reply) => {
-                    batches.push(*batch);
-                    replies.push(reply);
-                }
-                Item::Barrier(reply) => barriers.push(reply),
-            }
-        }
-        let queued = writer
-            .enqueue(move |conn| {
-                Box::pin(async move {
-                    let outcomes = write_coalesced(conn, &batches).await;
-                    drop(permit);
-                    outcomes
-                })
-            })
-            .await;
-        tokio::spawn(async move {
-            let outcome = match queued {
-                Ok(pending) => pending.committed().await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(outcomes) => {
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(outcome);
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(StoreError::CommitFailed(e.to_string())));
-                    }
-                }
+    }
+    match write_coalesced(conn, &batches).await {
+        Ok(outcomes) => Ok(replies
+            .into_iter()
+            .zip(outcomes)
+            .chain(barriers.into_iter().map(|reply| (reply, Ok(()))))
+            .collect()),
+        Err(e) => {
+            let message = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(StoreError::CommitFailed(message.clone())));
             }
             for barrier in barriers {
                 let _ = barrier.send(Ok(()));
             }
-        });
+            Err(e)
+        }
     }
 }
 
@@ -135,13 +153,17 @@ async fn write_coalesced(
     conn: &mut AnyConnection,
     batches: &[EventBatch],
 ) -> Result<Vec<Result<()>>> {
-    if batches.is_empty() {
-        return Ok(Vec::new());
+    match batches {
+        [] => return Ok(Vec::new()),
+        // Alone, a failure fails the enclosing write, which rolls it back.
+        [batch] => {
+            write_batches(conn, std::slice::from_ref(batch)).await?;
+            return Ok(vec![Ok(())]);
+        }
+        _ => {}
     }
-    match in_savepoint(conn, "events_together", batches).await? {
-        Ok(()) => return Ok(batches.iter().map(|_| Ok(())).collect()),
-        Err(e) if batches.len() == 1 => return Ok(vec![Err(e)]),
-        Err(_) => {}
+    if in_savepoint(conn, "events_together", batches).await?.is_ok() {
+        return Ok(batches.iter().map(|_| Ok(())).collect());
     }
     let mut outcomes = Vec::with_capacity(batches.len());
     for batch in batches {
@@ -161,12 +183,18 @@ async fn in_savepoint(
     name: &str,
     batches: &[EventBatch],
 ) -> Result<Result<()>> {
-    sqlx::query(&format!("SAVEPOINT {name}")).execute(&mut *conn).await?;
+    sqlx::query(&format!("SAVEPOINT {name}"))
+        .execute(&mut *conn)
+        .await?;
     let outcome = write_batches(conn, batches).await;
     if outcome.is_err() {
-        sqlx::query(&format!("ROLLBACK TO {name}")).execute(&mut *conn).await?;
+        sqlx::query(&format!("ROLLBACK TO {name}"))
+            .execute(&mut *conn)
+            .await?;
     }
-    sqlx::query(&format!("RELEASE {name}")).execute(&mut *conn).await?;
+    sqlx::query(&format!("RELEASE {name}"))
+        .execute(&mut *conn)
+        .await?;
     Ok(outcome)
 }
 
@@ -209,7 +237,10 @@ struct PrevEvents {
 /// The engine hands out an event's place in the graph before the write of its predecessor
 /// commits; if that write failed, the events built on it must fail too rather than point at
 /// nothing.
-async fn check_prev_events_persisted(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
+async fn check_prev_events_persisted(
+    conn: &mut AnyConnection,
+    batches: &[EventBatch],
+) -> Result<()> {
     let written: HashSet<&EventId> = batches
         .iter()
         .flat_map(|b| b.events.iter().map(|e| &*e.event_id))
@@ -219,7 +250,11 @@ async fn check_prev_events_persisted(conn: &mut AnyConnection, batches: &[EventB
         let pdu: PrevEvents = serde_json::from_str(&event.json).map_err(|e| {
             StoreError::Corrupt(format!("event {} has no prev_events: {e}", event.event_id))
         })?;
-        outside.extend(pdu.prev_events.into_iter().filter(|p| !written.contains(&**p)));
+        outside.extend(
+            pdu.prev_events
+                .into_iter()
+                .filter(|p| !written.contains(&**p)),
+        );
     }
     if outside.is_empty() {
         return Ok(());
@@ -227,7 +262,10 @@ async fn check_prev_events_persisted(conn: &mut AnyConnection, batches: &[EventB
     let outside: Vec<OwnedEventId> = outside.into_iter().collect();
     let mut found = HashSet::new();
     for chunk in outside.chunks(ROWS_PER_STATEMENT) {
-        let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let placeholders = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!("SELECT event_id FROM events WHERE event_id IN ({placeholders})");
         let mut query = sqlx::query(&sql);
         for id in chunk {
@@ -295,7 +333,11 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
                 event.depth.into(),
                 event.state_before.into(),
                 event.state_after.into(),
-                event.replaces_state.as_ref().map(ToString::to_string).into(),
+                event
+                    .replaces_state
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .into(),
                 relates_to.into(),
                 rel_type.into(),
                 (*event.json).into(),
@@ -322,7 +364,10 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
                     (event.event_id.as_str(), event.membership.as_deref()),
                 );
                 if event.event_type == "m.room.member"
-                    && matches!(event.membership.as_deref(), Some("join" | "invite" | "knock"))
+                    && matches!(
+                        event.membership.as_deref(),
+                        Some("join" | "invite" | "knock")
+                    )
                 {
                     rejoined.push((state_key.as_str(), room));
                 }
@@ -364,7 +409,13 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
     let current_state = current_state
         .into_iter()
         .map(|((room, kind, key), (event_id, membership))| {
-            vec![room.into(), kind.into(), key.into(), event_id.into(), membership.into()]
+            vec![
+                room.into(),
+                kind.into(),
+                key.into(),
+                event_id.into(),
+                membership.into(),
+            ]
         })
         .collect();
     insert_rows(
@@ -394,8 +445,14 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
     for batch in batches {
         for event in &batch.events {
             if let Some(target) = &event.redacts {
-                prune_redacted(conn, batch.room_id.as_str(), target, &event.event_id, &batch.redaction_rules)
-                    .await?;
+                prune_redacted(
+                    conn,
+                    batch.room_id.as_str(),
+                    target,
+                    &event.event_id,
+                    &batch.redaction_rules,
+                )
+                .await?;
             }
         }
     }
@@ -408,7 +465,12 @@ async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> R
     let mut state_groups: HashMap<&str, i64> = HashMap::new();
     for batch in batches {
         heads.insert(batch.room_id.as_str(), batch);
-        if let Some(group) = batch.events.iter().rev().find_map(|e| e.state_group.as_ref()) {
+        if let Some(group) = batch
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| e.state_group.as_ref())
+        {
             state_groups.insert(batch.room_id.as_str(), group.group_id);
         }
     }
@@ -421,7 +483,10 @@ async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> R
     }
     let rooms: Vec<&str> = heads.keys().copied().collect();
     for chunk in rooms.chunks(ROWS_PER_STATEMENT) {
-        let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let placeholders = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!("DELETE FROM forward_extremities WHERE room_id IN ({placeholders})");
         let mut query = sqlx::query(&sql);
         for room in chunk {
@@ -474,12 +539,17 @@ mod tests {
             relates_to: None,
             transaction: None,
             redacts: None,
-            json: Arc::from(format!(r#"{{"prev_events":[{prev_events}],"content":{{"body":"{id}"}}}}"#)),
+            json: Arc::from(format!(
+                r#"{{"prev_events":[{prev_events}],"content":{{"body":"{id}"}}}}"#
+            )),
         }
     }
 
     fn batch(room: &str, events: Vec<NewEventRow>, new_room: bool) -> EventBatch {
-        let extremities = events.last().map(|e| vec![e.event_id.clone()]).unwrap_or_default();
+        let extremities = events
+            .last()
+            .map(|e| vec![e.event_id.clone()])
+            .unwrap_or_default();
         EventBatch {
             room_id: OwnedRoomId::try_from(room).unwrap(),
             new_room: new_room.then(|| NewRoom {
@@ -505,7 +575,11 @@ mod tests {
         for batch in [
             first,
             batch("!a:x.test", vec![message(3, "$a2", Some("$a1"))], false),
-            batch("!a:x.test", vec![message(4, "$bad", Some("$nowhere"))], false),
+            batch(
+                "!a:x.test",
+                vec![message(4, "$bad", Some("$nowhere"))],
+                false,
+            ),
             batch("!a:x.test", vec![message(5, "$a3", Some("$a2"))], false),
         ] {
             // PostgreSQL writes while enqueueing, and may fail there.
@@ -519,16 +593,18 @@ mod tests {
         }))
         .await;
         assert_eq!(outcomes, [true, true, false, true]);
-        let stored: Vec<String> = sqlx::query_scalar("SELECT event_id FROM events ORDER BY stream_ordering")
-            .fetch_all(&store.pool)
-            .await
-            .unwrap();
-        assert_eq!(stored, ["$a1", "$a2", "$a3"]);
-        let extremities: Vec<String> =
-            sqlx::query_scalar("SELECT event_id FROM forward_extremities WHERE room_id = '!a:x.test'")
+        let stored: Vec<String> =
+            sqlx::query_scalar("SELECT event_id FROM events ORDER BY stream_ordering")
                 .fetch_all(&store.pool)
                 .await
                 .unwrap();
+        assert_eq!(stored, ["$a1", "$a2", "$a3"]);
+        let extremities: Vec<String> = sqlx::query_scalar(
+            "SELECT event_id FROM forward_extremities WHERE room_id = '!a:x.test'",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
         assert_eq!(extremities, ["$a3"]);
     }
 }

@@ -16,10 +16,11 @@ mod receipts;
 mod relations;
 mod rooms;
 mod search;
+mod token_cache;
 mod tokens;
 mod writer;
 
-use std::{str::FromStr, time::Duration};
+use std::{str::FromStr, sync::Arc, time::Duration};
 
 use sqlx::{
     AnyPool,
@@ -30,15 +31,16 @@ use sqlx::{
 pub use accounts::{Account, KeepSessions, NewAccount};
 pub use devices::{Device, NewSession};
 pub use directory::{DirectoryPosition, RoomStateJson};
+use event_writer::EventWriter;
 pub use receipts::{NewReceipt, Receipt};
 pub use relations::{ChildRelation, RelationsQuery, ThreadRoot, ThreadSummary};
 pub use rooms::{
     EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, StateEntry, StoredRoom,
 };
 pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
+pub use token_cache::TOKEN_CACHE_TTL;
 pub use tokens::AccessTokenInfo;
 pub use writer::Pending;
-use event_writer::EventWriter;
 use writer::Writer;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -84,6 +86,7 @@ pub struct Store {
     backend: Backend,
     /// Coalesces room event writes (SQLite); PostgreSQL writes each batch in its own transaction.
     event_writer: Option<EventWriter>,
+    token_cache: Arc<token_cache::TokenCache>,
 }
 
 impl Store {
@@ -98,13 +101,13 @@ impl Store {
         let (pool, writer_pool) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url);
-                let writer_pool = pool_options(1).connect(&url).await?;
+                let writer_pool = sqlite_pool_options(1).connect(&url).await?;
                 // WAL lets readers run beside the writer; it is persistent in the file.
                 sqlx::query("PRAGMA journal_mode = WAL")
                     .execute(&writer_pool)
                     .await?;
                 (
-                    pool_options(max_connections).connect(&url).await?,
+                    sqlite_pool_options(max_connections).connect(&url).await?,
                     writer_pool,
                 )
             }
@@ -119,7 +122,7 @@ impl Store {
             Backend::Postgres => Writer::Direct(writer_pool.clone()),
         };
         let event_writer = match backend {
-            Backend::Sqlite => Some(EventWriter::start(writer.clone())),
+            Backend::Sqlite => Some(EventWriter::new(writer.clone())),
             Backend::Postgres => None,
         };
         Ok(Self {
@@ -128,7 +131,22 @@ impl Store {
             writer,
             backend,
             event_writer,
+            token_cache: Arc::default(),
         })
+    }
+
+    /// A write that may delete or replace access tokens: the token cache forgets everything
+    /// once it is done.
+    async fn revoking_write<T, F>(&self, write: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut sqlx::AnyConnection) -> futures::future::BoxFuture<'c, Result<T>>
+            + Send
+            + 'static,
+    {
+        let outcome = self.writer.write(write).await;
+        self.token_cache.clear();
+        outcome
     }
 
     /// Returns once every write queued before it has committed (or failed).
@@ -168,6 +186,12 @@ fn pool_options(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
+}
+
+/// A connection to a local file does not go stale: checking it before each use (a round trip
+/// to its thread) would only slow every query down.
+fn sqlite_pool_options(max_connections: u32) -> AnyPoolOptions {
+    pool_options(max_connections).test_before_acquire(false)
 }
 
 /// Ensures the SQLite file is created on first open (`mode=rwc`).

@@ -125,7 +125,9 @@ impl Store {
             Some(event_writer) => event_writer.enqueue(batch).await,
             None => {
                 self.writer
-                    .enqueue(move |conn| Box::pin(async move { super::event_writer::write_one(conn, batch).await }))
+                    .enqueue(move |conn| {
+                        Box::pin(async move { super::event_writer::write_one(conn, batch).await })
+                    })
                     .await
             }
         }

@@ -17,6 +17,10 @@ pub struct AccessTokenInfo {
 
 impl Store {
     pub async fn access_token(&self, token_hash: &str) -> Result<Option<AccessTokenInfo>> {
+        if let Some(info) = self.token_cache.get(token_hash) {
+            return Ok(Some(info));
+        }
+        let generation = self.token_cache.generation();
         let row = sqlx::query(
             "SELECT user_id, device_id, expires_ts, predecessor_refresh_hash \
              FROM access_tokens WHERE token_hash = $1",
@@ -25,12 +29,14 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(AccessTokenInfo {
+        let info = AccessTokenInfo {
             user_id: parse_user_id(row.try_get(0)?)?,
             device_id: row.try_get::<String, _>(1)?.into(),
             expires_ts: row.try_get(2)?,
             predecessor_refresh_hash: row.try_get(3)?,
-        }))
+        };
+        self.token_cache.insert(token_hash, &info, generation);
+        Ok(Some(info))
     }
 
     /// Exchanges a refresh token for a new access/refresh pair (spec: `POST /refresh`).
@@ -49,8 +55,7 @@ impl Store {
         let (new_access_hash, new_refresh_hash) =
             (new_access_hash.to_owned(), new_refresh_hash.to_owned());
         let rotated = self
-            .writer
-            .write(move |conn| {
+            .revoking_write(move |conn| {
                 Box::pin(async move {
                     let row = sqlx::query(
                         "SELECT user_id, device_id, successor_hash FROM refresh_tokens WHERE token_hash = $1",
