@@ -3,7 +3,7 @@
 use ruma::{OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomAliasId, RoomId, UserId};
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store};
 
 impl Store {
     /// Creates the alias; `false` if it already exists.
@@ -34,8 +34,7 @@ impl Store {
                 .bind(alias.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        room.map(|r| OwnedRoomId::try_from(r).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        room.map(super::stored_id::<OwnedRoomId>).transpose()
     }
 
     /// The alias's room and creator.
@@ -48,8 +47,8 @@ impl Store {
             let room: String = row.try_get(0)?;
             let creator: String = row.try_get(1)?;
             Ok((
-                OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                OwnedUserId::try_from(creator).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                super::stored_id::<OwnedRoomId>(room)?,
+                super::stored_id::<OwnedUserId>(creator)?,
             ))
         })
         .transpose()
@@ -85,7 +84,7 @@ impl Store {
                 .await?;
         aliases
             .into_iter()
-            .map(|a| OwnedRoomAliasId::try_from(a).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(super::stored_id::<OwnedRoomAliasId>)
             .collect()
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use sqlx::Row;
 
-use super::{Result, Store, StoreError, accounts::parse_user_id, flag};
+use super::{Result, Store, accounts::parse_user_id, flag};
 
 /// Where a page of the directory starts: after (or before) the room with this joined member
 /// count and ID, in the order of most joined members first, then room ID.
@@ -31,7 +31,7 @@ const PUBLISHED_WITH_MEMBERS: &str = "SELECT r.room_id AS room_id, COUNT(m.state
      WHERE r.published = 1 GROUP BY r.room_id";
 
 fn room_id(raw: String) -> Result<OwnedRoomId> {
-    OwnedRoomId::try_from(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+    super::stored_id::<OwnedRoomId>(raw)
 }
 
 impl Store {

@@ -162,7 +162,10 @@ async fn write_coalesced(
         }
         _ => {}
     }
-    if in_savepoint(conn, "events_together", batches).await?.is_ok() {
+    if in_savepoint(conn, "events_together", batches)
+        .await?
+        .is_ok()
+    {
         return Ok(batches.iter().map(|_| Ok(())).collect());
     }
     let mut outcomes = Vec::with_capacity(batches.len());

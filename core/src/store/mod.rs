@@ -203,6 +203,15 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// An identifier read back from the database; one that does not parse means the data is corrupt.
+fn stored_id<T>(text: String) -> Result<T>
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Display,
+{
+    T::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// Booleans are stored as 0/1 integers: the one representation both backends decode alike
 /// through the `Any` driver.
 fn flag(value: bool) -> i64 {

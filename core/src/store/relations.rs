@@ -64,7 +64,7 @@ fn placeholders(from: usize, count: usize) -> String {
 }
 
 fn event_id(text: String) -> Result<OwnedEventId> {
-    OwnedEventId::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+    super::stored_id::<OwnedEventId>(text)
 }
 
 impl Store {

@@ -94,18 +94,17 @@ pub struct StoredRoom {
 pub(super) fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
     let id = |column: &str| -> Result<OwnedEventId> {
         let text: String = row.try_get(column)?;
-        OwnedEventId::try_from(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+        super::stored_id::<OwnedEventId>(text)
     };
     let optional_id = |column: &str| -> Result<Option<OwnedEventId>> {
         let text: Option<String> = row.try_get(column)?;
-        text.map(|t| OwnedEventId::try_from(t).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        text.map(super::stored_id::<OwnedEventId>).transpose()
     };
     let room: String = row.try_get("room_id")?;
     Ok(EventRow {
         stream_ordering: row.try_get("stream_ordering")?,
         event_id: id("event_id")?,
-        room_id: OwnedRoomId::try_from(room).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        room_id: super::stored_id::<OwnedRoomId>(room)?,
         state_before: row.try_get("state_before")?,
         state_after: row.try_get("state_after")?,
         replaces_state: optional_id("replaces_state")?,
@@ -113,6 +112,14 @@ pub(super) fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
         json: Arc::from(row.try_get::<String, _>("json")?),
     })
 }
+
+/// The groups of a state group's delta chain (`$1`), numbered from the group itself (`n` = 0)
+/// back to its snapshot: entries of lower `n` override those of higher.
+const STATE_CHAIN: &str = "WITH RECURSIVE chain(group_id, prev_group, n) AS ( \
+     SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 \
+     UNION ALL \
+     SELECT g.group_id, g.prev_group, chain.n + 1 FROM state_groups g \
+     JOIN chain ON g.group_id = chain.prev_group)";
 
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
 
@@ -157,9 +164,7 @@ impl Store {
                 .bind(room_id.as_str())
                 .fetch_optional(&self.pool)
                 .await?;
-        version
-            .map(|v| RoomVersionId::try_from(v).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        version.map(super::stored_id::<RoomVersionId>).transpose()
     }
 
     pub async fn load_room(&self, room_id: &RoomId) -> Result<Option<StoredRoom>> {
@@ -174,8 +179,7 @@ impl Store {
             return Ok(None);
         };
         let version: String = row.try_get(0)?;
-        let version =
-            RoomVersionId::try_from(version).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let version = super::stored_id::<RoomVersionId>(version)?;
         let state_group: i64 = row.try_get(1)?;
         let chain_length: i64 = row.try_get(2)?;
         let current_state = sqlx::query(
@@ -197,7 +201,7 @@ impl Store {
         .iter()
         .map(|row| {
             let id: String = row.try_get(0)?;
-            let id = OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = super::stored_id::<OwnedEventId>(id)?;
             Ok((id, row.try_get::<i64, _>(1)?))
         })
         .collect::<Result<_>>()?;
@@ -275,16 +279,10 @@ impl Store {
 
     /// The full state of a state group: the chain of deltas back to its snapshot, nearest first.
     pub async fn state_group(&self, group_id: i64) -> Result<Vec<StateEntry>> {
-        let rows = sqlx::query(
-            "WITH RECURSIVE chain(group_id, prev_group, n) AS ( \
-                 SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 \
-                 UNION ALL \
-                 SELECT g.group_id, g.prev_group, chain.n + 1 FROM state_groups g \
-                 JOIN chain ON g.group_id = chain.prev_group \
-             ) \
-             SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
-             JOIN chain ON s.group_id = chain.group_id ORDER BY chain.n ASC",
-        )
+        let rows = sqlx::query(&format!(
+            "{STATE_CHAIN} SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
+                 JOIN chain ON s.group_id = chain.group_id ORDER BY chain.n ASC"
+        ))
         .bind(group_id)
         .fetch_all(&self.pool)
         .await?;
@@ -304,23 +302,17 @@ impl Store {
         event_type: &str,
         state_key: &str,
     ) -> Result<Option<OwnedEventId>> {
-        let id: Option<String> = sqlx::query_scalar(
-            "WITH RECURSIVE chain(group_id, prev_group, n) AS ( \
-                 SELECT group_id, prev_group, 0 FROM state_groups WHERE group_id = $1 \
-                 UNION ALL \
-                 SELECT g.group_id, g.prev_group, chain.n + 1 FROM state_groups g \
-                 JOIN chain ON g.group_id = chain.prev_group \
-             ) \
-             SELECT s.event_id FROM state_group_entries s JOIN chain ON s.group_id = chain.group_id \
-             WHERE s.event_type = $2 AND s.state_key = $3 ORDER BY chain.n ASC LIMIT 1",
-        )
+        let id: Option<String> = sqlx::query_scalar(&format!(
+            "{STATE_CHAIN} SELECT s.event_id FROM state_group_entries s \
+                 JOIN chain ON s.group_id = chain.group_id \
+                 WHERE s.event_type = $2 AND s.state_key = $3 ORDER BY chain.n ASC LIMIT 1"
+        ))
         .bind(group_id)
         .bind(event_type)
         .bind(state_key)
         .fetch_optional(&self.pool)
         .await?;
-        id.map(|id| OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        id.map(super::stored_id::<OwnedEventId>).transpose()
     }
 
     /// The rooms the user's current membership in is `membership`.
@@ -339,7 +331,7 @@ impl Store {
         .await?;
         rooms
             .into_iter()
-            .map(|r| OwnedRoomId::try_from(r).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .map(super::stored_id::<OwnedRoomId>)
             .collect()
     }
 
@@ -360,8 +352,7 @@ impl Store {
         .bind(txn_id)
         .fetch_optional(&self.pool)
         .await?;
-        id.map(|id| OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string())))
-            .transpose()
+        id.map(super::stored_id::<OwnedEventId>).transpose()
     }
 
     /// The user's current membership in the room, as committed.
@@ -382,7 +373,7 @@ impl Store {
             let id: String = row.try_get(1)?;
             Ok((
                 row.try_get::<Option<String>, _>(0)?.unwrap_or_default(),
-                OwnedEventId::try_from(id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                super::stored_id::<OwnedEventId>(id)?,
             ))
         })
         .transpose()
@@ -438,8 +429,7 @@ fn state_entry(row: &sqlx::any::AnyRow) -> Result<StateEntry> {
     Ok(StateEntry {
         event_type: row.try_get(0)?,
         state_key: row.try_get(1)?,
-        event_id: OwnedEventId::try_from(event_id)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        event_id: super::stored_id::<OwnedEventId>(event_id)?,
     })
 }
 
