@@ -694,3 +694,40 @@ async fn timestamp_to_event_finds_the_closest_visible_event() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+/// Spec: "Threading" — a thread cannot start from an event that itself has a relation
+/// (400 `M_UNKNOWN`); a reply is not a relation, so it can be a thread root.
+#[tokio::test]
+async fn threads_cannot_start_from_events_with_relations() {
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = room_with_bob(&server).await;
+    let original = alice.send_text(&room_id, "original").await;
+    let edited = edit(&alice, &room_id, &original, "edited").await;
+    let thread_reply = |root: &str| {
+        json!({
+            "msgtype": "m.text",
+            "body": "in thread",
+            "m.relates_to": { "rel_type": "m.thread", "event_id": root },
+        })
+    };
+    bob.send_event(&room_id, "m.room.message", thread_reply(&edited))
+        .await
+        .assert_error(400, "M_UNKNOWN");
+    let reply = send(
+        &alice,
+        &room_id,
+        "m.room.message",
+        json!({
+            "msgtype": "m.text",
+            "body": "a reply",
+            "m.relates_to": { "m.in_reply_to": { "event_id": original } },
+        }),
+    )
+    .await;
+    bob.send_event(&room_id, "m.room.message", thread_reply(&reply))
+        .await
+        .assert_status(200);
+    bob.send_event(&room_id, "m.room.message", thread_reply(&original))
+        .await
+        .assert_status(200);
+}

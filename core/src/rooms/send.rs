@@ -39,6 +39,7 @@ impl Rooms {
                 .redact(sender, room_id, &redacts, content, Some(transaction))
                 .await;
         }
+        self.check_thread_root(room_id, &content).await?;
         let pdu = self
             .send_checked(
                 room_id,
@@ -48,6 +49,34 @@ impl Rooms {
             )
             .await?;
         Ok(pdu.event_id.clone())
+    }
+
+    /// A thread cannot start from an event that itself relates to another (spec: "Threading":
+    /// 400 `M_UNKNOWN`); replies are not relations, so a reply may be a thread root.
+    async fn check_thread_root(&self, room_id: &RoomId, content: &JsonValue) -> Result<()> {
+        let relates_to = &content["m.relates_to"];
+        if relates_to["rel_type"] != "m.thread" {
+            return Ok(());
+        }
+        let Some(root) = relates_to["event_id"]
+            .as_str()
+            .and_then(|id| EventId::parse(id).ok())
+        else {
+            return Ok(());
+        };
+        let Some(row) = self.store.event(&root).await? else {
+            return Ok(());
+        };
+        if row.room_id != room_id {
+            return Ok(());
+        }
+        let root = parse(&row)?;
+        match super::relation(&root) {
+            Some((_, rel_type)) if rel_type != "m.in_reply_to" => Err(Error::Unknown(format!(
+                "Cannot start a thread from an event with a relation ({rel_type})"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// `PUT /rooms/{roomId}/state/{eventType}/{stateKey}`.
