@@ -32,7 +32,8 @@ CREATE TABLE events (
 );
 CREATE INDEX events_room_stream ON events (room_id, stream_ordering);
 CREATE INDEX events_room_ts ON events (room_id, origin_server_ts);
-CREATE INDEX events_relations ON events (relates_to, rel_type);
+-- Most events relate to nothing: only those that do are indexed.
+CREATE INDEX events_relations ON events (relates_to, rel_type) WHERE relates_to IS NOT NULL;
 
 -- A state group is the full state at some point. A group with prev_group holds only the entries
 -- that differ from prev_group (a delta); chains are cut by a full snapshot every few dozen links.

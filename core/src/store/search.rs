@@ -176,9 +176,27 @@ fn like_substring(term: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// An FTS5 string: a phrase, which the trigram tokenizer matches as a substring.
-fn fts5_phrase(term: &str) -> String {
-    format!("\"{}\"", term.replace('"', "\"\""))
+/// Most trigrams of one term looked up in the index: enough to narrow the candidates, which
+/// `instr` then checks against the whole term.
+const MAX_TRIGRAMS_PER_TERM: usize = 8;
+
+/// The FTS5 query for a term of 3 or more characters: some of its trigrams, all required. The
+/// index keeps no positions (`detail = none`), so it answers single trigrams, not phrases.
+fn fts5_trigrams(term: &str) -> String {
+    let chars: Vec<char> = term.chars().collect();
+    let mut trigrams: Vec<String> = chars
+        .windows(3)
+        .map(|w| format!("\"{}\"", w.iter().collect::<String>().replace('"', "\"\"")))
+        .collect();
+    trigrams.sort();
+    trigrams.dedup();
+    // A sample of them when there are many: `instr` does the exact check.
+    let step = trigrams.len().div_ceil(MAX_TRIGRAMS_PER_TERM).max(1);
+    trigrams
+        .into_iter()
+        .step_by(step)
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 impl Store {
@@ -201,11 +219,11 @@ impl Store {
                 let indexable: Vec<String> = terms
                     .iter()
                     .filter(|t| t.chars().count() >= 3)
-                    .map(|t| fts5_phrase(t))
+                    .map(|t| fts5_trigrams(t))
                     .collect();
                 if !indexable.is_empty() {
                     let phrases = statement.arg(Arg::Text(indexable.join(" AND ")));
-                    conditions.push(format!("s.value MATCH {phrases}"));
+                    conditions.push(format!("s.event_search MATCH {phrases}"));
                 }
                 for term in &terms {
                     let term = statement.arg(Arg::Text(term.clone()));
