@@ -243,7 +243,7 @@ pub fn parse_request<T: IncomingRequest>(
         FromHttpRequestError::Deserialization(DeserializationError::Query(e)) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "M_INVALID_PARAM",
-            format!("Invalid query parameter: {e}"),
+            format!("Invalid path or query parameter: {e}"),
         ),
         FromHttpRequestError::Deserialization(e) => ApiError::bad_json(e.to_string()),
         other => ApiError::bad_json(other.to_string()),
