@@ -220,7 +220,7 @@ impl Rooms {
                 rules: &room.rules,
                 room_id: (!v12_create).then_some(&*room.room_id),
                 prev_events: room.extremities.clone(),
-                auth_events,
+                auth_events: auth_events.iter().map(|p| p.event_id.clone()).collect(),
                 depth: room.depth.saturating_add(UInt::from(1u32)),
                 origin_server_ts: now,
                 server_name: &self.config.server_name,
@@ -235,7 +235,7 @@ impl Rooms {
                 pdu.json.len()
             )));
         }
-        room.authorize(&pdu).map_err(|reason| {
+        room.authorize(&pdu, &auth_events).map_err(|reason| {
             Error::Forbidden(format!("The event is not allowed in this room: {reason}"))
         })?;
         let pdu = Arc::new(pdu);
@@ -256,6 +256,7 @@ impl Rooms {
             sender: pdu.sender.to_string(),
             origin_server_ts: i64::from(pdu.origin_server_ts.get()),
             depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+            prev_events: pdu.prev_events.clone(),
             state_before,
             state_after: room.state_group,
             state_group,
@@ -329,12 +330,8 @@ impl Rooms {
 
     /// The stream position of the newest event handed out: `/messages` backwards from "now"
     /// starts here.
-    pub fn current_position(&self) -> i64 {
+    fn current_position(&self) -> i64 {
         self.next_stream_ordering.load(Ordering::Relaxed) - 1
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
     }
 }
 

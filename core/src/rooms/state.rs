@@ -45,7 +45,7 @@ impl RoomState {
         sender: &ruma::UserId,
         state_key: Option<&str>,
         content: &serde_json::value::RawValue,
-    ) -> Result<Vec<OwnedEventId>, String> {
+    ) -> Result<Vec<Arc<Pdu>>, String> {
         let types = state_res::auth_types_for_event(
             pdu_kind,
             sender,
@@ -56,32 +56,22 @@ impl RoomState {
         Ok(types
             .iter()
             .filter_map(|(kind, key)| self.get(kind, key))
-            .map(|pdu| pdu.event_id.clone())
+            .cloned()
             .collect())
     }
 
     /// Runs the authorization rules for `pdu` against the current state (which, for an event
-    /// built on the extremities, is the state before it).
-    pub fn authorize(&self, pdu: &Pdu) -> Result<(), String> {
-        // The auth events were chosen from this state; look them up by their few keys rather
-        // than indexing the whole state (thousands of members) for every event.
-        let auth_types = state_res::auth_types_for_event(
-            pdu.event_type(),
-            &pdu.sender,
-            pdu.state_key.as_deref(),
-            &pdu.content,
-            &self.rules.authorization,
-        )?;
-        let mut auth_events: Vec<&Pdu> = auth_types
-            .iter()
-            .filter_map(|(kind, key)| self.get(kind, key))
-            .map(|pdu| &**pdu)
-            .collect();
-        if let Some(create) = self.get(&StateEventType::RoomCreate, "") {
-            auth_events.push(create);
-        }
+    /// built on the extremities, is the state before it). `auth_events` are the ones
+    /// `auth_events_for` chose for it.
+    pub fn authorize(&self, pdu: &Pdu, auth_events: &[Arc<Pdu>]) -> Result<(), String> {
+        // v12 events do not list the create event, but the rules read it (the room ID names it).
+        let create = self.get(&StateEventType::RoomCreate, "");
         state_res::check_state_independent_auth_rules(&self.rules.authorization, pdu, |id| {
-            auth_events.iter().find(|p| &*p.event_id == id).copied()
+            auth_events
+                .iter()
+                .chain(create)
+                .find(|p| &*p.event_id == id)
+                .map(|p| &**p)
         })?;
         state_res::check_state_dependent_auth_rules(&self.rules.authorization, pdu, |kind, key| {
             self.get(kind, key).map(|p| &**p)

@@ -124,7 +124,7 @@ impl TestRoom {
                 rules: &self.state.rules,
                 room_id: (!v12_create).then_some(&*self.state.room_id),
                 prev_events: self.state.extremities.clone(),
-                auth_events,
+                auth_events: auth_events.iter().map(|p| p.event_id.clone()).collect(),
                 depth: self.state.depth.saturating_add(UInt::from(1u32)),
                 origin_server_ts: MilliSecondsSinceUnixEpoch(UInt::from(self.clock as u32)),
                 server_name: server_name!("a.test"),
@@ -132,7 +132,7 @@ impl TestRoom {
             },
         )
         .map_err(|e| e.to_string())?;
-        self.state.authorize(&pdu)?;
+        self.state.authorize(&pdu, &auth_events)?;
         let pdu = Arc::new(pdu);
         let next = &mut self.next_group;
         self.state.advance(&pdu, || {

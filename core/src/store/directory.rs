@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId};
 use sqlx::Row;
 
-use super::{Result, Store, accounts::parse_user_id, flag};
+use super::{Result, Store, accounts::parse_user_id, flag, placeholders};
 
 /// Where a page of the directory starts: after (or before) the room with this joined member
 /// count and ID, in the order of most joined members first, then room ID.
@@ -131,12 +131,6 @@ impl Store {
         if rooms.is_empty() || event_types.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = |from: usize, count: usize| {
-            (from..from + count)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let sql = format!(
             "SELECT s.room_id, s.event_type, e.json FROM current_state s \
              JOIN events e ON e.event_id = s.event_id \

@@ -232,11 +232,6 @@ pub(super) async fn insert_rows(
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
-struct PrevEvents {
-    prev_events: Vec<OwnedEventId>,
-}
-
 /// The engine hands out an event's place in the graph before the write of its predecessor
 /// commits; if that write failed, the events built on it must fail too rather than point at
 /// nothing.
@@ -248,27 +243,19 @@ async fn check_prev_events_persisted(
         .iter()
         .flat_map(|b| b.events.iter().map(|e| &*e.event_id))
         .collect();
-    let mut outside = HashSet::new();
-    for event in batches.iter().flat_map(|b| &b.events) {
-        let pdu: PrevEvents = serde_json::from_str(&event.json).map_err(|e| {
-            StoreError::Corrupt(format!("event {} has no prev_events: {e}", event.event_id))
-        })?;
-        outside.extend(
-            pdu.prev_events
-                .into_iter()
-                .filter(|p| !written.contains(&**p)),
-        );
-    }
+    let outside: HashSet<&OwnedEventId> = batches
+        .iter()
+        .flat_map(|b| &b.events)
+        .flat_map(|event| &event.prev_events)
+        .filter(|p| !written.contains(&***p))
+        .collect();
     if outside.is_empty() {
         return Ok(());
     }
-    let outside: Vec<OwnedEventId> = outside.into_iter().collect();
+    let outside: Vec<&OwnedEventId> = outside.into_iter().collect();
     let mut found = HashSet::new();
     for chunk in outside.chunks(ROWS_PER_STATEMENT) {
-        let placeholders = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = super::placeholders(1, chunk.len());
         let sql = format!("SELECT event_id FROM events WHERE event_id IN ({placeholders})");
         let mut query = sqlx::query(&sql);
         for id in chunk {
@@ -486,10 +473,7 @@ async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> R
     }
     let rooms: Vec<&str> = heads.keys().copied().collect();
     for chunk in rooms.chunks(ROWS_PER_STATEMENT) {
-        let placeholders = (1..=chunk.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = super::placeholders(1, chunk.len());
         let sql = format!("DELETE FROM forward_extremities WHERE room_id IN ({placeholders})");
         let mut query = sqlx::query(&sql);
         for room in chunk {
@@ -525,7 +509,6 @@ mod tests {
     use crate::store::{EventBatch, NewEventRow, NewRoom, testing::test_store};
 
     fn message(stream_ordering: i64, id: &str, prev: Option<&str>) -> NewEventRow {
-        let prev_events = prev.map_or_else(String::new, |p| format!("\"{p}\""));
         NewEventRow {
             stream_ordering,
             event_id: OwnedEventId::try_from(id).unwrap(),
@@ -534,6 +517,10 @@ mod tests {
             sender: "@a:x.test".to_owned(),
             origin_server_ts: stream_ordering,
             depth: stream_ordering,
+            prev_events: prev
+                .map(|p| OwnedEventId::try_from(p).unwrap())
+                .into_iter()
+                .collect(),
             state_before: 0,
             state_after: 0,
             state_group: None,
@@ -542,9 +529,7 @@ mod tests {
             relates_to: None,
             transaction: None,
             redacts: None,
-            json: Arc::from(format!(
-                r#"{{"prev_events":[{prev_events}],"content":{{"body":"{id}"}}}}"#
-            )),
+            json: Arc::from(format!(r#"{{"content":{{"body":"{id}"}}}}"#)),
         }
     }
 

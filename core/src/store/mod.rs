@@ -203,6 +203,14 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// `$from, $from+1, ...`: `count` numbered placeholders, for `IN (...)` lists.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// An identifier read back from the database; one that does not parse means the data is corrupt.
 fn stored_id<T>(text: String) -> Result<T>
 where

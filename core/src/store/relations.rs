@@ -5,7 +5,7 @@ use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
 use sqlx::Row;
 
 use super::{
-    Result, Store, StoreError,
+    Result, Store, StoreError, placeholders,
     rooms::{EVENT_COLUMNS, EventRow, event_row},
 };
 
@@ -54,13 +54,6 @@ pub struct RelationsQuery<'a> {
 pub struct ThreadRoot {
     pub root: OwnedEventId,
     pub latest: i64,
-}
-
-fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn event_id(text: String) -> Result<OwnedEventId> {

@@ -49,6 +49,8 @@ pub struct NewEventRow {
     pub sender: String,
     pub origin_server_ts: i64,
     pub depth: i64,
+    /// The PDU's `prev_events`, as parsed when it was built.
+    pub prev_events: Vec<OwnedEventId>,
     pub state_before: i64,
     pub state_after: i64,
     pub state_group: Option<NewStateGroup>,
@@ -229,10 +231,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (1..=ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = super::placeholders(1, ids.len());
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({placeholders})");
         let mut query = sqlx::query(&sql);
         for id in ids {

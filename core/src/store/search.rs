@@ -370,6 +370,7 @@ mod tests {
             sender: "@a:x.org".to_owned(),
             origin_server_ts: ordering,
             depth: ordering,
+            prev_events: Vec::new(),
             state_before: 0,
             state_after: 0,
             state_group: None,
