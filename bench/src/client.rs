@@ -4,7 +4,7 @@ use std::fmt::{self, Write as _};
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use reqwest::{Method, StatusCode};
+use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sha1::Sha1;
 
@@ -47,6 +47,8 @@ pub struct Session {
 pub struct CsClient {
     http: reqwest::Client,
     base_url: String,
+    /// The per-request timeout, which a long-poll gets on top of its own wait.
+    timeout: Duration,
 }
 
 impl CsClient {
@@ -60,6 +62,7 @@ impl CsClient {
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout,
         })
     }
 
@@ -212,6 +215,34 @@ impl CsClient {
         })
     }
 
+    /// `GET /sync`. An incremental sync with a `timeout` is a long-poll: the server may hold it
+    /// that long before answering, so the request may take that long on top of the usual
+    /// timeout.
+    pub async fn sync(
+        &self,
+        access_token: &str,
+        query: &SyncQuery<'_>,
+    ) -> Result<SyncBatch, RequestError> {
+        let parameters: Vec<String> = [
+            ("since", query.since.map(str::to_owned)),
+            ("timeout", query.timeout.map(|t| t.as_millis().to_string())),
+            ("filter", query.filter.map(str::to_owned)),
+            ("set_presence", query.set_presence.map(str::to_owned)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some(format!("{name}={}", percent_encode(&value?))))
+        .collect();
+        let mut path = "/_matrix/client/v3/sync".to_owned();
+        if !parameters.is_empty() {
+            path = format!("{path}?{}", parameters.join("&"));
+        }
+        let request = self
+            .request(Method::GET, &path, Some(access_token), None)
+            .timeout(self.timeout + query.timeout.unwrap_or_default());
+        let response = checked(request).await?;
+        sync_batch_from(&response)
+    }
+
     async fn expect_ok(
         &self,
         method: Method,
@@ -219,12 +250,7 @@ impl CsClient {
         access_token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Value, RequestError> {
-        let (status, response) = self.send(method, path, access_token, body).await?;
-        if status.is_success() {
-            Ok(response)
-        } else {
-            Err(status_error(status, &response))
-        }
+        checked(self.request(method, path, access_token, body)).await
     }
 
     async fn send(
@@ -234,6 +260,16 @@ impl CsClient {
         access_token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value), RequestError> {
+        execute(self.request(method, path, access_token, body)).await
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        access_token: Option<&str>,
+        body: Option<&Value>,
+    ) -> RequestBuilder {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base_url));
@@ -243,14 +279,73 @@ impl CsClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request.send().await?;
-        let status = response.status();
-        let bytes = response.bytes().await?;
-        // Error bodies are not always JSON (proxies, panics): keep them as text for the report.
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok((status, value))
+        request
     }
+}
+
+/// Sends the request and hands back the body of a 2xx answer.
+async fn checked(request: RequestBuilder) -> Result<Value, RequestError> {
+    let (status, response) = execute(request).await?;
+    if status.is_success() {
+        Ok(response)
+    } else {
+        Err(status_error(status, &response))
+    }
+}
+
+async fn execute(request: RequestBuilder) -> Result<(StatusCode, Value), RequestError> {
+    let response = request.send().await?;
+    let status = response.status();
+    let bytes = response.bytes().await?;
+    // Error bodies are not always JSON (proxies, panics): keep them as text for the report.
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, value))
+}
+
+/// The query of a `/sync` request; `None` leaves a parameter out.
+#[derive(Default)]
+pub struct SyncQuery<'a> {
+    /// The previous response's `next_batch`; without it the sync is an initial sync.
+    pub since: Option<&'a str>,
+    /// How long the server may wait for something new before answering.
+    pub timeout: Option<Duration>,
+    /// A filter, inline JSON or the ID of an uploaded one.
+    pub filter: Option<&'a str>,
+    /// `offline` keeps the request from marking the user online.
+    pub set_presence: Option<&'a str>,
+}
+
+/// What the scenarios need from a `/sync` response.
+pub struct SyncBatch {
+    pub next_batch: String,
+    pub joined_rooms: usize,
+    /// The bodies of the `m.room.message` events in the joined rooms' timelines.
+    pub message_bodies: Vec<String>,
+}
+
+fn sync_batch_from(response: &Value) -> Result<SyncBatch, RequestError> {
+    let next_batch = string_field(response, "next_batch")?;
+    // `rooms` and its sections may be left out when empty.
+    let Some(joined) = response["rooms"]["join"].as_object() else {
+        return Ok(SyncBatch {
+            next_batch,
+            joined_rooms: 0,
+            message_bodies: Vec::new(),
+        });
+    };
+    let message_bodies = joined
+        .values()
+        .filter_map(|room| room["timeline"]["events"].as_array())
+        .flatten()
+        .filter(|event| event["type"] == "m.room.message")
+        .filter_map(|event| event["content"]["body"].as_str().map(str::to_owned))
+        .collect();
+    Ok(SyncBatch {
+        next_batch,
+        joined_rooms: joined.len(),
+        message_bodies,
+    })
 }
 
 /// What the scenarios need from a `/messages` page.
@@ -319,6 +414,28 @@ mod tests {
             registration_mac("secret", "abc", "alice", "pw"),
             "42e32623fe124933c326f9d2d67ff7c617915a10"
         );
+    }
+
+    #[test]
+    fn sync_batch_lists_joined_rooms_and_message_bodies() {
+        let response = json!({
+            "next_batch": "s42",
+            "rooms": { "join": {
+                "!a:localhost": { "timeline": { "events": [
+                    { "type": "m.room.member", "content": { "membership": "join" } },
+                    { "type": "m.room.message", "content": { "msgtype": "m.text", "body": "one" } },
+                ] } },
+                "!b:localhost": {},
+            } },
+        });
+        let batch = sync_batch_from(&response).unwrap();
+        assert_eq!(batch.next_batch, "s42");
+        assert_eq!(batch.joined_rooms, 2);
+        assert_eq!(batch.message_bodies, ["one"]);
+
+        let empty = sync_batch_from(&json!({ "next_batch": "s43" })).unwrap();
+        assert_eq!((empty.joined_rooms, empty.message_bodies.len()), (0, 0));
+        assert!(sync_batch_from(&json!({ "rooms": {} })).is_err());
     }
 
     #[test]

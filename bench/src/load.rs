@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, future, stream};
@@ -114,4 +116,67 @@ where
         latencies.merge(worker_latencies);
     }
     latencies.report(name, wall)
+}
+
+/// How often a long setup step reports how far it got.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// An untimed setup step: `operation(0..count)` with at most `concurrency` in flight, failing
+/// unless every operation succeeded (a measurement over a half-built setup would not mean what
+/// its row says). Its outputs come in completion order.
+pub async fn run_setup<T, F, Fut>(
+    label: &str,
+    concurrency: usize,
+    count: usize,
+    operation: F,
+) -> Result<Vec<T>, String>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = (&'static str, Result<T, RequestError>)>,
+{
+    let progress = Progress::new(label, count);
+    let phase = run_phase(concurrency, count, |i| {
+        let (pending, progress) = (operation(i), &progress);
+        async move {
+            let outcome = pending.await;
+            progress.tick();
+            outcome
+        }
+    })
+    .await;
+    phase.check_complete()?;
+    Ok(phase.outputs)
+}
+
+/// Counts the finished operations of a setup step and prints the count to stderr every
+/// [`PROGRESS_INTERVAL`], so a slow server (Synapse registers one or two users a second) shows
+/// it is moving, and a fast one prints nothing.
+struct Progress<'a> {
+    label: &'a str,
+    total: usize,
+    done: AtomicUsize,
+    last_print: Mutex<Instant>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(label: &'a str, total: usize) -> Self {
+        Self {
+            label,
+            total,
+            done: AtomicUsize::new(0),
+            last_print: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn tick(&self) {
+        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last_print = self
+            .last_print
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if done < self.total && last_print.elapsed() >= PROGRESS_INTERVAL {
+            *last_print = Instant::now();
+            eprintln!("{}: {done} of {}", self.label, self.total);
+        }
+    }
 }

@@ -36,6 +36,9 @@ enum Command {
     /// Create --count rooms, then join a room of --members members --joins times.
     #[command(args_override_self = true)]
     Rooms(scenarios::rooms::RoomsArgs),
+    /// Time a message's way to live syncs (one, then a room of --members), and initial syncs.
+    #[command(args_override_self = true)]
+    Sync(scenarios::sync::SyncArgs),
     /// Print reports saved with --json, and the ratios between two of them.
     Compare(compare::CompareArgs),
 }
@@ -50,6 +53,7 @@ async fn main() -> ExitCode {
         Command::Send(args) => publish(scenarios::send::run(args).await, &args.common),
         Command::Messages(args) => publish(scenarios::messages::run(args).await, &args.common),
         Command::Rooms(args) => publish(scenarios::rooms::run(args).await, &args.common),
+        Command::Sync(args) => publish(scenarios::sync::run(args).await, &args.common),
         Command::Compare(args) => compare::run(args).map(|output| {
             print!("{output}");
             ExitCode::SUCCESS

@@ -13,7 +13,9 @@ mod json_body;
 mod membership;
 mod message;
 mod metrics;
+mod presence;
 mod profile;
+mod push_rules;
 mod receipt;
 mod relations;
 mod room;
@@ -22,6 +24,8 @@ mod route;
 mod ruma_wrapper;
 mod search;
 mod session;
+mod sync;
+mod websocket;
 
 use std::{sync::Arc, time::Duration};
 
@@ -112,8 +116,12 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = membership::routes(router);
     let router = message::routes(router);
     let router = receipt::routes(router);
+    let router = push_rules::routes(router);
+    let router = presence::routes(router);
     let router = relations::routes(router);
     let router = context::routes(router);
     let router = search::routes(router);
+    let router = sync::routes(router);
+    let router = websocket::routes(router);
     admin::routes(router)
 }

@@ -75,6 +75,7 @@ async fn send(
             &transaction,
         )
         .await?;
+    s.presence.bump_active(&caller.user_id).await?;
     Ok(RumaResponse(send_message_event::v3::Response::new(
         event_id,
     )))

@@ -48,9 +48,14 @@ impl Metrics {
         }
     }
 
-    fn render(&self) -> String {
+    fn render(&self, sync_waiting: usize) -> String {
         let series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = String::from(
+        let mut out = format!(
+            "# HELP tessera_sync_waiting Syncs (long-polls and WebSockets) waiting for news.\n\
+             # TYPE tessera_sync_waiting gauge\ntessera_sync_waiting {}\n",
+            sync_waiting
+        );
+        out.push_str(
             "# HELP tessera_http_requests_total HTTP requests served.\n# TYPE tessera_http_requests_total counter\n",
         );
         for ((method, path, status), s) in series.iter() {
@@ -95,10 +100,13 @@ pub(crate) fn routes() -> Router<Arc<Services>> {
     Router::new().route("/metrics", get(render))
 }
 
-async fn render(axum::Extension(metrics): axum::Extension<Arc<Metrics>>) -> impl IntoResponse {
+async fn render(
+    State(services): State<Arc<Services>>,
+    axum::Extension(metrics): axum::Extension<Arc<Metrics>>,
+) -> impl IntoResponse {
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics.render(),
+        metrics.render(services.notifier.waiting()),
     )
 }
 
@@ -143,7 +151,7 @@ mod tests {
         let metrics = Metrics::default();
         metrics.observe("GET", "/a", 200, 0.002);
         metrics.observe("GET", "/a", 200, 0.3);
-        let text = metrics.render();
+        let text = metrics.render(0);
         assert!(
             text.contains(
                 "tessera_http_requests_total{method=\"GET\",path=\"/a\",status=\"200\"} 2"

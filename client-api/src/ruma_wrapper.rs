@@ -112,7 +112,7 @@ where
 }
 
 /// The access token from `Authorization: Bearer` or, as older clients send it, `?access_token=`.
-fn access_token(parts: &http::request::Parts) -> Option<String> {
+pub(crate) fn access_token(parts: &http::request::Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         return value.strip_prefix("Bearer ").map(|t| t.trim().to_owned());

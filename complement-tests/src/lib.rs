@@ -15,6 +15,7 @@ mod client;
 mod postgres;
 pub mod rooms;
 mod server;
+pub mod sync;
 mod util;
 
 pub use client::{Client, Response, User, password_auth, password_login_body, with_auth};

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::V3;
 use crate::client::{Response, User};
 use crate::util::enc;
+use crate::{TestServer, V3};
 
 static TXN_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -33,6 +33,15 @@ pub fn state_path(room_id: &str, event_type: &str, state_key: &str) -> String {
             &format!("state/{}/{}", enc(event_type), enc(state_key)),
         )
     }
+}
+
+/// Alice's public room with Bob joined, both registered with `password`.
+pub async fn alice_and_bob_room(server: &TestServer, password: &str) -> (User, User, String) {
+    let alice = server.client().register("alice", password).await;
+    let bob = server.client().register("bob", password).await;
+    let room_id = alice.create_room(json!({ "preset": "public_chat" })).await;
+    bob.join_room(&room_id).await;
+    (alice, bob, room_id)
 }
 
 /// The `m.text` content of a message with this body.

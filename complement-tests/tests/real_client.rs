@@ -1,5 +1,7 @@
 //! A real third-party client against a real server: matrix-nio (Python, from PyPI) registers,
-//! logs in, sets and reads back a display name, and logs out (tests-python/nio_smoke.py).
+//! logs in, sets and reads back a display name, and logs out (tests-python/nio_smoke.py); two
+//! nio clients see each other's invite, message, typing and receipt through /sync
+//! (tests-python/nio_sync.py).
 //!
 //! Uses `$TESSERA_NIO_PYTHON` if set, else `python3`. matrix-nio must be importable by it
 //! (`pip install matrix-nio`); if it is not, this test FAILS rather than being skipped.
@@ -16,12 +18,23 @@ fn python() -> String {
     std::env::var("TESSERA_NIO_PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
 
-fn script() -> PathBuf {
+fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("complement-tests lives in the workspace root")
         .join("tests-python")
-        .join("nio_smoke.py")
+        .join(name)
+}
+
+async fn require_nio() {
+    let import = run(&["-c", "import nio"]).await;
+    assert!(
+        import.status.success(),
+        "matrix-nio is not importable by {:?}: run `pip install matrix-nio` (or point \
+         TESSERA_NIO_PYTHON at a Python that has it)\n{}",
+        python(),
+        String::from_utf8_lossy(&import.stderr)
+    );
 }
 
 async fn run(args: &[&str]) -> std::process::Output {
@@ -46,17 +59,9 @@ async fn run(args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn matrix_nio_registers_logs_in_sets_displayname_and_logs_out() {
-    let import = run(&["-c", "import nio"]).await;
-    assert!(
-        import.status.success(),
-        "matrix-nio is not importable by {:?}: run `pip install matrix-nio` (or point \
-         TESSERA_NIO_PYTHON at a Python that has it)\n{}",
-        python(),
-        String::from_utf8_lossy(&import.stderr)
-    );
-
+    require_nio().await;
     let server = TestServer::start().await;
-    let script = script();
+    let script = script("nio_smoke.py");
     let output = run(&[
         &script.to_string_lossy(),
         &server.base_url(),
@@ -95,4 +100,40 @@ async fn matrix_nio_registers_logs_in_sets_displayname_and_logs_out() {
         !devices.iter().any(|d| d == nio_device),
         "nio's logged-out device {nio_device} still listed: {devices:?}"
     );
+}
+
+#[tokio::test]
+async fn matrix_nio_clients_see_invites_messages_typing_and_receipts_through_sync() {
+    require_nio().await;
+    let server = TestServer::start().await;
+    let output = run(&[
+        &script("nio_sync.py").to_string_lossy(),
+        &server.base_url(),
+        "nio-sync-password",
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "nio_sync.py failed ({}):\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        output.status
+    );
+    let result: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("nio_sync.py printed no JSON result ({e}): {stdout}"));
+
+    // The message nio sent is in the room as the server stores it.
+    let bob = server.client().login("nio_bob", "nio-sync-password").await;
+    let room_id = result["room_id"].as_str().expect("room_id");
+    let event_id = result["event_id"].as_str().expect("event_id");
+    let event = bob
+        .client
+        .get(&format!(
+            "{V3}/rooms/{}/event/{}",
+            enc(room_id),
+            enc(event_id)
+        ))
+        .await
+        .ok();
+    assert_eq!(event["content"]["body"], "hello from nio", "{event}");
 }

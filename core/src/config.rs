@@ -47,6 +47,10 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default)]
     pub rooms: RoomsConfig,
+    #[serde(default)]
+    pub presence: PresenceConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,6 +72,69 @@ impl Default for RoomsConfig {
 /// The spec's recommended default (v1.16+).
 fn default_room_version() -> RoomVersionId {
     RoomVersionId::V12
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    #[serde(default = "default_offline_timeout_secs")]
+    pub offline_timeout_secs: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_timeout_secs: default_idle_timeout_secs(),
+            offline_timeout_secs: default_offline_timeout_secs(),
+        }
+    }
+}
+
+/// Synapse's idle timer: five minutes without activity and an online user is unavailable.
+fn default_idle_timeout_secs() -> u64 {
+    300
+}
+
+/// Synapse's sync timeout: a user with no sync for this long is offline.
+fn default_offline_timeout_secs() -> u64 {
+    30
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Seconds between the server's pings on a sync WebSocket; a connection silent for two
+    /// intervals is closed.
+    #[serde(default = "default_websocket_ping_secs")]
+    pub websocket_ping_secs: u64,
+    /// Frames queued for a sync WebSocket before it is closed as a slow consumer.
+    #[serde(default = "default_websocket_send_buffer")]
+    pub websocket_send_buffer: usize,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            websocket_ping_secs: default_websocket_ping_secs(),
+            websocket_send_buffer: default_websocket_send_buffer(),
+        }
+    }
+}
+
+/// Often enough to keep NATs and proxies (commonly 60 s idle timeouts) from dropping the
+/// connection, rarely enough that idle clients (a ping and a token check each) cost little.
+fn default_websocket_ping_secs() -> u64 {
+    30
+}
+
+/// Room for a burst of acks and sync frames while the client reads at its own pace.
+fn default_websocket_send_buffer() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -268,6 +335,14 @@ impl Default for LoggingConfig {
 /// The slowest refill accepted: one token a day. Slower rates are almost surely typos, and
 /// waits computed from them would overflow.
 const MIN_RATE_PER_SECOND: f64 = 1.0 / 86_400.0;
+/// The longest presence timeout accepted; longer ones are typos, and a year keeps every deadline
+/// far from overflowing.
+const MAX_PRESENCE_TIMEOUT_SECS: u64 = 365 * 86_400;
+
+/// Pings further apart than an hour would let dead connections pile up unnoticed.
+const MAX_WEBSOCKET_PING_SECS: u64 = 3600;
+/// Each queued frame may hold a whole sync response: a bound on the memory one slow client pins.
+const MAX_WEBSOCKET_SEND_BUFFER: usize = 65_536;
 
 fn yes() -> bool {
     true
@@ -521,6 +596,29 @@ impl Config {
                 ));
             }
         }
+        for (name, secs) in [
+            ("idle_timeout_secs", self.presence.idle_timeout_secs),
+            ("offline_timeout_secs", self.presence.offline_timeout_secs),
+        ] {
+            if !(1..=MAX_PRESENCE_TIMEOUT_SECS).contains(&secs) {
+                return Err(ConfigError::new(
+                    format!("presence.{name}"),
+                    "must be between 1 and 31536000 (a year)",
+                ));
+            }
+        }
+        if !(1..=MAX_WEBSOCKET_PING_SECS).contains(&self.sync.websocket_ping_secs) {
+            return Err(ConfigError::new(
+                "sync.websocket_ping_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=MAX_WEBSOCKET_SEND_BUFFER).contains(&self.sync.websocket_send_buffer) {
+            return Err(ConfigError::new(
+                "sync.websocket_send_buffer",
+                "must be between 1 and 65536",
+            ));
+        }
         if !valid_log_level(&self.logging.level) {
             return Err(ConfigError::new(
                 "logging.level",
@@ -630,6 +728,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(wildcard.client_base_url(), "https://a.org");
+    }
+
+    #[test]
+    fn presence_timeouts_are_validated() {
+        let config = Config::parse("server_name = \"a.org\"").unwrap();
+        assert!(config.presence.enabled);
+        assert_eq!(config.presence.idle_timeout_secs, 300);
+        assert_eq!(config.presence.offline_timeout_secs, 30);
+        let err = Config::parse("server_name = \"a.org\"\n[presence]\noffline_timeout_secs = 0\n")
+            .unwrap_err();
+        assert_eq!(err.key, "presence.offline_timeout_secs");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod ratelimit;
 pub mod rooms;
 mod services;
 pub mod store;
+pub mod sync;
 pub mod time;
 pub mod uia;
 pub mod users;

@@ -8,7 +8,8 @@ use crate::{
     ratelimit::RateLimiter,
     rooms::Rooms,
     store::{Store, StoreError},
-    users::Users,
+    sync::Notifier,
+    users::{PushRules, Users, presence::Presence},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +34,8 @@ pub struct Services {
     pub users: Users,
     pub rooms: Rooms,
     pub rate_limiter: Arc<RateLimiter>,
+    pub notifier: Arc<Notifier>,
+    pub presence: Arc<Presence>,
 }
 
 impl Services {
@@ -46,14 +49,31 @@ impl Services {
         let signing_key = Arc::new(SigningKey::load_or_generate(&config.signing_key_path())?);
         let store = Store::open(&config.database_url(), config.database.max_connections).await?;
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone()));
-        let users = Users::new(store.clone(), config.clone(), rate_limiter.clone());
-        let rooms = Rooms::new(store.clone(), config.clone(), signing_key.clone())
-            .await
-            .map_err(StartError::Rooms)?;
+        let notifier = Arc::new(Notifier::default());
+        let presence = Presence::start(store.clone(), &config.presence, notifier.clone()).await?;
+        let push_rules = Arc::new(PushRules::new(store.clone()));
+        let users = Users::new(
+            store.clone(),
+            config.clone(),
+            rate_limiter.clone(),
+            notifier.clone(),
+            push_rules.clone(),
+        );
+        let rooms = Rooms::new(
+            store.clone(),
+            config.clone(),
+            signing_key.clone(),
+            notifier.clone(),
+            push_rules,
+        )
+        .await
+        .map_err(StartError::Rooms)?;
         Ok(Arc::new(Self {
             users,
             rooms,
             rate_limiter,
+            notifier,
+            presence,
             signing_key,
             store,
             config,

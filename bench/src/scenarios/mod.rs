@@ -5,6 +5,7 @@ pub mod auth;
 pub mod messages;
 pub mod rooms;
 pub mod send;
+pub mod sync;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use clap::Args;
 use rand::Rng;
 
 use crate::client::{CsClient, RequestError, Session};
-use crate::load::run_phase;
+use crate::load::run_setup;
 
 /// Options every scenario takes.
 #[derive(Args)]
@@ -128,14 +129,16 @@ pub async fn register_all(
         accounts.prefix
     );
     let started = Instant::now();
-    let phase = run_phase(common.concurrency(), count, |i| {
-        register(client, common, accounts.username(i), &accounts.password)
-    })
-    .await;
-    phase.check_complete()?;
+    let users = run_setup(
+        &format!("{scenario}: registered"),
+        common.concurrency(),
+        count,
+        |i| register(client, common, accounts.username(i), &accounts.password),
+    )
+    .await?;
     eprintln!(
         "{scenario}: registered {count} users in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(phase.outputs)
+    Ok(users)
 }

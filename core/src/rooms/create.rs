@@ -123,6 +123,7 @@ impl Rooms {
             chain_length: 0,
             extremities: Vec::new(),
             depth: UInt::from(0u32),
+            local_audience: None,
         };
 
         let mut events = vec![NewEvent::state(
@@ -249,7 +250,7 @@ impl Rooms {
             created_ts: i64::from(MilliSecondsSinceUnixEpoch::now().get()),
             published: request.public,
         };
-        let pending = self.enqueue(&room, rows, Some(new_room)).await;
+        let pending = self.enqueue(&mut room, rows, Some(new_room)).await;
         *guard = Some(room);
         drop(guard);
         let outcome = match pending {

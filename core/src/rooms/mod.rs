@@ -12,14 +12,19 @@ mod aliases;
 mod context;
 mod create;
 mod directory;
+mod lazy_loaded;
 mod membership;
+mod push;
 mod read;
 mod receipts;
+mod recent;
 mod relations;
 pub mod resolve;
 mod search;
 mod send;
 mod state;
+mod stream;
+mod sync;
 #[cfg(test)]
 mod tests;
 pub mod token;
@@ -47,6 +52,8 @@ pub use context::ContextPage;
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
 pub use directory::{PublicRoomsPage, PublicRoomsQuery};
 pub use membership::MembershipChange;
+pub use push::{NotificationCounts, NotificationsPage, NotificationsQuery, UnreadCounts};
+pub use read::pattern_matches;
 pub use read::{Direction, Members, MessagesPage, MessagesQuery};
 pub use receipts::{ReceiptKind, ReceiptThread};
 pub use relations::{RELATIONS_RECURSION_DEPTH, RelationsPage, RelationsRequest, ThreadsPage};
@@ -54,13 +61,15 @@ pub use search::{
     ContextRequest, SearchContext, SearchGroup, SearchRequest, SearchResult, SearchResults,
 };
 pub use state::RoomState;
+pub use sync::{RoomPositions, RoomsSyncRequest, account_data_event};
 pub use typing::{MAX_TYPING_TIMEOUT, TypingSnapshot};
 
 use crate::{
     Config, Error, Result,
     events::{EventError, GraphPosition, NewEvent, Pdu, build_pdu},
     keys::SigningKey,
-    store::{EventBatch, NewEventRow, NewRoom, Pending, Store},
+    store::{AfterCommit, EventBatch, NewEventRow, NewRoom, Pending, Store},
+    sync::Notifier,
 };
 
 type RoomSlot = Arc<Mutex<Option<RoomState>>>;
@@ -70,14 +79,19 @@ pub struct Rooms {
     config: Arc<Config>,
     signing_key: Arc<SigningKey>,
     rooms: std::sync::Mutex<HashMap<OwnedRoomId, RoomSlot>>,
-    next_stream_ordering: AtomicI64,
+    timeline: stream::TimelineStream,
+    recent: Arc<recent::RecentChanges>,
+    notifier: Arc<Notifier>,
     next_state_group: AtomicI64,
     /// The timestamp of the last v12 create event: each gets a later one, so two identical
     /// createRoom requests in one millisecond still get distinct room IDs (the create event's
     /// hash).
     last_create_ts: std::sync::atomic::AtomicU64,
     typing: typing::Typing,
+    lazy_loaded: lazy_loaded::LazyLoaded,
+    visibility_cache: visibility::VisibilityCache,
     recent_transactions: std::sync::Mutex<transactions::RecentTransactions>,
+    push: push::PushEvaluation,
 }
 
 /// How a client request that sends an event is identified, for idempotent retries.
@@ -95,19 +109,28 @@ impl Rooms {
         store: Store,
         config: Arc<Config>,
         signing_key: Arc<SigningKey>,
+        notifier: Arc<Notifier>,
+        push_rules: Arc<crate::users::PushRules>,
     ) -> Result<Self> {
-        let next_stream_ordering = AtomicI64::new(store.max_stream_ordering().await? + 1);
+        let last_position = store.max_stream_ordering().await?;
+        let timeline = stream::TimelineStream::new(last_position);
+        let recent = Arc::new(recent::RecentChanges::new(last_position));
         let next_state_group = AtomicI64::new(store.max_state_group().await? + 1);
         Ok(Self {
             store,
             config,
             signing_key,
             rooms: std::sync::Mutex::default(),
-            next_stream_ordering,
+            timeline,
+            recent,
+            notifier,
             next_state_group,
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
             typing: typing::Typing::default(),
+            lazy_loaded: lazy_loaded::LazyLoaded::default(),
+            visibility_cache: visibility::VisibilityCache::default(),
             recent_transactions: std::sync::Mutex::default(),
+            push: push::PushEvaluation::new(push_rules),
         })
     }
 
@@ -182,6 +205,7 @@ impl Rooms {
             chain_length: stored.chain_length,
             extremities: stored.extremities.into_iter().map(|(id, _)| id).collect(),
             depth: UInt::try_from(depth).unwrap_or_default(),
+            local_audience: None,
         }))
     }
 
@@ -249,7 +273,8 @@ impl Rooms {
             self.next_state_group.fetch_add(1, Ordering::Relaxed)
         });
         let row = NewEventRow {
-            stream_ordering: self.next_stream_ordering.fetch_add(1, Ordering::Relaxed),
+            // Positions are handed out when the rows are queued, in queue order.
+            stream_ordering: 0,
             event_id: pdu.event_id.clone(),
             event_type: pdu.kind.to_string(),
             state_key: pdu.state_key.clone(),
@@ -273,6 +298,8 @@ impl Rooms {
             }),
             redacts: pdu.redacts.clone(),
             json: pdu.json.clone(),
+            // Evaluated when the rows are queued, on the room's state after all of them.
+            push_actions: Vec::new(),
         };
         if let Some(target) = &pdu.redacts {
             redact_cached_state(room, target);
@@ -299,13 +326,50 @@ impl Rooms {
         MilliSecondsSinceUnixEpoch(UInt::try_from(ts).unwrap_or(UInt::MAX))
     }
 
-    /// Queues the rows of events just appended, while the room lock is still held.
+    /// Queues the rows of events just appended, while the room lock is still held. The rows
+    /// get their timeline positions here; once the write commits, the positions are released
+    /// to readers and the local users concerned are woken.
     async fn enqueue(
         &self,
-        room: &RoomState,
-        rows: Vec<NewEventRow>,
+        room: &mut RoomState,
+        mut rows: Vec<NewEventRow>,
         new_room: Option<NewRoom>,
     ) -> Result<Pending<()>> {
+        self.evaluate_push_rules(room, &mut rows).await?;
+        let allocation = self.timeline.allocate(rows.len());
+        for (position, row) in (allocation.start..).zip(&mut rows) {
+            row.stream_ordering = position;
+        }
+        let mut audience = room.local_audience(&self.config.server_name).to_vec();
+        // A member leaving, kicked or banned is no longer in the audience but must hear of it.
+        audience.extend(
+            rows.iter()
+                .filter(|row| row.membership.is_some())
+                .filter_map(|row| row.state_key.as_deref())
+                .filter_map(|key| UserId::parse(key).ok())
+                .filter(|user| user.server_name() == self.config.server_name),
+        );
+        let changes: Vec<recent::Change> = rows
+            .iter()
+            .map(|row| recent::Change {
+                position: row.stream_ordering,
+                room_id: room.room_id.clone(),
+                member: row
+                    .membership
+                    .as_ref()
+                    .and(row.state_key.as_deref())
+                    .and_then(|key| UserId::parse(key).ok()),
+            })
+            .collect();
+        let notifier = self.notifier.clone();
+        let recent = self.recent.clone();
+        let after_commit: AfterCommit = Box::new(move || {
+            // Recorded before the positions are released: a sync that may read them finds
+            // them here too.
+            recent.committed(changes);
+            drop(allocation);
+            notifier.wake(audience.iter().map(|u| &**u));
+        });
         Ok(self
             .store
             .enqueue_events(EventBatch {
@@ -314,6 +378,7 @@ impl Rooms {
                 events: rows,
                 extremities: room.extremities.clone(),
                 redaction_rules: room.rules.redaction.clone(),
+                after_commit: Some(after_commit),
             })
             .await?)
     }
@@ -328,10 +393,10 @@ impl Rooms {
         Ok(())
     }
 
-    /// The stream position of the newest event handed out: `/messages` backwards from "now"
-    /// starts here.
-    fn current_position(&self) -> i64 {
-        self.next_stream_ordering.load(Ordering::Relaxed) - 1
+    /// The timeline position up to which every event is readable: `/messages` backwards from
+    /// "now" and sync tokens start here.
+    pub fn current_position(&self) -> i64 {
+        self.timeline.persisted()
     }
 }
 

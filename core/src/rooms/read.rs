@@ -97,6 +97,18 @@ impl Rooms {
         rows: &[EventRow],
         user_id: &UserId,
     ) -> Result<Vec<Box<RawValue>>> {
+        self.serve_with_transactions(rows, user_id, &HashMap::new())
+            .await
+    }
+
+    /// [`Rooms::serve`] for the device that sent some of the events: those get
+    /// `unsigned.transaction_id`, which is how a client matches its local echo.
+    pub(super) async fn serve_with_transactions(
+        &self,
+        rows: &[EventRow],
+        user_id: &UserId,
+        transaction_ids: &HashMap<OwnedEventId, String>,
+    ) -> Result<Vec<Box<RawValue>>> {
         let mut bundles = self.bundled_aggregations(rows, user_id).await?;
         let mut related: Vec<OwnedEventId> = rows
             .iter()
@@ -137,6 +149,12 @@ impl Rooms {
                 }
                 if let Some(relations) = bundles.remove(&row.event_id) {
                     unsigned.insert("m.relations".to_owned(), relations);
+                }
+                if let Some(txn_id) = transaction_ids.get(&row.event_id) {
+                    unsigned.insert(
+                        "transaction_id".to_owned(),
+                        JsonValue::String(txn_id.clone()),
+                    );
                 }
                 Ok(client_event_json(&pdu, &unsigned, now))
             })
@@ -601,7 +619,7 @@ pub(super) fn own_membership(pdu: &Pdu, user_id: &UserId) -> Option<String> {
 }
 
 /// A type or sender pattern of a filter: `*` matches any run of characters.
-fn pattern_matches(pattern: &str, value: &str) -> bool {
+pub fn pattern_matches(pattern: &str, value: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == value,
         Some((prefix, rest)) => {

@@ -122,8 +122,8 @@ impl Rooms {
     }
 
     /// The receipts stream's current position.
-    pub async fn receipts_position(&self) -> Result<i64> {
-        Ok(self.store.receipts_position().await?)
+    pub fn receipts_position(&self) -> i64 {
+        self.store.receipts_position()
     }
 
     pub(super) async fn require_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
@@ -182,7 +182,8 @@ impl Rooms {
         row: &EventRow,
         thread: &ReceiptThread,
     ) -> Result<()> {
-        self.store
+        let stored = self
+            .store
             .put_receipt(NewReceipt {
                 room_id: room_id.to_owned(),
                 receipt_type: kind.as_str().to_owned(),
@@ -193,6 +194,13 @@ impl Rooms {
                 ts: now_ms(),
             })
             .await?;
+        if stored.is_some() {
+            // A private receipt is the user's alone; either kind resets their unread counts.
+            match kind {
+                ReceiptKind::ReadPrivate => self.notifier.wake([user_id]),
+                _ => self.wake_room(room_id).await?,
+            }
+        }
         Ok(())
     }
 
@@ -221,10 +229,11 @@ impl Rooms {
             }
         }
         let content = json!({ "event_id": row.event_id }).to_string();
-        Ok(self
-            .store
+        self.store
             .set_account_data(user_id, Some(room_id), FULLY_READ, &content)
-            .await?)
+            .await?;
+        self.notifier.wake([user_id]);
+        Ok(())
     }
 }
 
@@ -259,7 +268,7 @@ mod tests {
         let bob = user_id!("@bob:example.org").to_owned();
         let room = owned_room_id!("!room:example.org");
         let other_room = owned_room_id!("!other:example.org");
-        assert_eq!(store.receipts_position().await.unwrap(), 0);
+        assert_eq!(store.receipts_position(), 0);
 
         let first = store
             .put_receipt(receipt(&alice, &room, None, owned_event_id!("$e5"), 5))
@@ -274,7 +283,7 @@ mod tests {
                 .unwrap();
             assert_eq!(ignored, None);
         }
-        assert_eq!(store.receipts_position().await.unwrap(), first);
+        assert_eq!(store.receipts_position(), first);
 
         // Threads, users and rooms are independent of each other.
         let main = store

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    OwnedEventId, OwnedRoomId, RoomVersionId, UInt,
+    OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, ServerName, UInt, UserId,
     events::StateEventType,
     room_version_rules::RoomVersionRules,
     state_res::{self, Event as _},
@@ -31,11 +31,37 @@ pub struct RoomState {
     pub chain_length: i64,
     pub extremities: Vec<OwnedEventId>,
     pub depth: UInt,
+    /// The local users who hear of the room's events (see [`RoomState::local_audience`]),
+    /// kept until a member event changes them.
+    pub local_audience: Option<Arc<[OwnedUserId]>>,
 }
 
 impl RoomState {
     pub fn get(&self, kind: &StateEventType, state_key: &str) -> Option<&Arc<Pdu>> {
         self.state.get(&(kind.clone(), state_key.to_owned()))
+    }
+
+    /// The users of `server_name` who are joined, invited or knocking: whose syncs an event of
+    /// the room concerns. Computed once per membership change, not per event.
+    pub fn local_audience(&mut self, server_name: &ServerName) -> Arc<[OwnedUserId]> {
+        if let Some(audience) = &self.local_audience {
+            return audience.clone();
+        }
+        let audience: Arc<[OwnedUserId]> = self
+            .state
+            .iter()
+            .filter(|((kind, _), _)| *kind == StateEventType::RoomMember)
+            .filter_map(|((_, key), pdu)| {
+                let user_id = UserId::parse(key.as_str()).ok()?;
+                let concerned = matches!(
+                    pdu.membership().as_deref(),
+                    Some("join" | "invite" | "knock")
+                );
+                (concerned && user_id.server_name() == server_name).then_some(user_id)
+            })
+            .collect();
+        self.local_audience = Some(audience.clone());
+        audience
     }
 
     /// The `auth_events` of an event of this shape (spec: "Auth events selection").
@@ -92,6 +118,9 @@ impl RoomState {
             StateEventType::from(pdu.event_type().to_string()),
             state_key.clone(),
         );
+        if key.0 == StateEventType::RoomMember {
+            self.local_audience = None;
+        }
         self.state.insert(key, pdu.clone());
         let group_id = next_group();
         let delta = self.chain_length < MAX_DELTA_CHAIN && self.state_group > 0;

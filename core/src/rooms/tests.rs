@@ -68,6 +68,7 @@ impl TestRoom {
                 chain_length: 0,
                 extremities: Vec::new(),
                 depth: UInt::from(0u32),
+                local_audience: None,
             },
             key: Arc::new(key),
             events: HashMap::new(),

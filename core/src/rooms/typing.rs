@@ -72,8 +72,16 @@ impl Typing {
 
     /// Marks the user as typing until `now + timeout` (capped), or as not typing with `None`.
     /// Renewing a notice only moves its expiry: the set of typing users does not change.
-    pub fn set(&self, room_id: &RoomId, user_id: &UserId, timeout: Option<Duration>, now: i64) {
+    /// Returns whether the room's set of typing users changed.
+    pub fn set(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        timeout: Option<Duration>,
+        now: i64,
+    ) -> bool {
         let mut state = self.state();
+        let before = state.position;
         state.expire(room_id, now);
         match timeout {
             Some(timeout) => {
@@ -99,6 +107,7 @@ impl Typing {
                 }
             }
         }
+        state.position != before
     }
 
     /// Who is typing in the room at `now`, sorted.
@@ -153,7 +162,9 @@ impl Rooms {
             ));
         }
         self.require_joined(user_id, room_id).await?;
-        self.typing.set(room_id, user_id, timeout, now_ms());
+        if self.typing.set(room_id, user_id, timeout, now_ms()) {
+            self.wake_room(room_id).await?;
+        }
         Ok(())
     }
 

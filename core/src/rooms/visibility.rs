@@ -1,16 +1,16 @@
 //! History visibility (spec: "History visibility"): which events of a room a user may read,
 //! decided from the state at each event, cached per state group while reading one page.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Mutex};
 
-use ruma::{RoomId, UserId};
+use ruma::{OwnedUserId, RoomId, UserId};
 
 use crate::{Result, store::EventRow};
 
 use super::Rooms;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum HistoryVisibility {
+pub(super) enum HistoryVisibility {
     WorldReadable,
     Shared,
     Invited,
@@ -52,9 +52,28 @@ impl<'a> VisibilityFilter<'a> {
         })
     }
 
+    /// For a reader that already knows whether the user is joined now.
+    pub(super) fn with_membership(
+        rooms: &'a Rooms,
+        user_id: &'a UserId,
+        currently_joined: bool,
+    ) -> Self {
+        Self {
+            rooms,
+            user_id,
+            currently_joined,
+            by_group: HashMap::new(),
+        }
+    }
+
     async fn at_group(&mut self, group: i64) -> Result<(HistoryVisibility, Option<String>)> {
         if let Some(known) = self.by_group.get(&group) {
             return Ok(known.clone());
+        }
+        let key = (group, self.user_id.to_owned());
+        if let Some(known) = self.rooms.visibility_cache.get(&key) {
+            self.by_group.insert(group, known.clone());
+            return Ok(known);
         }
         let visibility = self
             .rooms
@@ -76,6 +95,7 @@ impl<'a> VisibilityFilter<'a> {
             });
         let known = (HistoryVisibility::parse(visibility.as_deref()), membership);
         self.by_group.insert(group, known.clone());
+        self.rooms.visibility_cache.insert(key, known.clone());
         Ok(known)
     }
 
@@ -86,6 +106,11 @@ impl<'a> VisibilityFilter<'a> {
         event: &EventRow,
         own_membership: Option<&str>,
     ) -> Result<bool> {
+        // Users always see their own membership events: otherwise an invite they rejected or a
+        // room they were kicked from would never show them leaving (as Synapse does).
+        if own_membership.is_some() {
+            return Ok(true);
+        }
         let (visibility, membership_before) = self.at_group(event.state_before).await?;
         let membership = own_membership.or(membership_before.as_deref());
         Ok(match visibility {
@@ -95,5 +120,38 @@ impl<'a> VisibilityFilter<'a> {
             HistoryVisibility::Invited => membership == Some("invite"),
             HistoryVisibility::Joined => false,
         })
+    }
+}
+
+/// What the visibility rules read of a state group for one user: the history visibility and
+/// the user's membership. State groups never change, and a redaction keeps both fields
+/// (`history_visibility`, `membership`), so an answer stays true for good. Bounded: when full
+/// it starts over.
+#[derive(Default)]
+pub(super) struct VisibilityCache {
+    entries: Mutex<HashMap<(i64, OwnedUserId), GroupVisibility>>,
+}
+
+/// A state group's history visibility and the user's membership in it.
+type GroupVisibility = (HistoryVisibility, Option<String>);
+
+const MAX_CACHED: usize = 100_000;
+
+impl VisibilityCache {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, OwnedUserId), GroupVisibility>> {
+        // Each update is one map operation: a panic elsewhere cannot leave it half done.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &(i64, OwnedUserId)) -> Option<GroupVisibility> {
+        self.entries().get(key).cloned()
+    }
+
+    fn insert(&self, key: (i64, OwnedUserId), value: GroupVisibility) {
+        let mut entries = self.entries();
+        if entries.len() >= MAX_CACHED {
+            entries.clear();
+        }
+        entries.insert(key, value);
     }
 }

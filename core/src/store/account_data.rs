@@ -1,11 +1,22 @@
-//! Per-user account data, global (`room_id` = '') or per room; content kept as JSON text.
+//! Per-user account data, global (`room_id` = '') or per room; content kept as JSON text. Each
+//! change takes the next position of the account data stream, so sync reads changes by range.
 
-use ruma::{RoomId, UserId};
+use ruma::{OwnedRoomId, RoomId, UserId};
+use sqlx::Row;
 
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
 
 fn room_key(room_id: Option<&RoomId>) -> &str {
     room_id.map_or("", RoomId::as_str)
+}
+
+/// One account data entry as sync delivers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountDataEntry {
+    /// `None` for global account data.
+    pub room_id: Option<OwnedRoomId>,
+    pub data_type: String,
+    pub content: String,
 }
 
 impl Store {
@@ -25,25 +36,88 @@ impl Store {
         .await?)
     }
 
+    /// Stores the entry; returns its account data stream position.
     pub async fn set_account_data(
         &self,
         user_id: &UserId,
         room_id: Option<&RoomId>,
         data_type: &str,
         content: &str,
-    ) -> Result<()> {
-        self.writer
-            .execute(
-                "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET content = excluded.content",
-                vec![
-                    user_id.as_str().into(),
-                    room_key(room_id).into(),
-                    data_type.into(),
-                    content.into(),
-                ],
-            )
+    ) -> Result<i64> {
+        let (user_id, room_id, data_type, content) = (
+            user_id.to_string(),
+            room_key(room_id).to_owned(),
+            data_type.to_owned(),
+            content.to_owned(),
+        );
+        let position = self
+            .writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let position: i64 = sqlx::query_scalar(
+                        "UPDATE account_data_stream SET position = position + 1 RETURNING position",
+                    )
+                    .fetch_one(&mut *conn)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_position) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, room_id, data_type) \
+                         DO UPDATE SET content = excluded.content, stream_position = excluded.stream_position",
+                    )
+                    .bind(user_id)
+                    .bind(room_id)
+                    .bind(data_type)
+                    .bind(content)
+                    .bind(position)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(position)
+                })
+            })
             .await?;
-        Ok(())
+        self.positions.account_data_committed(position);
+        Ok(position)
+    }
+
+    /// The account data stream's current position.
+    pub fn account_data_position(&self) -> i64 {
+        self.positions.account_data()
+    }
+
+    /// The user's entries changed after position `since` and up to `upto`, global and per room.
+    pub async fn account_data_since(
+        &self,
+        user_id: &UserId,
+        since: i64,
+        upto: i64,
+    ) -> Result<Vec<AccountDataEntry>> {
+        let rows = sqlx::query(
+            "SELECT room_id, data_type, content FROM account_data \
+             WHERE user_id = $1 AND stream_position > $2 AND stream_position <= $3 \
+             ORDER BY stream_position",
+        )
+        .bind(user_id.as_str())
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let room: String = row.try_get("room_id")?;
+                let room_id = if room.is_empty() {
+                    None
+                } else {
+                    Some(
+                        OwnedRoomId::try_from(room)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    )
+                };
+                Ok(AccountDataEntry {
+                    room_id,
+                    data_type: row.try_get("data_type")?,
+                    content: row.try_get("content")?,
+                })
+            })
+            .collect()
     }
 }

@@ -181,6 +181,7 @@ mod tests {
                 events: Vec::new(),
                 extremities: Vec::new(),
                 redaction_rules: RoomVersionId::V11.rules().unwrap().redaction,
+                after_commit: None,
             })
             .await
             .unwrap()

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Result, StoreError,
-    rooms::{EventBatch, prune_redacted},
+    rooms::{AfterCommit, EventBatch, prune_redacted},
     search,
     writer::{Arg, Pending, Writer, bind_arg},
 };
@@ -72,6 +72,9 @@ impl EventWriter {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Queues the item; the first item after a drain also queues the write that will take
+    /// them. That is done by a task of its own, so a caller that goes away (a cancelled
+    /// request) cannot leave items queued with no write to take them.
     async fn push(&self, item: Item) -> Result<()> {
         let queue_write = {
             let mut queue = self.queue();
@@ -81,25 +84,31 @@ impl EventWriter {
         if !queue_write {
             return Ok(());
         }
+        let writer = self.writer.clone();
         let queue = self.queue.clone();
-        let queued = self
-            .writer
-            .enqueue(move |conn| Box::pin(async move { drain(conn, &queue).await }))
-            .await;
-        let pending = match queued {
-            Ok(pending) => pending,
-            Err(e) => {
-                // Nothing will write what is queued: its callers hear of it (closed replies).
-                let mut queue = self.queue();
-                queue.items.clear();
-                queue.drain_queued = false;
-                return Err(e);
-            }
-        };
         tokio::spawn(async move {
-            // On a failed commit the replies are dropped: their receivers see the writer fail.
-            if let Ok(replies) = pending.committed().await {
-                for (reply, outcome) in replies {
+            let drain_queue = queue.clone();
+            let queued = writer
+                .enqueue(move |conn| Box::pin(async move { drain(conn, &drain_queue).await }))
+                .await;
+            let pending = match queued {
+                Ok(pending) => pending,
+                Err(e) => {
+                    tracing::error!("cannot queue the event write: {e}");
+                    // Nothing will write what is queued: its callers hear of it (closed replies).
+                    let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
+                    queue.items.clear();
+                    queue.drain_queued = false;
+                    return;
+                }
+            };
+            // On a failed commit the replies and hooks are dropped: callers see the writer
+            // fail, and the events' positions are released without waking anyone.
+            if let Ok(done) = pending.committed().await {
+                for (reply, outcome, after_commit) in done {
+                    if let (Ok(()), Some(after_commit)) = (&outcome, after_commit) {
+                        after_commit();
+                    }
                     let _ = reply.send(outcome);
                 }
             }
@@ -108,9 +117,12 @@ impl EventWriter {
     }
 }
 
+/// What a drained batch reports once the write that took it commits.
+type Done = (Reply, Result<()>, Option<AfterCommit>);
+
 /// The write queued by `push`: takes every batch queued until now and writes them. Returns the
 /// replies to send once the write commits; failures are answered at once.
-async fn drain(conn: &mut AnyConnection, queue: &Mutex<Queue>) -> Result<Vec<(Reply, Result<()>)>> {
+async fn drain(conn: &mut AnyConnection, queue: &Mutex<Queue>) -> Result<Vec<Done>> {
     let items = {
         let mut queue = queue.lock().unwrap_or_else(|e| e.into_inner());
         queue.drain_queued = false;
@@ -118,10 +130,12 @@ async fn drain(conn: &mut AnyConnection, queue: &Mutex<Queue>) -> Result<Vec<(Re
     };
     let mut batches = Vec::with_capacity(items.len());
     let mut replies = Vec::with_capacity(items.len());
+    let mut hooks = Vec::with_capacity(items.len());
     let mut barriers = Vec::new();
     for item in items {
         match item {
-            Item::Batch(batch, reply) => {
+            Item::Batch(mut batch, reply) => {
+                hooks.push(batch.after_commit.take());
                 batches.push(*batch);
                 replies.push(reply);
             }
@@ -132,7 +146,9 @@ async fn drain(conn: &mut AnyConnection, queue: &Mutex<Queue>) -> Result<Vec<(Re
         Ok(outcomes) => Ok(replies
             .into_iter()
             .zip(outcomes)
-            .chain(barriers.into_iter().map(|reply| (reply, Ok(()))))
+            .zip(hooks)
+            .map(|((reply, outcome), hook)| (reply, outcome, hook))
+            .chain(barriers.into_iter().map(|reply| (reply, Ok(()), None)))
             .collect()),
         Err(e) => {
             let message = e.to_string();
@@ -304,6 +320,7 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
     let mut current_state: HashMap<(&str, &str, &str), (&str, Option<&str>)> = HashMap::new();
     let mut transactions = Vec::new();
     let mut search_entries = Vec::new();
+    let mut push_actions = Vec::new();
     let mut rejoined = Vec::new();
     for batch in batches {
         let room = batch.room_id.as_str();
@@ -372,6 +389,23 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
                 ]);
             }
             search_entries.extend(search::search_entry(event));
+            for action in &event.push_actions {
+                let thread = action
+                    .thread_id
+                    .as_ref()
+                    .map_or(super::push::MAIN_THREAD, |root| root.as_str());
+                push_actions.push(vec![
+                    action.user_id.as_str().into(),
+                    room.into(),
+                    event.stream_ordering.into(),
+                    event.event_id.as_str().into(),
+                    thread.into(),
+                    super::flag(action.notify).into(),
+                    super::flag(action.highlight).into(),
+                    action.actions.as_str().into(),
+                    event.origin_server_ts.into(),
+                ]);
+            }
         }
     }
     insert_rows(
@@ -421,6 +455,14 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
         "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id)",
         "",
         transactions,
+    )
+    .await?;
+    insert_rows(
+        conn,
+        "INSERT INTO event_push_actions (user_id, room_id, stream_ordering, event_id, thread_id, \
+         notify, highlight, actions, ts)",
+        "",
+        push_actions,
     )
     .await?;
     search::index_entries(conn, search_entries).await?;
@@ -530,6 +572,7 @@ mod tests {
             transaction: None,
             redacts: None,
             json: Arc::from(format!(r#"{{"content":{{"body":"{id}"}}}}"#)),
+            push_actions: Vec::new(),
         }
     }
 
@@ -549,6 +592,7 @@ mod tests {
             events,
             extremities,
             redaction_rules: RedactionRules::V9,
+            after_commit: None,
         }
     }
 

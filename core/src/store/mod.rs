@@ -11,11 +11,15 @@ mod devices;
 mod directory;
 mod event_writer;
 mod filters;
+mod positions;
+mod presence;
 mod profiles;
+mod push;
 mod receipts;
 mod relations;
 mod rooms;
 mod search;
+mod sync;
 mod token_cache;
 mod tokens;
 mod writer;
@@ -28,16 +32,21 @@ use sqlx::{
     migrate::{MigrateError, Migrator},
 };
 
+pub use account_data::AccountDataEntry;
 pub use accounts::{Account, KeepSessions, NewAccount};
 pub use devices::{Device, NewSession};
 pub use directory::{DirectoryPosition, RoomStateJson};
 use event_writer::EventWriter;
+pub use presence::StoredPresence;
+pub use push::{PushNotification, UnreadPushCount};
 pub use receipts::{NewReceipt, Receipt};
 pub use relations::{ChildRelation, RelationsQuery, ThreadRoot, ThreadSummary};
 pub use rooms::{
-    EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, StateEntry, StoredRoom,
+    AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, PushActionRow,
+    StateEntry, StoredRoom,
 };
 pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
+pub use sync::{MemberCounts, MembershipRow};
 pub use token_cache::TOKEN_CACHE_TTL;
 pub use tokens::AccessTokenInfo;
 pub use writer::Pending;
@@ -87,6 +96,7 @@ pub struct Store {
     /// Coalesces room event writes (SQLite); PostgreSQL writes each batch in its own transaction.
     event_writer: Option<EventWriter>,
     token_cache: Arc<token_cache::TokenCache>,
+    positions: Arc<positions::StreamPositions>,
 }
 
 impl Store {
@@ -125,6 +135,7 @@ impl Store {
             Backend::Sqlite => Some(EventWriter::new(writer.clone())),
             Backend::Postgres => None,
         };
+        let positions = Arc::new(positions::StreamPositions::load(&pool).await?);
         Ok(Self {
             pool,
             writer_pool,
@@ -132,6 +143,7 @@ impl Store {
             backend,
             event_writer,
             token_cache: Arc::default(),
+            positions,
         })
     }
 

@@ -56,7 +56,8 @@ impl Store {
     /// type in that thread already points at the same or a later event: then nothing changes
     /// (receipts never move backwards) and the result is `None`.
     pub async fn put_receipt(&self, new: NewReceipt) -> Result<Option<i64>> {
-        self.writer
+        let stored = self
+            .writer
             .write(move |conn| {
                 Box::pin(async move {
                     let thread = new.thread_id.as_deref().unwrap_or(UNTHREADED);
@@ -107,7 +108,11 @@ impl Store {
                     Ok(Some(position))
                 })
             })
-            .await
+            .await?;
+        if let Some(position) = stored {
+            self.positions.receipt_committed(position);
+        }
+        Ok(stored)
     }
 
     /// The receipts of the room that changed after stream position `since`, oldest change first.
@@ -125,15 +130,28 @@ impl Store {
         .collect()
     }
 
+    /// Receipts of every room changed in receipts stream positions `(since, upto]`.
+    pub async fn receipts_between(&self, since: i64, upto: i64) -> Result<Vec<Receipt>> {
+        sqlx::query(&format!(
+            "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE stream_position > $1 \
+             AND stream_position <= $2 ORDER BY stream_position ASC"
+        ))
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(receipt)
+        .collect()
+    }
+
     /// Every receipt of the room, oldest change first.
     pub async fn room_receipts(&self, room_id: &RoomId) -> Result<Vec<Receipt>> {
         self.receipts_since(room_id, 0).await
     }
 
     /// The receipts stream's current position.
-    pub async fn receipts_position(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT position FROM receipts_stream")
-            .fetch_one(&self.pool)
-            .await?)
+    pub fn receipts_position(&self) -> i64 {
+        self.positions.receipts()
     }
 }

@@ -3,8 +3,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, RoomId, RoomVersionId,
-    UserId, canonical_json::redact, room_version_rules::RedactionRules,
+    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
+    RoomVersionId, UserId, canonical_json::redact, room_version_rules::RedactionRules,
 };
 use sqlx::{AnyConnection, Row};
 
@@ -63,6 +63,20 @@ pub struct NewEventRow {
     /// For redactions: the event whose stored JSON is pruned.
     pub redacts: Option<OwnedEventId>,
     pub json: Arc<str>,
+    /// The local users the event notifies or highlights, by their push rules.
+    pub push_actions: Vec<PushActionRow>,
+}
+
+/// One recipient's push rule outcome for an event that notifies or highlights them.
+#[derive(Debug, Clone)]
+pub struct PushActionRow {
+    pub user_id: OwnedUserId,
+    /// The thread root for events in a thread; `None` for the main timeline.
+    pub thread_id: Option<OwnedEventId>,
+    pub notify: bool,
+    pub highlight: bool,
+    /// The matched rule's actions, as JSON.
+    pub actions: String,
 }
 
 /// A batch of events of one room, persisted in one transaction.
@@ -74,7 +88,12 @@ pub struct EventBatch {
     /// The room's forward extremities after the batch.
     pub extremities: Vec<OwnedEventId>,
     pub redaction_rules: RedactionRules,
+    /// Run once the batch has committed (never if it fails): releases the events' positions
+    /// to readers and wakes their syncs. Runs even if the request that queued it went away.
+    pub after_commit: Option<AfterCommit>,
 }
+
+pub type AfterCommit = Box<dyn FnOnce() + Send + Sync>;
 
 pub struct NewRoom {
     pub version: RoomVersionId,
@@ -129,15 +148,22 @@ impl Store {
     /// Queues the batch behind every write queued before it; await the result for the commit.
     /// Fails (and writes nothing) if an event's prev_events were not persisted, so events built
     /// on a write that failed fail too.
-    pub async fn enqueue_events(&self, batch: EventBatch) -> Result<Pending<()>> {
+    pub async fn enqueue_events(&self, mut batch: EventBatch) -> Result<Pending<()>> {
         match &self.event_writer {
             Some(event_writer) => event_writer.enqueue(batch).await,
             None => {
-                self.writer
+                let after_commit = batch.after_commit.take();
+                let pending = self
+                    .writer
                     .enqueue(move |conn| {
                         Box::pin(async move { super::event_writer::write_one(conn, batch).await })
                     })
-                    .await
+                    .await?;
+                // Without an event writer the writer is direct: the write has committed.
+                if let (Pending::Done(Ok(())), Some(after_commit)) = (&pending, after_commit) {
+                    after_commit();
+                }
+                Ok(pending)
             }
         }
     }

@@ -382,6 +382,7 @@ mod tests {
             json: Arc::from(
                 json!({ "type": kind, "content": content, "prev_events": [] }).to_string(),
             ),
+            push_actions: Vec::new(),
         }
     }
 
@@ -398,6 +399,7 @@ mod tests {
                 events,
                 extremities: Vec::new(),
                 redaction_rules: RoomVersionId::V11.rules().unwrap().redaction,
+                after_commit: None,
             })
             .await
             .unwrap()

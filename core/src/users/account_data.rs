@@ -52,9 +52,11 @@ impl Users {
                 "Account data content must be a JSON object".to_owned(),
             ));
         }
-        Ok(self
-            .store
+        self.store
             .set_account_data(user_id, room_id, data_type, content.get())
-            .await?)
+            .await?;
+        // Every device of the user syncs account data.
+        self.notifier.wake([user_id]);
+        Ok(())
     }
 }

@@ -5,7 +5,9 @@ mod auth;
 mod devices;
 mod filters;
 mod localpart;
+pub mod presence;
 mod profile;
+mod push_rules;
 mod registration;
 pub mod secrets;
 mod shared_secret;
@@ -19,11 +21,13 @@ use crate::{
     Config, Error, Result,
     ratelimit::RateLimiter,
     store::{KeepSessions, NewSession, Store},
+    sync::Notifier,
     time::now_ms,
     uia::Uia,
 };
 
 pub use auth::{Authenticated, LoginIdentifier};
+pub use push_rules::PushRules;
 pub use registration::Registration;
 pub use shared_secret::SharedSecretRegistration;
 
@@ -65,16 +69,26 @@ pub struct Users {
     rate_limiter: Arc<RateLimiter>,
     uia: Uia,
     shared_secret: shared_secret::Nonces,
+    notifier: Arc<Notifier>,
+    push_rules: Arc<PushRules>,
 }
 
 impl Users {
-    pub fn new(store: Store, config: Arc<Config>, rate_limiter: Arc<RateLimiter>) -> Self {
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        rate_limiter: Arc<RateLimiter>,
+        notifier: Arc<Notifier>,
+        push_rules: Arc<PushRules>,
+    ) -> Self {
         Self {
             store,
             config,
             rate_limiter,
             uia: Uia::default(),
             shared_secret: shared_secret::Nonces::default(),
+            notifier,
+            push_rules,
         }
     }
 

@@ -1,0 +1,730 @@
+//! The rooms part of a `/sync` response (spec: "Syncing"): which rooms changed for a user
+//! between two tokens, and for each its timeline, state, summary, ephemeral events and room
+//! account data.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    sync::Arc,
+};
+
+use ruma::{
+    DeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    api::client::{
+        filter::{LazyLoadOptions, RoomEventFilter, RoomFilter},
+        sync::sync_events::{
+            UnreadNotificationsCount,
+            v3::{
+                Ephemeral, InviteState, InvitedRoom, JoinedRoom, KnockState, KnockedRoom, LeftRoom,
+                RoomAccountData, RoomSummary, Rooms as RoomsUpdate, State, StateEvents, Timeline,
+            },
+        },
+    },
+    events::TimelineEventType,
+    serde::Raw,
+};
+use serde_json::{Value as JsonValue, json};
+
+use crate::{
+    Result,
+    store::{AccountDataEntry, EventRow, MembershipRow, Receipt, StateEntry},
+};
+
+use super::{
+    Direction, Rooms,
+    push::NotificationCounts,
+    read::{TimelineScan, matches_filter, parse},
+    token::StreamToken,
+    visibility::VisibilityFilter,
+};
+
+/// Timeline events per room when the filter sets no limit (Synapse's default).
+const DEFAULT_TIMELINE_LIMIT: usize = 10;
+/// The state types shown for an invite or a knock (spec: "Stripped state").
+const STRIPPED_STATE_TYPES: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.topic",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+];
+
+/// Stream positions a rooms sync reads between; see `crate::sync::SyncToken`.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomPositions {
+    pub timeline: i64,
+    pub receipts: i64,
+    pub typing: i64,
+}
+
+/// What the caller asks of the rooms part of a sync.
+pub struct RoomsSyncRequest<'a> {
+    pub user_id: &'a UserId,
+    pub device_id: &'a DeviceId,
+    pub filter: &'a RoomFilter,
+    /// `None` for an initial sync.
+    pub since: Option<RoomPositions>,
+    pub upto: RoomPositions,
+    pub full_state: bool,
+    pub use_state_after: bool,
+    /// The user's room account data changed since the token (all of it on an initial sync).
+    pub account_data: &'a [AccountDataEntry],
+}
+
+/// A room's place in this sync: the user's membership as of `upto` and its event (read when
+/// needed).
+struct Membership {
+    membership: String,
+    event_id: OwnedEventId,
+    event: Option<EventRow>,
+}
+
+/// Whether a room's state is sent whole or as what changed since the token.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StateMode {
+    Full,
+    Since(i64),
+}
+
+impl Rooms {
+    /// The `rooms` section of a sync response.
+    pub async fn sync_rooms(&self, request: &RoomsSyncRequest<'_>) -> Result<RoomsUpdate> {
+        let user_id = request.user_id;
+        let upto = request.upto.timeline;
+        let since = request.since.map(|s| s.timeline);
+        let memberships = self.memberships_at(user_id, upto).await?;
+        let (changed, with_events) = self.timeline_changes(user_id, since, upto).await?;
+        let receipts = self.receipts_for_sync(request).await?;
+        let mut forgotten: Option<HashSet<OwnedRoomId>> = None;
+
+        let mut update = RoomsUpdate::default();
+        for (room_id, membership) in memberships {
+            if !room_selected(request.filter, &room_id) {
+                continue;
+            }
+            let changed_here = changed.contains_key(&room_id);
+            match membership.membership.as_str() {
+                "join" => {
+                    let newly_joined = match (since, changed_here) {
+                        (Some(since), true) => !self.was_joined(user_id, &room_id, since).await?,
+                        _ => false,
+                    };
+                    let state_mode = match since {
+                        Some(since) if !newly_joined && !request.full_state => {
+                            StateMode::Since(since)
+                        }
+                        _ => StateMode::Full,
+                    };
+                    let room_receipts = receipts.get(&room_id).map_or(&[][..], Vec::as_slice);
+                    let typing = self.typing_users(&room_id);
+                    let typing_changed = match request.since {
+                        Some(since) => typing.position > since.typing,
+                        None => !typing.user_ids.is_empty(),
+                    };
+                    let account_data = room_account_data(request, &room_id);
+                    let anything = state_mode == StateMode::Full
+                        || changed_here
+                        || with_events.contains_key(&room_id)
+                        || !room_receipts.is_empty()
+                        || typing_changed
+                        || !account_data.events.is_empty();
+                    if !anything {
+                        continue;
+                    }
+                    let mut joined = JoinedRoom::new();
+                    let (timeline, state) = self
+                        .timeline_and_state(request, &room_id, (upto, true), since, state_mode)
+                        .await?;
+                    let members_changed = state_mode == StateMode::Full
+                        || has_member_event(&timeline.events)
+                        || match &state {
+                            State::Before(events) | State::After(events) => {
+                                has_member_event(&events.events)
+                            }
+                            _ => false,
+                        };
+                    if members_changed {
+                        joined.summary = self.summary(&room_id, user_id).await?;
+                    }
+                    joined.timeline = timeline;
+                    joined.state = state;
+                    joined.account_data = account_data;
+                    joined.ephemeral = ephemeral(
+                        request,
+                        &room_id,
+                        typing_changed.then_some(&typing.user_ids[..]),
+                        room_receipts,
+                    );
+                    update.join.insert(room_id, joined);
+                }
+                "invite" | "knock" if since.is_none() || changed_here => {
+                    let event = self.membership_event(&membership).await?;
+                    let stripped = self.stripped_state(&event).await?;
+                    if membership.membership == "invite" {
+                        let mut invited = InvitedRoom::new();
+                        invited.invite_state = InviteState::from(stripped);
+                        update.invite.insert(room_id, invited);
+                    } else {
+                        let mut knocked = KnockedRoom::new();
+                        knocked.knock_state = KnockState::new();
+                        knocked.knock_state.events = stripped;
+                        update.knock.insert(room_id, knocked);
+                    }
+                }
+                "leave" | "ban" => {
+                    let include = match since {
+                        Some(_) => changed_here,
+                        None => request.filter.include_leave,
+                    };
+                    if !include {
+                        continue;
+                    }
+                    let forgotten = match &mut forgotten {
+                        Some(forgotten) => forgotten,
+                        None => forgotten.insert(self.store.forgotten_rooms(user_id).await?),
+                    };
+                    if forgotten.contains(&room_id) {
+                        continue;
+                    }
+                    let left_at = self.membership_event(&membership).await?.stream_ordering;
+                    let state_mode = match since {
+                        Some(since) if self.was_joined(user_id, &room_id, since).await? => {
+                            StateMode::Since(since)
+                        }
+                        _ => StateMode::Full,
+                    };
+                    let (timeline, state) = self
+                        .timeline_and_state(request, &room_id, (left_at, false), since, state_mode)
+                        .await?;
+                    let mut left = LeftRoom::new();
+                    left.timeline = timeline;
+                    left.state = state;
+                    left.account_data = room_account_data(request, &room_id);
+                    update.leave.insert(room_id, left);
+                }
+                _ => {}
+            }
+        }
+        self.add_unread_counts(request, &mut update).await?;
+        Ok(update)
+    }
+
+    /// `unread_notifications` of every joined room in the response, and per thread when the
+    /// filter asks for `unread_thread_notifications`.
+    async fn add_unread_counts(
+        &self,
+        request: &RoomsSyncRequest<'_>,
+        update: &mut RoomsUpdate,
+    ) -> Result<()> {
+        let room_ids: Vec<OwnedRoomId> = update.join.keys().cloned().collect();
+        if room_ids.is_empty() {
+            return Ok(());
+        }
+        let mut counts = self.unread_counts_in(request.user_id, &room_ids).await?;
+        let by_thread = request.filter.timeline.unread_thread_notifications;
+        for (room_id, joined) in &mut update.join {
+            let room = counts.remove(room_id).unwrap_or_default();
+            if by_thread {
+                joined.unread_notifications = unread(room.main);
+                joined.unread_thread_notifications = room
+                    .threads
+                    .into_iter()
+                    .map(|(root, thread)| (root, unread(thread)))
+                    .collect();
+            } else {
+                joined.unread_notifications = unread(room.total());
+            }
+        }
+        Ok(())
+    }
+
+    /// The user's membership of each room as of timeline position `upto`: the current one,
+    /// unless it changed after `upto` (a write that landed after the token was taken).
+    async fn memberships_at(
+        &self,
+        user_id: &UserId,
+        upto: i64,
+    ) -> Result<HashMap<OwnedRoomId, Membership>> {
+        let current = self.current_memberships(user_id).await?;
+        let mut memberships = HashMap::with_capacity(current.len());
+        for row in current.iter() {
+            if row.stream_ordering <= upto {
+                memberships.insert(
+                    row.room_id.clone(),
+                    Membership {
+                        membership: row.membership.clone(),
+                        event_id: row.event_id.clone(),
+                        event: None,
+                    },
+                );
+            } else if let Some(event) = self
+                .store
+                .membership_event_at(user_id, &row.room_id, upto)
+                .await?
+            {
+                memberships.insert(
+                    row.room_id.clone(),
+                    Membership {
+                        membership: parse(&event)?.membership().unwrap_or_default(),
+                        event_id: event.event_id.clone(),
+                        event: Some(event),
+                    },
+                );
+            }
+        }
+        Ok(memberships)
+    }
+
+    /// The user's current memberships, from memory when no membership changed since they were
+    /// last read.
+    async fn current_memberships(&self, user_id: &UserId) -> Result<Arc<[MembershipRow]>> {
+        let (known, generation) = self.recent.memberships(user_id);
+        if let Some(known) = known {
+            return Ok(known);
+        }
+        let rows: Arc<[MembershipRow]> = Arc::from(self.store.memberships(user_id).await?);
+        self.recent
+            .remember_memberships(user_id, rows.clone(), generation);
+        Ok(rows)
+    }
+
+    /// The member event behind a membership.
+    async fn membership_event(&self, membership: &Membership) -> Result<EventRow> {
+        if let Some(event) = &membership.event {
+            return Ok(event.clone());
+        }
+        self.store
+            .event(&membership.event_id)
+            .await?
+            .ok_or_else(|| {
+                crate::Error::Internal(format!("member event {} is missing", membership.event_id))
+            })
+    }
+
+    /// The rooms where the user's membership changed in `(since, upto]` (with the last member
+    /// event), and the rooms with events in that range: from memory when it reaches back to
+    /// `since`, else from the database. Nothing for an initial sync or an unmoved timeline.
+    async fn timeline_changes(
+        &self,
+        user_id: &UserId,
+        since: Option<i64>,
+        upto: i64,
+    ) -> Result<(HashMap<OwnedRoomId, EventRow>, HashMap<OwnedRoomId, i64>)> {
+        let Some(since) = since.filter(|since| *since < upto) else {
+            return Ok((HashMap::new(), HashMap::new()));
+        };
+        let (with_events, membership_changed) = match self.recent.between(since, upto, user_id) {
+            Some(range) => (range.rooms, range.membership_changed),
+            None => (self.store.rooms_with_events(since, upto).await?, true),
+        };
+        let changed = if membership_changed {
+            self.store
+                .membership_changes(user_id, since, upto)
+                .await?
+                .into_iter()
+                .map(|row| (row.room_id.clone(), row))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        Ok((changed, with_events))
+    }
+
+    async fn was_joined(&self, user_id: &UserId, room_id: &RoomId, at: i64) -> Result<bool> {
+        Ok(
+            match self.store.membership_event_at(user_id, room_id, at).await? {
+                Some(event) => parse(&event)?.membership().as_deref() == Some("join"),
+                None => false,
+            },
+        )
+    }
+
+    /// Receipts to send, per room: all of each room's on an initial sync (read per room later),
+    /// those changed since the token otherwise. Private receipts go only to their owner.
+    async fn receipts_for_sync(
+        &self,
+        request: &RoomsSyncRequest<'_>,
+    ) -> Result<HashMap<OwnedRoomId, Vec<Receipt>>> {
+        let receipts = match request.since {
+            Some(since) if since.receipts == request.upto.receipts => Vec::new(),
+            Some(since) => {
+                self.store
+                    .receipts_between(since.receipts, request.upto.receipts)
+                    .await?
+            }
+            None => {
+                let mut all = Vec::new();
+                for room_id in self
+                    .store
+                    .rooms_with_membership(request.user_id, "join")
+                    .await?
+                {
+                    all.extend(self.store.room_receipts(&room_id).await?);
+                }
+                all
+            }
+        };
+        let mut by_room: HashMap<OwnedRoomId, Vec<Receipt>> = HashMap::new();
+        for receipt in receipts {
+            if receipt.stream_position > request.upto.receipts
+                || (receipt.receipt_type == "m.read.private" && receipt.user_id != request.user_id)
+            {
+                continue;
+            }
+            by_room
+                .entry(receipt.room_id.clone())
+                .or_default()
+                .push(receipt);
+        }
+        Ok(by_room)
+    }
+
+    /// The room's timeline up to `upto` (after `since`, unless the state is sent whole) and
+    /// the state to go with it.
+    /// `(upto, joined)`: where the timeline ends and whether the user is joined there.
+    async fn timeline_and_state(
+        &self,
+        request: &RoomsSyncRequest<'_>,
+        room_id: &RoomId,
+        (upto, joined): (i64, bool),
+        since: Option<i64>,
+        state_mode: StateMode,
+    ) -> Result<(Timeline, State)> {
+        let filter = &request.filter.timeline;
+        let limit = filter
+            .limit
+            .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
+                usize::try_from(u64::from(l)).unwrap_or(usize::MAX)
+            })
+            .clamp(
+                1,
+                usize::try_from(self.config.limits.max_page_size).unwrap_or(usize::MAX),
+            );
+        // A room joined since the token shows its recent history, not just what followed.
+        let lower = match state_mode {
+            StateMode::Since(since) => Some(since),
+            StateMode::Full => since.filter(|_| request.full_state),
+        };
+        let mut visibility = VisibilityFilter::with_membership(self, request.user_id, joined);
+        let scan = self
+            .scan_timeline(
+                &mut visibility,
+                TimelineScan {
+                    room_id,
+                    user_id: request.user_id,
+                    left_at: None,
+                    start: upto,
+                    to: lower.map(StreamToken),
+                    dir: Direction::Backward,
+                    limit,
+                    filter,
+                },
+            )
+            .await?;
+        let mut rows = scan.rows;
+        rows.reverse();
+        let limited = scan.end.is_some();
+        let prev_batch = match rows.first() {
+            Some(first) => StreamToken(first.stream_ordering - 1),
+            None => StreamToken(upto),
+        };
+        let own: Vec<OwnedEventId> = rows
+            .iter()
+            .filter(|row| parse(row).is_ok_and(|pdu| pdu.sender == request.user_id))
+            .map(|row| row.event_id.clone())
+            .collect();
+        let transaction_ids = self
+            .store
+            .transaction_ids(request.user_id, request.device_id, &own)
+            .await?;
+        let events = self
+            .serve_with_transactions(&rows, request.user_id, &transaction_ids)
+            .await?;
+        let mut timeline = Timeline::new();
+        timeline.limited = limited;
+        timeline.prev_batch = Some(prev_batch.to_string());
+        timeline.events = events.into_iter().map(Raw::from_json).collect();
+
+        let state = self
+            .sync_state(request, room_id, upto, &rows, limited, state_mode)
+            .await?;
+        Ok((timeline, state))
+    }
+
+    /// The `state` (or `state_after`) of a room in a sync: the state at the start of the
+    /// timeline (end, with `use_state_after`), whole or as the entries that changed since the
+    /// token. With lazy-loaded members, member events only for the timeline's senders and the
+    /// user, and of those only the ones this device was not sent before (unless it asks for
+    /// redundant members).
+    async fn sync_state(
+        &self,
+        request: &RoomsSyncRequest<'_>,
+        room_id: &RoomId,
+        upto: i64,
+        timeline: &[EventRow],
+        limited: bool,
+        state_mode: StateMode,
+    ) -> Result<State> {
+        let filter = &request.filter.state;
+        let lazy = match filter.lazy_load_options {
+            LazyLoadOptions::Enabled {
+                include_redundant_members,
+            } => Some(include_redundant_members),
+            _ => None,
+        };
+        // Without a gap the timeline itself carries every change since the token: only
+        // lazy-loaded members the device lacks are left to send.
+        let whole_delta =
+            !matches!(state_mode, StateMode::Since(_)) || limited || request.use_state_after;
+        let group = match (request.use_state_after, timeline.first(), timeline.last()) {
+            (false, Some(first), _) => Some(first.state_before),
+            (true, _, Some(last)) => Some(last.state_after),
+            _ => self.store.state_group_at(room_id, upto).await?,
+        };
+        let mut ids: Vec<OwnedEventId> = Vec::new();
+        if let Some(group) = group {
+            if whole_delta {
+                let mut entries = self.store.state_group(group).await?;
+                if let StateMode::Since(since) = state_mode {
+                    let before = self.state_ids_at(room_id, since).await?;
+                    entries.retain(|entry| !before.contains(&entry.event_id));
+                }
+                ids.extend(
+                    entries
+                        .into_iter()
+                        .filter(|entry| lazy.is_none() || entry.event_type != "m.room.member")
+                        .map(|entry: StateEntry| entry.event_id),
+                );
+            }
+            if let Some(include_redundant) = lazy {
+                for member in lazy_members(timeline, request.user_id)? {
+                    let Some(event_id) = self
+                        .store
+                        .state_group_entry(group, "m.room.member", &member)
+                        .await?
+                    else {
+                        continue;
+                    };
+                    if include_redundant
+                        || !self
+                            .lazy_loaded
+                            .already_sent(request, room_id, &member, &event_id)
+                    {
+                        ids.push(event_id);
+                    }
+                }
+            }
+        }
+        let in_timeline: HashSet<&OwnedEventId> = if request.use_state_after {
+            HashSet::new()
+        } else {
+            timeline.iter().map(|row| &row.event_id).collect()
+        };
+        ids.retain(|id| !in_timeline.contains(id));
+        ids.sort();
+        ids.dedup();
+        let mut rows = self.store.events(&ids).await?;
+        rows.retain(|row| parse(row).is_ok_and(|pdu| matches_filter(&pdu, filter)));
+        rows.sort_by_key(|row| row.stream_ordering);
+        if lazy.is_some() {
+            let sent_members = rows
+                .iter()
+                .chain(timeline)
+                .filter_map(|row| parse(row).ok())
+                .filter(|pdu| pdu.kind == TimelineEventType::RoomMember)
+                .filter_map(|pdu| Some((pdu.state_key.clone()?, pdu.event_id.clone())));
+            self.lazy_loaded.record(request, room_id, sent_members);
+        }
+        let events = self.serve(&rows, request.user_id).await?;
+        let state = StateEvents::with_events(events.into_iter().map(Raw::from_json).collect());
+        Ok(if request.use_state_after {
+            State::After(state)
+        } else {
+            State::Before(state)
+        })
+    }
+
+    /// The IDs of the room's state events as of timeline position `at`.
+    async fn state_ids_at(&self, room_id: &RoomId, at: i64) -> Result<HashSet<OwnedEventId>> {
+        Ok(match self.store.state_group_at(room_id, at).await? {
+            Some(group) => self
+                .store
+                .state_group(group)
+                .await?
+                .into_iter()
+                .map(|entry| entry.event_id)
+                .collect(),
+            None => HashSet::new(),
+        })
+    }
+
+    async fn summary(&self, room_id: &RoomId, user_id: &UserId) -> Result<RoomSummary> {
+        let counts = self.store.member_counts(room_id, user_id).await?;
+        let mut summary = RoomSummary::new();
+        summary.heroes = counts.heroes;
+        summary.joined_member_count = Some(UInt::try_from(counts.joined).unwrap_or(UInt::MAX));
+        summary.invited_member_count = Some(UInt::try_from(counts.invited).unwrap_or(UInt::MAX));
+        Ok(summary)
+    }
+
+    /// The stripped state shown with an invite or a knock: a few descriptive state events as
+    /// of the membership event, and the membership event itself.
+    async fn stripped_state<T>(&self, membership: &EventRow) -> Result<Vec<Raw<T>>> {
+        let entries = self.store.state_group(membership.state_before).await?;
+        let ids: Vec<OwnedEventId> = entries
+            .into_iter()
+            .filter(|entry| STRIPPED_STATE_TYPES.contains(&entry.event_type.as_str()))
+            .map(|entry| entry.event_id)
+            .collect();
+        let mut rows = self.store.events(&ids).await?;
+        rows.push(membership.clone());
+        rows.iter()
+            .map(|row| {
+                let pdu = parse(row)?;
+                Ok(raw(&json!({
+                    "type": pdu.kind.to_string(),
+                    "state_key": pdu.state_key,
+                    "sender": pdu.sender,
+                    "content": pdu.content_value(),
+                })))
+            })
+            .collect()
+    }
+
+    /// Wakes the room's local joined members' syncs (a receipt or typing change).
+    pub(super) async fn wake_room(&self, room_id: &RoomId) -> Result<()> {
+        let server_name = &self.config.server_name;
+        let members = self.store.joined_members(room_id).await?;
+        self.notifier.wake(
+            members
+                .iter()
+                .filter(|user| user.server_name() == server_name)
+                .map(|user| &**user),
+        );
+        Ok(())
+    }
+}
+
+fn unread(counts: NotificationCounts) -> UnreadNotificationsCount {
+    let mut unread = UnreadNotificationsCount::new();
+    unread.notification_count =
+        Some(UInt::try_from(counts.notification_count).unwrap_or(UInt::MAX));
+    unread.highlight_count = Some(UInt::try_from(counts.highlight_count).unwrap_or(UInt::MAX));
+    unread
+}
+
+fn room_selected(filter: &RoomFilter, room_id: &RoomId) -> bool {
+    !filter.not_rooms.iter().any(|r| r == room_id)
+        && filter
+            .rooms
+            .as_ref()
+            .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+}
+
+fn room_account_data(request: &RoomsSyncRequest<'_>, room_id: &RoomId) -> RoomAccountData {
+    let filter = &request.filter.account_data;
+    let mut data = RoomAccountData::new();
+    if !sub_filter_selects(filter, room_id) {
+        return data;
+    }
+    data.events = request
+        .account_data
+        .iter()
+        .filter(|entry| entry.room_id.as_deref() == Some(room_id))
+        .filter(|entry| type_selected(filter, &entry.data_type))
+        .filter_map(account_data_event)
+        .collect();
+    data
+}
+
+/// The `rooms` / `not_rooms` of one part of a room filter (timeline, state, ephemeral,
+/// account data).
+fn sub_filter_selects(filter: &RoomEventFilter, room_id: &RoomId) -> bool {
+    !filter.not_rooms.iter().any(|r| r == room_id)
+        && filter
+            .rooms
+            .as_ref()
+            .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+}
+
+/// `{"type", "content"}` of an account data entry; content that is not JSON (never stored so)
+/// is left out rather than failing the whole sync.
+pub fn account_data_event<T>(entry: &AccountDataEntry) -> Option<Raw<T>> {
+    let content: JsonValue = serde_json::from_str(&entry.content).ok()?;
+    Some(raw(&json!({ "type": entry.data_type, "content": content })))
+}
+
+fn raw<T>(value: &JsonValue) -> Raw<T> {
+    // A serde_json Value always serialises.
+    Raw::from_json(serde_json::value::to_raw_value(value).expect("JSON value serialises"))
+}
+
+fn ephemeral(
+    request: &RoomsSyncRequest<'_>,
+    room_id: &RoomId,
+    typing: Option<&[OwnedUserId]>,
+    receipts: &[Receipt],
+) -> Ephemeral {
+    let filter = &request.filter.ephemeral;
+    let wanted = |kind: &str| sub_filter_selects(filter, room_id) && type_selected(filter, kind);
+    let mut events = Vec::new();
+    if let Some(user_ids) = typing
+        && wanted("m.typing")
+    {
+        events.push(raw(
+            &json!({ "type": "m.typing", "content": { "user_ids": user_ids } }),
+        ));
+    }
+    if !receipts.is_empty() && wanted("m.receipt") {
+        let mut content: BTreeMap<&str, BTreeMap<&str, BTreeMap<&str, JsonValue>>> =
+            BTreeMap::new();
+        for receipt in receipts {
+            let mut data = json!({ "ts": receipt.ts });
+            if let Some(thread) = &receipt.thread_id {
+                data["thread_id"] = JsonValue::String(thread.clone());
+            }
+            content
+                .entry(receipt.event_id.as_str())
+                .or_default()
+                .entry(receipt.receipt_type.as_str())
+                .or_default()
+                .insert(receipt.user_id.as_str(), data);
+        }
+        events.push(raw(&json!({ "type": "m.receipt", "content": content })));
+    }
+    let mut ephemeral = Ephemeral::new();
+    ephemeral.events = events;
+    ephemeral
+}
+
+fn type_selected(filter: &RoomEventFilter, kind: &str) -> bool {
+    !filter
+        .not_types
+        .iter()
+        .any(|t| super::pattern_matches(t, kind))
+        && filter
+            .types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| super::pattern_matches(t, kind)))
+}
+
+/// The members lazy loading sends: the timeline's senders and the syncing user.
+fn lazy_members(timeline: &[EventRow], user_id: &UserId) -> Result<BTreeSet<String>> {
+    let mut needed: BTreeSet<String> = timeline
+        .iter()
+        .map(|row| parse(row).map(|pdu| pdu.sender.to_string()))
+        .collect::<Result<_>>()?;
+    needed.insert(user_id.to_string());
+    Ok(needed)
+}
+
+fn has_member_event<T>(events: &[Raw<T>]) -> bool {
+    events.iter().any(|event| {
+        event
+            .get_field::<String>("type")
+            .ok()
+            .flatten()
+            .is_some_and(|kind| kind == "m.room.member")
+    })
+}

@@ -1,0 +1,191 @@
+//! Range reads for sync: which rooms changed between two stream positions, a user's
+//! membership changes, and the small per-room facts a sync response carries.
+
+use std::collections::{HashMap, HashSet};
+
+use ruma::{DeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UserId};
+use sqlx::Row;
+
+use super::{
+    EventRow, Result, Store,
+    rooms::{EVENT_COLUMNS, event_row},
+    stored_id,
+};
+
+/// A user's current membership in a room, with the member event's timeline position.
+#[derive(Debug, Clone)]
+pub struct MembershipRow {
+    pub room_id: OwnedRoomId,
+    pub membership: String,
+    pub event_id: OwnedEventId,
+    pub stream_ordering: i64,
+}
+
+/// Who is in a room, for the sync summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    pub joined: u64,
+    pub invited: u64,
+    /// Up to five joined or invited members other than the syncing user, sorted.
+    pub heroes: Vec<OwnedUserId>,
+}
+
+impl Store {
+    /// The user's current membership of every room they have one in.
+    pub async fn memberships(&self, user_id: &UserId) -> Result<Vec<MembershipRow>> {
+        let rows = sqlx::query(
+            "SELECT c.room_id, c.membership, c.event_id, e.stream_ordering FROM current_state c \
+             JOIN events e ON e.event_id = c.event_id \
+             WHERE c.state_key = $1 AND c.event_type = 'm.room.member'",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MembershipRow {
+                    room_id: stored_id(row.try_get("room_id")?)?,
+                    membership: row
+                        .try_get::<Option<String>, _>("membership")?
+                        .unwrap_or_default(),
+                    event_id: stored_id(row.try_get("event_id")?)?,
+                    stream_ordering: row.try_get("stream_ordering")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The user's member events with positions in `(since, upto]`, oldest first.
+    pub async fn membership_changes(
+        &self,
+        user_id: &UserId,
+        since: i64,
+        upto: i64,
+    ) -> Result<Vec<EventRow>> {
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_type = 'm.room.member' \
+             AND state_key = $1 AND stream_ordering > $2 AND stream_ordering <= $3 \
+             ORDER BY stream_ordering"
+        ))
+        .bind(user_id.as_str())
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(event_row)
+        .collect()
+    }
+
+    /// The user's last member event in the room at or before position `upto`.
+    pub async fn membership_event_at(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        upto: i64,
+    ) -> Result<Option<EventRow>> {
+        sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_type = 'm.room.member' \
+             AND state_key = $1 AND room_id = $2 AND stream_ordering <= $3 \
+             ORDER BY stream_ordering DESC LIMIT 1"
+        ))
+        .bind(user_id.as_str())
+        .bind(room_id.as_str())
+        .bind(upto)
+        .fetch_optional(&self.pool)
+        .await?
+        .as_ref()
+        .map(event_row)
+        .transpose()
+    }
+
+    /// Every room with events in `(since, upto]`, with its last position in that range.
+    pub async fn rooms_with_events(
+        &self,
+        since: i64,
+        upto: i64,
+    ) -> Result<HashMap<OwnedRoomId, i64>> {
+        let rows = sqlx::query(
+            "SELECT room_id, MAX(stream_ordering) AS last FROM events \
+             WHERE stream_ordering > $1 AND stream_ordering <= $2 GROUP BY room_id",
+        )
+        .bind(since)
+        .bind(upto)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((stored_id(row.try_get("room_id")?)?, row.try_get("last")?)))
+            .collect()
+    }
+
+    /// Joined and invited counts and the heroes of the room's current state.
+    pub async fn member_counts(&self, room_id: &RoomId, user_id: &UserId) -> Result<MemberCounts> {
+        let rows = sqlx::query(
+            "SELECT membership, COUNT(*) AS n FROM current_state \
+             WHERE room_id = $1 AND event_type = 'm.room.member' \
+             AND membership IN ('join', 'invite') GROUP BY membership",
+        )
+        .bind(room_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut counts = MemberCounts::default();
+        for row in &rows {
+            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or_default();
+            match row.try_get::<String, _>("membership")?.as_str() {
+                "join" => counts.joined = n,
+                _ => counts.invited = n,
+            }
+        }
+        let heroes: Vec<String> = sqlx::query_scalar(
+            "SELECT state_key FROM current_state \
+             WHERE room_id = $1 AND event_type = 'm.room.member' \
+             AND membership IN ('join', 'invite') AND state_key <> $2 \
+             ORDER BY state_key LIMIT 5",
+        )
+        .bind(room_id.as_str())
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        counts.heroes = heroes.into_iter().map(stored_id).collect::<Result<_>>()?;
+        Ok(counts)
+    }
+
+    /// The rooms the user has forgotten.
+    pub async fn forgotten_rooms(&self, user_id: &UserId) -> Result<HashSet<OwnedRoomId>> {
+        let rooms: Vec<String> =
+            sqlx::query_scalar("SELECT room_id FROM forgotten_rooms WHERE user_id = $1")
+                .bind(user_id.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+        rooms.into_iter().map(stored_id).collect()
+    }
+
+    /// The transaction IDs this device sent the given events with.
+    pub async fn transaction_ids(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+        event_ids: &[OwnedEventId],
+    ) -> Result<HashMap<OwnedEventId, String>> {
+        if event_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT event_id, txn_id FROM event_transactions WHERE user_id = $1 AND device_id = $2 \
+             AND event_id IN ({})",
+            super::placeholders(3, event_ids.len())
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(user_id.as_str())
+            .bind(device_id.as_str());
+        for id in event_ids {
+            query = query.bind(id.as_str());
+        }
+        query
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((stored_id(row.try_get("event_id")?)?, row.try_get("txn_id")?)))
+            .collect()
+    }
+}

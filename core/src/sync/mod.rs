@@ -1,0 +1,288 @@
+//! Sync (spec: "Syncing"): the notifier that wakes live syncs, sync tokens, and `/sync`
+//! itself: read every stream between the client's token and the current positions, and if
+//! nothing concerns the client, wait until something does or the timeout passes.
+
+mod notifier;
+mod token;
+
+use std::time::Duration;
+
+use ruma::{
+    OwnedDeviceId, OwnedUserId,
+    api::client::{
+        filter::{Filter as EventFilter, FilterDefinition},
+        sync::sync_events::v3::{self, GlobalAccountData},
+    },
+    presence::PresenceState,
+};
+
+pub use notifier::{Notifier, Subscription};
+pub use token::SyncToken;
+
+use ruma::serde::Raw;
+
+use crate::{
+    Error, Result, Services,
+    rooms::{RoomPositions, RoomsSyncRequest},
+    store::AccountDataEntry,
+    time::now_ms,
+};
+
+/// The longest a sync waits, whatever timeout the client asks for.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A `/sync` request, with the caller.
+pub struct SyncRequest {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub since: Option<String>,
+    pub filter: Option<v3::Filter>,
+    pub full_state: bool,
+    pub use_state_after: bool,
+    pub timeout: Option<Duration>,
+    pub set_presence: PresenceState,
+}
+
+impl Services {
+    /// `GET /sync`: what changed for the user since `since` (everything, without it). An
+    /// incremental sync with nothing to report waits up to `timeout` for something to.
+    pub async fn sync(&self, request: SyncRequest) -> Result<v3::Response> {
+        // Boxed: it lives as long as the sync waits, and parked syncs should stay small.
+        let filter = Box::new(self.sync_filter(&request).await?);
+        let since = match &request.since {
+            Some(token) => Some(self.check_since(token.parse()?)?),
+            None => None,
+        };
+        // The user counts as connected (presence) for as long as the sync runs.
+        let _connected = self
+            .presence
+            .set_from_sync(&request.user_id, &request.set_presence)
+            .await?;
+        let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+        let deadline = tokio::time::Instant::now() + timeout;
+        // Subscribed before reading, so nothing that lands meanwhile is missed.
+        let mut subscription = self.notifier.subscribe(&request.user_id);
+        loop {
+            let upto = self.positions();
+            if since == Some(upto) && tokio::time::Instant::now() < deadline {
+                // Nothing moved since the token (a wake-up for someone else's news): wait on.
+                self.wait(&mut subscription, deadline, &request).await?;
+                continue;
+            }
+            let response = self.sync_once(&request, &filter, since, upto).await?;
+            let waits = since.is_some() && !request.full_state && is_empty(&response);
+            if !waits || tokio::time::Instant::now() >= deadline {
+                return Ok(response);
+            }
+            self.wait(&mut subscription, deadline, &request).await?;
+        }
+    }
+
+    /// Waits for a wake-up, the deadline, or the next typing notice to run out.
+    async fn wait(
+        &self,
+        subscription: &mut Subscription,
+        deadline: tokio::time::Instant,
+        request: &SyncRequest,
+    ) -> Result<()> {
+        let wake_at = match self.next_typing_expiry(&request.user_id).await? {
+            Some(at) => deadline.min(at),
+            None => deadline,
+        };
+        tokio::select! {
+            () = subscription.changed() => {}
+            () = tokio::time::sleep_until(wake_at) => {}
+        }
+        Ok(())
+    }
+
+    async fn sync_filter(&self, request: &SyncRequest) -> Result<FilterDefinition> {
+        Ok(match &request.filter {
+            None => FilterDefinition::default(),
+            Some(v3::Filter::FilterDefinition(definition)) => definition.clone(),
+            // ruma falls back to an ID when the JSON does not parse.
+            Some(v3::Filter::FilterId(id)) if id.trim_start().starts_with('{') => {
+                return Err(Error::BadJson(format!(
+                    "The filter is not a valid filter: {id}"
+                )));
+            }
+            Some(v3::Filter::FilterId(id)) => {
+                let stored = self.users.filter(&request.user_id, id).await?;
+                serde_json::from_str(stored.get()).map_err(|e| {
+                    Error::Internal(format!("stored filter {id} does not parse: {e}"))
+                })?
+            }
+            Some(_) => return Err(Error::InvalidParam("Unsupported filter".to_owned())),
+        })
+    }
+
+    /// The positions every stream has reached: what the next token will say.
+    fn positions(&self) -> SyncToken {
+        SyncToken {
+            timeline: self.rooms.current_position(),
+            receipts: self.rooms.receipts_position(),
+            typing: self.rooms.typing_position(),
+            account_data: self.store.account_data_position(),
+            presence: self.presence.position(),
+        }
+    }
+
+    /// A token past what the database holds was never issued by this server. Typing lives in
+    /// memory and restarts from zero: a token from before a restart counts from zero too.
+    fn check_since(&self, mut since: SyncToken) -> Result<SyncToken> {
+        let now = self.positions();
+        if since.timeline > now.timeline
+            || since.receipts > now.receipts
+            || since.account_data > now.account_data
+            || since.presence > now.presence
+        {
+            return Err(Error::InvalidParam(format!(
+                "The sync token {since} is unknown to this server: sync without since to start \
+                 again"
+            )));
+        }
+        if since.typing > now.typing {
+            since.typing = 0;
+        }
+        Ok(since)
+    }
+
+    async fn sync_once(
+        &self,
+        request: &SyncRequest,
+        filter: &FilterDefinition,
+        since: Option<SyncToken>,
+        upto: SyncToken,
+    ) -> Result<v3::Response> {
+        let account_data_since = since.map_or(0, |s| s.account_data);
+        let account_data = if account_data_since < upto.account_data {
+            self.store
+                .account_data_since(&request.user_id, account_data_since, upto.account_data)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let room_positions = |token: SyncToken| RoomPositions {
+            timeline: token.timeline,
+            receipts: token.receipts,
+            typing: token.typing,
+        };
+        let rooms = self
+            .rooms
+            .sync_rooms(&RoomsSyncRequest {
+                user_id: &request.user_id,
+                device_id: &request.device_id,
+                filter: &filter.room,
+                since: since.map(room_positions),
+                upto: room_positions(upto),
+                full_state: request.full_state,
+                use_state_after: request.use_state_after,
+                account_data: &account_data,
+            })
+            .await?;
+        let mut response = v3::Response::new(upto.to_string());
+        response.rooms = rooms;
+        response.account_data = global_account_data(&account_data, &filter.account_data);
+        if since.is_none() {
+            self.add_default_push_rules(&request.user_id, &account_data, filter, &mut response)
+                .await?;
+        }
+        if event_selected(&filter.presence, "m.presence", None) {
+            let changes = self
+                .presence
+                .visible_changes(&request.user_id, since.map_or(0, |s| s.presence))
+                .await?;
+            response.presence.events = changes
+                .iter()
+                .filter(|event| event_selected(&filter.presence, "m.presence", Some(&event.sender)))
+                .map(Raw::new)
+                .collect::<Result<_, _>>()
+                .map_err(|e| Error::Internal(format!("presence event: {e}")))?;
+        }
+        Ok(response)
+    }
+
+    /// Clients read their push rules from `m.push_rules` account data (spec: "Push Rules").
+    /// A user who never changed them has none stored: an initial sync sends the defaults.
+    async fn add_default_push_rules(
+        &self,
+        user_id: &ruma::UserId,
+        account_data: &[AccountDataEntry],
+        filter: &FilterDefinition,
+        response: &mut v3::Response,
+    ) -> Result<()> {
+        const PUSH_RULES: &str = "m.push_rules";
+        let stored = account_data
+            .iter()
+            .any(|entry| entry.room_id.is_none() && entry.data_type == PUSH_RULES);
+        if stored || !event_selected(&filter.account_data, PUSH_RULES, None) {
+            return Ok(());
+        }
+        let ruleset = self.users.push_rules(user_id).await?;
+        let event = serde_json::json!({ "type": PUSH_RULES, "content": { "global": &*ruleset } });
+        let raw = serde_json::value::to_raw_value(&event)
+            .map_err(|e| Error::Internal(format!("push rules do not serialise: {e}")))?;
+        response.account_data.events.push(Raw::from_json(raw));
+        Ok(())
+    }
+
+    /// When a typing notice in one of the user's joined rooms runs out: a waiting sync must
+    /// report it then, though nobody sends anything.
+    async fn next_typing_expiry(
+        &self,
+        user_id: &ruma::UserId,
+    ) -> Result<Option<tokio::time::Instant>> {
+        let rooms = self.rooms.joined_rooms(user_id).await?;
+        let Some(at) = rooms
+            .iter()
+            .filter_map(|room_id| self.rooms.typing_next_expiry(room_id))
+            .min()
+        else {
+            return Ok(None);
+        };
+        let wait = u64::try_from(at.saturating_sub(now_ms())).unwrap_or_default();
+        Ok(Some(
+            tokio::time::Instant::now() + Duration::from_millis(wait),
+        ))
+    }
+}
+
+/// Whether a sync response carries no news (what a long-poll waits past).
+pub fn is_empty(response: &v3::Response) -> bool {
+    response.rooms.is_empty()
+        && response.account_data.is_empty()
+        && response.presence.is_empty()
+        && response.to_device.is_empty()
+        && response.device_lists.is_empty()
+}
+
+fn global_account_data(entries: &[AccountDataEntry], filter: &EventFilter) -> GlobalAccountData {
+    let mut data = GlobalAccountData::new();
+    data.events = entries
+        .iter()
+        .filter(|entry| entry.room_id.is_none() && event_selected(filter, &entry.data_type, None))
+        .filter_map(crate::rooms::account_data_event)
+        .collect();
+    data
+}
+
+/// Whether a non-room event passes a filter's types and (if it has one) senders.
+fn event_selected(filter: &EventFilter, kind: &str, sender: Option<&ruma::UserId>) -> bool {
+    if let Some(sender) = sender
+        && (filter.not_senders.iter().any(|s| s == sender)
+            || filter
+                .senders
+                .as_ref()
+                .is_some_and(|senders| !senders.iter().any(|s| s == sender)))
+    {
+        return false;
+    }
+    !filter
+        .not_types
+        .iter()
+        .any(|t| crate::rooms::pattern_matches(t, kind))
+        && filter
+            .types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|t| crate::rooms::pattern_matches(t, kind)))
+}
