@@ -68,7 +68,7 @@ use crate::{
     Config, Error, Result,
     events::{EventError, GraphPosition, NewEvent, Pdu, build_pdu},
     keys::SigningKey,
-    store::{AfterCommit, EventBatch, NewEventRow, NewRoom, Pending, Store},
+    store::{AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, Pending, Store},
     sync::Notifier,
 };
 
@@ -359,6 +359,18 @@ impl Rooms {
                     .as_ref()
                     .and(row.state_key.as_deref())
                     .and_then(|key| UserId::parse(key).ok()),
+                relates_to: row.relates_to.as_ref().map(|(target, _)| target.clone()),
+                redacts: row.redacts.clone(),
+                row: Some(EventRow {
+                    stream_ordering: row.stream_ordering,
+                    event_id: row.event_id.clone(),
+                    room_id: room.room_id.clone(),
+                    state_before: row.state_before,
+                    state_after: row.state_after,
+                    replaces_state: row.replaces_state.clone(),
+                    redacted_by: None,
+                    json: row.json.clone(),
+                }),
             })
             .collect();
         let notifier = self.notifier.clone();

@@ -14,8 +14,7 @@ use std::{
 };
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, ServerName, UInt,
-    UserId,
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, ServerName, UInt, UserId,
     api::client::push::get_notifications::v3::Notification,
     events::{
         AnySyncTimelineEvent, StateEventType,
@@ -290,13 +289,6 @@ impl Rooms {
         Ok(())
     }
 
-    /// The user's unread counts in one room.
-    pub async fn unread_counts(&self, user_id: &UserId, room_id: &RoomId) -> Result<UnreadCounts> {
-        let room_ids = [room_id.to_owned()];
-        let mut counts = self.unread_counts_in(user_id, &room_ids).await?;
-        Ok(counts.remove(room_id).unwrap_or_default())
-    }
-
     /// The user's unread counts in each of the rooms (one query per few hundred rooms, for an
     /// initial sync). Every room given has an entry.
     pub async fn unread_counts_in(
@@ -536,9 +528,11 @@ mod tests {
 
         async fn unread(&self, user_id: &UserId, room_id: &RoomId) -> UnreadCounts {
             self.rooms
-                .unread_counts(user_id, room_id)
+                .unread_counts_in(user_id, &[room_id.to_owned()])
                 .await
                 .expect("unread counts")
+                .remove(room_id)
+                .expect("an entry for every room asked")
         }
 
         async fn main_unread(&self, user_id: &UserId, room_id: &RoomId) -> NotificationCounts {

@@ -97,19 +97,25 @@ impl Rooms {
         rows: &[EventRow],
         user_id: &UserId,
     ) -> Result<Vec<Box<RawValue>>> {
-        self.serve_with_transactions(rows, user_id, &HashMap::new())
+        self.serve_with_transactions(rows, user_id, &HashMap::new(), true)
             .await
     }
 
     /// [`Rooms::serve`] for the device that sent some of the events: those get
-    /// `unsigned.transaction_id`, which is how a client matches its local echo.
+    /// `unsigned.transaction_id`, which is how a client matches its local echo. Without
+    /// `may_have_children` (known to have none) no aggregations are looked up.
     pub(super) async fn serve_with_transactions(
         &self,
         rows: &[EventRow],
         user_id: &UserId,
         transaction_ids: &HashMap<OwnedEventId, String>,
+        may_have_children: bool,
     ) -> Result<Vec<Box<RawValue>>> {
-        let mut bundles = self.bundled_aggregations(rows, user_id).await?;
+        let mut bundles = if may_have_children {
+            self.bundled_aggregations(rows, user_id).await?
+        } else {
+            HashMap::new()
+        };
         let mut related: Vec<OwnedEventId> = rows
             .iter()
             .flat_map(|row| row.redacted_by.iter().chain(row.replaces_state.iter()))

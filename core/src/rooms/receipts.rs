@@ -11,7 +11,7 @@ use serde_json::{Value as JsonValue, json};
 
 use crate::{
     Error, Result,
-    store::{EventRow, NewReceipt, Receipt},
+    store::{EventRow, NewReceipt},
     time::now_ms,
 };
 
@@ -109,16 +109,6 @@ impl Rooms {
                 .await?;
         }
         Ok(())
-    }
-
-    /// The room's receipts that changed after receipts stream position `since`, for sync.
-    pub async fn receipts_since(&self, room_id: &RoomId, since: i64) -> Result<Vec<Receipt>> {
-        Ok(self.store.receipts_since(room_id, since).await?)
-    }
-
-    /// Every receipt of the room, for an initial sync.
-    pub async fn room_receipts(&self, room_id: &RoomId) -> Result<Vec<Receipt>> {
-        Ok(self.store.room_receipts(room_id).await?)
     }
 
     /// The receipts stream's current position.
@@ -314,7 +304,10 @@ mod tests {
             .expect("a later event moves the receipt");
         assert!(first < main && main < bob_position && bob_position < later);
 
-        let all = store.room_receipts(&room).await.unwrap();
+        let all = store
+            .receipts_of_rooms(std::slice::from_ref(&room))
+            .await
+            .unwrap();
         let summary: Vec<(&str, Option<&str>, &str)> = all
             .iter()
             .map(|r| {
@@ -333,11 +326,20 @@ mod tests {
                 ("@alice:example.org", None, "$e7"),
             ]
         );
-        let since = store.receipts_since(&room, bob_position).await.unwrap();
-        assert_eq!(since.len(), 1);
+        // Across rooms: the other room's receipt came between Bob's and the last.
+        let since = store.receipts_between(bob_position, later).await.unwrap();
+        assert_eq!(since.len(), 2);
+        assert_eq!(since[0].room_id, other_room);
+        let since = &since[1..];
         assert_eq!(since[0].event_id, "$e7");
         assert_eq!(since[0].stream_position, later);
         assert_eq!(since[0].ts, 1_007);
-        assert!(store.receipts_since(&room, later).await.unwrap().is_empty());
+        assert!(
+            store
+                .receipts_between(later, later + 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::{
     sync::Arc,
 };
 
+use futures::StreamExt;
 use ruma::{
     DeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::client::{
@@ -32,7 +33,7 @@ use crate::{
 use super::{
     Direction, Rooms,
     push::NotificationCounts,
-    read::{TimelineScan, matches_filter, parse},
+    read::{TimelineScan, matches_filter, own_membership, parse},
     token::StreamToken,
     visibility::VisibilityFilter,
 };
@@ -80,6 +81,28 @@ struct Membership {
     event: Option<EventRow>,
 }
 
+/// What every room of one sync shares.
+struct SyncContext<'r, 'a> {
+    request: &'r RoomsSyncRequest<'a>,
+    /// Rooms whose membership of the user changed since the token.
+    changed: &'r HashMap<OwnedRoomId, EventRow>,
+    /// Rooms with events since the token.
+    with_events: &'r HashMap<OwnedRoomId, i64>,
+    receipts: &'r HashMap<OwnedRoomId, Vec<Receipt>>,
+    forgotten: &'r HashSet<OwnedRoomId>,
+}
+
+/// One room's part of the response, by section.
+enum RoomEntry {
+    Join(Box<JoinedRoom>),
+    Invite(InvitedRoom),
+    Knock(KnockedRoom),
+    Leave(Box<LeftRoom>),
+}
+
+/// Rooms of one sync built at once.
+const ROOMS_IN_PARALLEL: usize = 8;
+
 /// Whether a room's state is sent whole or as what changed since the token.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum StateMode {
@@ -88,7 +111,8 @@ enum StateMode {
 }
 
 impl Rooms {
-    /// The `rooms` section of a sync response.
+    /// The `rooms` section of a sync response. Rooms are built concurrently: an initial sync
+    /// of hundreds of rooms is a few small reads per room.
     pub async fn sync_rooms(&self, request: &RoomsSyncRequest<'_>) -> Result<RoomsUpdate> {
         let user_id = request.user_id;
         let upto = request.upto.timeline;
@@ -96,118 +120,159 @@ impl Rooms {
         let memberships = self.memberships_at(user_id, upto).await?;
         let (changed, with_events) = self.timeline_changes(user_id, since, upto).await?;
         let receipts = self.receipts_for_sync(request).await?;
-        let mut forgotten: Option<HashSet<OwnedRoomId>> = None;
-
+        let forgotten = if memberships
+            .values()
+            .any(|m| matches!(m.membership.as_str(), "leave" | "ban"))
+        {
+            self.store.forgotten_rooms(user_id).await?
+        } else {
+            HashSet::new()
+        };
+        let context = SyncContext {
+            request,
+            changed: &changed,
+            with_events: &with_events,
+            receipts: &receipts,
+            forgotten: &forgotten,
+        };
+        let mut entries = futures::stream::iter(
+            memberships
+                .into_iter()
+                .filter(|(room_id, _)| room_selected(request.filter, room_id)),
+        )
+        .map(|(room_id, membership)| self.sync_room(&context, room_id, membership))
+        .buffer_unordered(ROOMS_IN_PARALLEL);
         let mut update = RoomsUpdate::default();
-        for (room_id, membership) in memberships {
-            if !room_selected(request.filter, &room_id) {
-                continue;
-            }
-            let changed_here = changed.contains_key(&room_id);
-            match membership.membership.as_str() {
-                "join" => {
-                    let newly_joined = match (since, changed_here) {
-                        (Some(since), true) => !self.was_joined(user_id, &room_id, since).await?,
-                        _ => false,
-                    };
-                    let state_mode = match since {
-                        Some(since) if !newly_joined && !request.full_state => {
-                            StateMode::Since(since)
-                        }
-                        _ => StateMode::Full,
-                    };
-                    let room_receipts = receipts.get(&room_id).map_or(&[][..], Vec::as_slice);
-                    let typing = self.typing_users(&room_id);
-                    let typing_changed = match request.since {
-                        Some(since) => typing.position > since.typing,
-                        None => !typing.user_ids.is_empty(),
-                    };
-                    let account_data = room_account_data(request, &room_id);
-                    let anything = state_mode == StateMode::Full
-                        || changed_here
-                        || with_events.contains_key(&room_id)
-                        || !room_receipts.is_empty()
-                        || typing_changed
-                        || !account_data.events.is_empty();
-                    if !anything {
-                        continue;
-                    }
-                    let mut joined = JoinedRoom::new();
-                    let (timeline, state) = self
-                        .timeline_and_state(request, &room_id, (upto, true), since, state_mode)
-                        .await?;
-                    let members_changed = state_mode == StateMode::Full
-                        || has_member_event(&timeline.events)
-                        || match &state {
-                            State::Before(events) | State::After(events) => {
-                                has_member_event(&events.events)
-                            }
-                            _ => false,
-                        };
-                    if members_changed {
-                        joined.summary = self.summary(&room_id, user_id).await?;
-                    }
-                    joined.timeline = timeline;
-                    joined.state = state;
-                    joined.account_data = account_data;
-                    joined.ephemeral = ephemeral(
-                        request,
-                        &room_id,
-                        typing_changed.then_some(&typing.user_ids[..]),
-                        room_receipts,
-                    );
-                    update.join.insert(room_id, joined);
+        while let Some(entry) = entries.next().await {
+            match entry? {
+                Some((room_id, RoomEntry::Join(room))) => {
+                    update.join.insert(room_id, *room);
                 }
-                "invite" | "knock" if since.is_none() || changed_here => {
-                    let event = self.membership_event(&membership).await?;
-                    let stripped = self.stripped_state(&event).await?;
-                    if membership.membership == "invite" {
-                        let mut invited = InvitedRoom::new();
-                        invited.invite_state = InviteState::from(stripped);
-                        update.invite.insert(room_id, invited);
-                    } else {
-                        let mut knocked = KnockedRoom::new();
-                        knocked.knock_state = KnockState::new();
-                        knocked.knock_state.events = stripped;
-                        update.knock.insert(room_id, knocked);
-                    }
+                Some((room_id, RoomEntry::Invite(room))) => {
+                    update.invite.insert(room_id, room);
                 }
-                "leave" | "ban" => {
-                    let include = match since {
-                        Some(_) => changed_here,
-                        None => request.filter.include_leave,
-                    };
-                    if !include {
-                        continue;
-                    }
-                    let forgotten = match &mut forgotten {
-                        Some(forgotten) => forgotten,
-                        None => forgotten.insert(self.store.forgotten_rooms(user_id).await?),
-                    };
-                    if forgotten.contains(&room_id) {
-                        continue;
-                    }
-                    let left_at = self.membership_event(&membership).await?.stream_ordering;
-                    let state_mode = match since {
-                        Some(since) if self.was_joined(user_id, &room_id, since).await? => {
-                            StateMode::Since(since)
-                        }
-                        _ => StateMode::Full,
-                    };
-                    let (timeline, state) = self
-                        .timeline_and_state(request, &room_id, (left_at, false), since, state_mode)
-                        .await?;
-                    let mut left = LeftRoom::new();
-                    left.timeline = timeline;
-                    left.state = state;
-                    left.account_data = room_account_data(request, &room_id);
-                    update.leave.insert(room_id, left);
+                Some((room_id, RoomEntry::Knock(room))) => {
+                    update.knock.insert(room_id, room);
                 }
-                _ => {}
+                Some((room_id, RoomEntry::Leave(room))) => {
+                    update.leave.insert(room_id, *room);
+                }
+                None => {}
             }
         }
+        drop(entries);
         self.add_unread_counts(request, &mut update).await?;
         Ok(update)
+    }
+
+    /// One room of a sync, if it has anything to say.
+    async fn sync_room(
+        &self,
+        context: &SyncContext<'_, '_>,
+        room_id: OwnedRoomId,
+        membership: Membership,
+    ) -> Result<Option<(OwnedRoomId, RoomEntry)>> {
+        let request = context.request;
+        let user_id = request.user_id;
+        let upto = request.upto.timeline;
+        let since = request.since.map(|s| s.timeline);
+        let changed_here = context.changed.contains_key(&room_id);
+        let entry = match membership.membership.as_str() {
+            "join" => {
+                let newly_joined = match (since, changed_here) {
+                    (Some(since), true) => !self.was_joined(user_id, &room_id, since).await?,
+                    _ => false,
+                };
+                let state_mode = match since {
+                    Some(since) if !newly_joined && !request.full_state => StateMode::Since(since),
+                    _ => StateMode::Full,
+                };
+                let room_receipts = context
+                    .receipts
+                    .get(&room_id)
+                    .map_or(&[][..], Vec::as_slice);
+                let typing = self.typing_users(&room_id);
+                let typing_changed = match request.since {
+                    Some(since) => typing.position > since.typing,
+                    None => !typing.user_ids.is_empty(),
+                };
+                let account_data = room_account_data(request, &room_id);
+                let anything = state_mode == StateMode::Full
+                    || changed_here
+                    || context.with_events.contains_key(&room_id)
+                    || !room_receipts.is_empty()
+                    || typing_changed
+                    || !account_data.events.is_empty();
+                if !anything {
+                    return Ok(None);
+                }
+                let mut joined = JoinedRoom::new();
+                let (timeline, state) = self
+                    .timeline_and_state(request, &room_id, (upto, true), since, state_mode)
+                    .await?;
+                let members_changed = state_mode == StateMode::Full
+                    || has_member_event(&timeline.events)
+                    || match &state {
+                        State::Before(events) | State::After(events) => {
+                            has_member_event(&events.events)
+                        }
+                        _ => false,
+                    };
+                if members_changed {
+                    joined.summary = self.summary(&room_id, user_id).await?;
+                }
+                joined.timeline = timeline;
+                joined.state = state;
+                joined.account_data = account_data;
+                joined.ephemeral = ephemeral(
+                    request,
+                    &room_id,
+                    typing_changed.then_some(&typing.user_ids[..]),
+                    room_receipts,
+                );
+                RoomEntry::Join(Box::new(joined))
+            }
+            "invite" | "knock" if since.is_none() || changed_here => {
+                let event = self.membership_event(&membership).await?;
+                let stripped = self.stripped_state(&event).await?;
+                if membership.membership == "invite" {
+                    let mut invited = InvitedRoom::new();
+                    invited.invite_state = InviteState::from(stripped);
+                    RoomEntry::Invite(invited)
+                } else {
+                    let mut knocked = KnockedRoom::new();
+                    knocked.knock_state = KnockState::new();
+                    knocked.knock_state.events = stripped;
+                    RoomEntry::Knock(knocked)
+                }
+            }
+            "leave" | "ban" => {
+                let include = match since {
+                    Some(_) => changed_here,
+                    None => request.filter.include_leave,
+                };
+                if !include || context.forgotten.contains(&room_id) {
+                    return Ok(None);
+                }
+                let left_at = self.membership_event(&membership).await?.stream_ordering;
+                let state_mode = match since {
+                    Some(since) if self.was_joined(user_id, &room_id, since).await? => {
+                        StateMode::Since(since)
+                    }
+                    _ => StateMode::Full,
+                };
+                let (timeline, state) = self
+                    .timeline_and_state(request, &room_id, (left_at, false), since, state_mode)
+                    .await?;
+                let mut left = LeftRoom::new();
+                left.timeline = timeline;
+                left.state = state;
+                left.account_data = room_account_data(request, &room_id);
+                RoomEntry::Leave(Box::new(left))
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some((room_id, entry)))
     }
 
     /// `unread_notifications` of every joined room in the response, and per thread when the
@@ -354,15 +419,11 @@ impl Rooms {
                     .await?
             }
             None => {
-                let mut all = Vec::new();
-                for room_id in self
+                let joined = self
                     .store
                     .rooms_with_membership(request.user_id, "join")
-                    .await?
-                {
-                    all.extend(self.store.room_receipts(&room_id).await?);
-                }
-                all
+                    .await?;
+                self.store.receipts_of_rooms(&joined).await?
             }
         };
         let mut by_room: HashMap<OwnedRoomId, Vec<Receipt>> = HashMap::new();
@@ -407,24 +468,52 @@ impl Rooms {
             StateMode::Full => since.filter(|_| request.full_state),
         };
         let mut visibility = VisibilityFilter::with_membership(self, request.user_id, joined);
-        let scan = self
-            .scan_timeline(
-                &mut visibility,
-                TimelineScan {
-                    room_id,
-                    user_id: request.user_id,
-                    left_at: None,
-                    start: upto,
-                    to: lower.map(StreamToken),
-                    dir: Direction::Backward,
-                    limit,
-                    filter,
-                },
-            )
-            .await?;
-        let mut rows = scan.rows;
-        rows.reverse();
-        let limited = scan.end.is_some();
+        let remembered = lower.and_then(|lower| self.recent.room_events(room_id, lower, upto));
+        let (rows, limited) = match remembered {
+            // The whole range is in memory (the usual case for a live sync): keep the newest
+            // `limit` events that pass the filter and the visibility rules.
+            Some(range) => {
+                let mut rows = Vec::with_capacity(limit.min(range.len()));
+                let mut limited = false;
+                for row in range.into_iter().rev() {
+                    let pdu = parse(&row)?;
+                    if !matches_filter(&pdu, filter)
+                        || !visibility
+                            .allows(&row, own_membership(&pdu, request.user_id).as_deref())
+                            .await?
+                    {
+                        continue;
+                    }
+                    if rows.len() == limit {
+                        limited = true;
+                        break;
+                    }
+                    rows.push(row);
+                }
+                rows.reverse();
+                (rows, limited)
+            }
+            None => {
+                let scan = self
+                    .scan_timeline(
+                        &mut visibility,
+                        TimelineScan {
+                            room_id,
+                            user_id: request.user_id,
+                            left_at: None,
+                            start: upto,
+                            to: lower.map(StreamToken),
+                            dir: Direction::Backward,
+                            limit,
+                            filter,
+                        },
+                    )
+                    .await?;
+                let mut rows = scan.rows;
+                rows.reverse();
+                (rows, scan.end.is_some())
+            }
+        };
         let prev_batch = match rows.first() {
             Some(first) => StreamToken(first.stream_ordering - 1),
             None => StreamToken(upto),
@@ -439,7 +528,12 @@ impl Rooms {
             .transaction_ids(request.user_id, request.device_id, &own)
             .await?;
         let events = self
-            .serve_with_transactions(&rows, request.user_id, &transaction_ids)
+            .serve_with_transactions(
+                &rows,
+                request.user_id,
+                &transaction_ids,
+                !self.recent.have_no_children(&rows),
+            )
             .await?;
         let mut timeline = Timeline::new();
         timeline.limited = limited;

@@ -215,6 +215,9 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
+/// Most identifiers bound in one `IN (...)` list: well under both backends' parameter limits.
+const MAX_BOUND_IDS: usize = 256;
+
 /// `$from, $from+1, ...`: `count` numbered placeholders, for `IN (...)` lists.
 fn placeholders(from: usize, count: usize) -> String {
     (from..from + count)

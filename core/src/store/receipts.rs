@@ -1,7 +1,7 @@
 //! Receipts: the latest receipt per (room, type, user, thread), each change with a position in
 //! the receipts stream.
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId};
+use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use sqlx::Row;
 
 use super::{Result, Store, StoreError};
@@ -115,21 +115,6 @@ impl Store {
         Ok(stored)
     }
 
-    /// The receipts of the room that changed after stream position `since`, oldest change first.
-    pub async fn receipts_since(&self, room_id: &RoomId, since: i64) -> Result<Vec<Receipt>> {
-        sqlx::query(&format!(
-            "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE room_id = $1 AND stream_position > $2 \
-             ORDER BY stream_position ASC"
-        ))
-        .bind(room_id.as_str())
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(receipt)
-        .collect()
-    }
-
     /// Receipts of every room changed in receipts stream positions `(since, upto]`.
     pub async fn receipts_between(&self, since: i64, upto: i64) -> Result<Vec<Receipt>> {
         sqlx::query(&format!(
@@ -145,9 +130,24 @@ impl Store {
         .collect()
     }
 
-    /// Every receipt of the room, oldest change first.
-    pub async fn room_receipts(&self, room_id: &RoomId) -> Result<Vec<Receipt>> {
-        self.receipts_since(room_id, 0).await
+    /// Every receipt of the given rooms (an initial sync's), oldest change first per room.
+    pub async fn receipts_of_rooms(&self, room_ids: &[OwnedRoomId]) -> Result<Vec<Receipt>> {
+        let mut receipts = Vec::new();
+        for chunk in room_ids.chunks(super::MAX_BOUND_IDS) {
+            let sql = format!(
+                "SELECT {RECEIPT_COLUMNS} FROM receipts WHERE room_id IN ({}) \
+                 ORDER BY stream_position ASC",
+                super::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for room_id in chunk {
+                query = query.bind(room_id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                receipts.push(receipt(&row)?);
+            }
+        }
+        Ok(receipts)
     }
 
     /// The receipts stream's current position.
