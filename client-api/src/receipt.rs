@@ -7,15 +7,12 @@ use axum::{Router, extract::State};
 use ruma::{
     api::client::{
         read_marker::set_read_marker,
-        receipt::create_receipt::{self, v3::ReceiptType},
+        receipt::create_receipt,
         typing::create_typing_event::{self, v3::Typing},
     },
     events::receipt::ReceiptThread as ApiReceiptThread,
 };
-use tessera_core::{
-    Error, Services,
-    rooms::{ReceiptKind, ReceiptThread},
-};
+use tessera_core::{Error, Services, rooms::ReceiptThread};
 use tessera_federation::edge::{ApiError, RumaResponse};
 
 use crate::{route::RumaRoutes, ruma_wrapper::Ruma};
@@ -50,37 +47,14 @@ async fn receipt(
     let caller = req.caller()?;
     let body = &req.body;
     let thread = thread_of(&body.thread)?;
-    let kind = match body.receipt_type {
-        ReceiptType::Read => ReceiptKind::Read,
-        ReceiptType::ReadPrivate => ReceiptKind::ReadPrivate,
-        ReceiptType::FullyRead => {
-            if thread != ReceiptThread::Unthreaded {
-                return Err(Error::InvalidParam(
-                    "thread_id is not compatible with m.fully_read".to_owned(),
-                )
-                .into());
-            }
-            s.rooms
-                .set_read_markers(
-                    &caller.user_id,
-                    &body.room_id,
-                    Some(&body.event_id),
-                    None,
-                    None,
-                )
-                .await?;
-            return Ok(RumaResponse(create_receipt::v3::Response::new()));
-        }
-        _ => {
-            return Err(Error::InvalidParam(format!(
-                "Unknown receipt type {}: expected m.read, m.read.private or m.fully_read",
-                body.receipt_type
-            ))
-            .into());
-        }
-    };
     s.rooms
-        .set_receipt(&caller.user_id, &body.room_id, kind, &body.event_id, thread)
+        .post_receipt(
+            &caller.user_id,
+            &body.room_id,
+            body.receipt_type.as_str(),
+            &body.event_id,
+            thread,
+        )
         .await?;
     Ok(RumaResponse(create_receipt::v3::Response::new()))
 }

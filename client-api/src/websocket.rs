@@ -36,7 +36,7 @@ use serde_json::{Map, Value as JsonValue, value::RawValue};
 use tessera_core::{
     Error, Services,
     ratelimit::Action,
-    rooms::{ReceiptKind, ReceiptThread, Transaction},
+    rooms::{ReceiptThread, Transaction},
     sync::SyncRequest,
     users::Caller,
 };
@@ -376,30 +376,16 @@ impl Connection {
 
     /// As `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`.
     async fn receipt(&self, frame: ReceiptFrame) -> Result<(), Error> {
-        let rooms = &self.services.rooms;
-        let user_id = &self.caller.user_id;
         let thread = receipt_thread(frame.thread_id.as_deref())?;
-        let kind = match frame.receipt_type.as_str() {
-            "m.read" => ReceiptKind::Read,
-            "m.read.private" => ReceiptKind::ReadPrivate,
-            "m.fully_read" if thread == ReceiptThread::Unthreaded => {
-                return rooms
-                    .set_read_markers(user_id, &frame.room_id, Some(&frame.event_id), None, None)
-                    .await;
-            }
-            "m.fully_read" => {
-                return Err(Error::InvalidParam(
-                    "thread_id is not compatible with m.fully_read".to_owned(),
-                ));
-            }
-            other => {
-                return Err(Error::InvalidParam(format!(
-                    "Unknown receipt type {other}: expected m.read, m.read.private or m.fully_read"
-                )));
-            }
-        };
-        rooms
-            .set_receipt(user_id, &frame.room_id, kind, &frame.event_id, thread)
+        self.services
+            .rooms
+            .post_receipt(
+                &self.caller.user_id,
+                &frame.room_id,
+                &frame.receipt_type,
+                &frame.event_id,
+                thread,
+            )
             .await
     }
 

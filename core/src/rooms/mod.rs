@@ -23,6 +23,7 @@ pub mod resolve;
 mod search;
 mod send;
 mod state;
+mod state_entries;
 mod stream;
 mod sync;
 #[cfg(test)]
@@ -90,6 +91,7 @@ pub struct Rooms {
     typing: typing::Typing,
     lazy_loaded: lazy_loaded::LazyLoaded,
     visibility_cache: visibility::VisibilityCache,
+    state_entries: state_entries::StateEntries,
     recent_transactions: std::sync::Mutex<transactions::RecentTransactions>,
     push: push::PushEvaluation,
 }
@@ -129,6 +131,7 @@ impl Rooms {
             typing: typing::Typing::default(),
             lazy_loaded: lazy_loaded::LazyLoaded::default(),
             visibility_cache: visibility::VisibilityCache::default(),
+            state_entries: state_entries::StateEntries::default(),
             recent_transactions: std::sync::Mutex::default(),
             push: push::PushEvaluation::new(push_rules),
         })

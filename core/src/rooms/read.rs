@@ -74,7 +74,7 @@ impl Rooms {
         kind: &str,
         key: &str,
     ) -> Result<Option<JsonValue>> {
-        let Some(event_id) = self.store.state_group_entry(group, kind, key).await? else {
+        let Some(event_id) = self.state_entry(group, kind, key).await? else {
             return Ok(None);
         };
         let Some(row) = self.store.event(&event_id).await? else {
@@ -572,8 +572,7 @@ impl Rooms {
         let mut ids = Vec::new();
         for sender in senders {
             if let Some(id) = self
-                .store
-                .state_group_entry(group, "m.room.member", sender.as_str())
+                .state_entry(group, "m.room.member", sender.as_str())
                 .await?
             {
                 ids.push(id);

@@ -77,6 +77,39 @@ impl Rooms {
             .await
     }
 
+    /// A receipt of any type the receipt endpoint takes: `m.read`, `m.read.private`, or
+    /// `m.fully_read` (the read marker, which has no thread).
+    pub async fn post_receipt(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        receipt_type: &str,
+        event_id: &EventId,
+        thread: ReceiptThread,
+    ) -> Result<()> {
+        let kind = match receipt_type {
+            "m.read" => ReceiptKind::Read,
+            "m.read.private" => ReceiptKind::ReadPrivate,
+            "m.fully_read" if thread == ReceiptThread::Unthreaded => {
+                return self
+                    .set_read_markers(user_id, room_id, Some(event_id), None, None)
+                    .await;
+            }
+            "m.fully_read" => {
+                return Err(Error::InvalidParam(
+                    "thread_id is not compatible with m.fully_read".to_owned(),
+                ));
+            }
+            other => {
+                return Err(Error::InvalidParam(format!(
+                    "Unknown receipt type {other}: expected m.read, m.read.private or m.fully_read"
+                )));
+            }
+        };
+        self.set_receipt(user_id, room_id, kind, event_id, thread)
+            .await
+    }
+
     /// `POST /rooms/{roomId}/read_markers` and `m.fully_read` receipts: each given marker
     /// and receipt is checked before any is stored.
     pub async fn set_read_markers(

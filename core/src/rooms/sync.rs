@@ -593,10 +593,7 @@ impl Rooms {
             }
             if let Some(include_redundant) = lazy {
                 for member in lazy_members(timeline, request.user_id)? {
-                    let Some(event_id) = self
-                        .store
-                        .state_group_entry(group, "m.room.member", &member)
-                        .await?
+                    let Some(event_id) = self.state_entry(group, "m.room.member", &member).await?
                     else {
                         continue;
                     };
