@@ -233,13 +233,7 @@ impl Rooms {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: HashMap<OwnedEventId, EventRow> = self
-            .store
-            .events(&ids)
-            .await?
-            .into_iter()
-            .map(|row| (row.event_id.clone(), row))
-            .collect();
+        let rows = self.store.events_by_id(&ids).await?;
         let now = MilliSecondsSinceUnixEpoch::now();
         let mut edits = HashMap::new();
         for (parent, edits_of_parent) in &mut candidates {

@@ -124,6 +124,7 @@ impl Rooms {
             extremities: Vec::new(),
             depth: UInt::from(0u32),
             local_audience: None,
+            push_context: None,
         };
 
         let mut events = vec![NewEvent::state(

@@ -43,7 +43,7 @@ use std::{
 };
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, UInt, UserId,
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     events::{StateEventType, TimelineEventType},
 };
 use serde::Deserialize;
@@ -54,8 +54,8 @@ pub use create::{CREATABLE_VERSIONS, CreateRoom};
 pub use directory::{PublicRoomsPage, PublicRoomsQuery};
 pub use membership::MembershipChange;
 pub use push::{NotificationCounts, NotificationsPage, NotificationsQuery, UnreadCounts};
-pub use read::pattern_matches;
 pub use read::{Direction, Members, MessagesPage, MessagesQuery};
+pub use read::{allowed_by, pattern_matches};
 pub use receipts::{ReceiptKind, ReceiptThread};
 pub use relations::{RELATIONS_RECURSION_DEPTH, RelationsPage, RelationsRequest, ThreadsPage};
 pub use search::{
@@ -93,7 +93,7 @@ pub struct Rooms {
     visibility_cache: visibility::VisibilityCache,
     state_entries: state_entries::StateEntries,
     recent_transactions: std::sync::Mutex<transactions::RecentTransactions>,
-    push: push::PushEvaluation,
+    push_rules: Arc<crate::users::PushRules>,
 }
 
 /// How a client request that sends an event is identified, for idempotent retries.
@@ -133,7 +133,7 @@ impl Rooms {
             visibility_cache: visibility::VisibilityCache::default(),
             state_entries: state_entries::StateEntries::default(),
             recent_transactions: std::sync::Mutex::default(),
-            push: push::PushEvaluation::new(push_rules),
+            push_rules,
         })
     }
 
@@ -209,6 +209,7 @@ impl Rooms {
             extremities: stored.extremities.into_iter().map(|(id, _)| id).collect(),
             depth: UInt::try_from(depth).unwrap_or_default(),
             local_audience: None,
+            push_context: None,
         }))
     }
 
@@ -343,15 +344,15 @@ impl Rooms {
         for (position, row) in (allocation.start..).zip(&mut rows) {
             row.stream_ordering = position;
         }
-        let mut audience = room.local_audience(&self.config.server_name).to_vec();
+        let audience = room.local_audience(&self.config.server_name);
         // A member leaving, kicked or banned is no longer in the audience but must hear of it.
-        audience.extend(
-            rows.iter()
-                .filter(|row| row.membership.is_some())
-                .filter_map(|row| row.state_key.as_deref())
-                .filter_map(|key| UserId::parse(key).ok())
-                .filter(|user| user.server_name() == self.config.server_name),
-        );
+        let members_changed: Vec<OwnedUserId> = rows
+            .iter()
+            .filter(|row| row.membership.is_some())
+            .filter_map(|row| row.state_key.as_deref())
+            .filter_map(|key| UserId::parse(key).ok())
+            .filter(|user| user.server_name() == self.config.server_name)
+            .collect();
         let changes: Vec<recent::Change> = rows
             .iter()
             .map(|row| recent::Change {
@@ -383,7 +384,7 @@ impl Rooms {
             // them here too.
             recent.committed(changes);
             drop(allocation);
-            notifier.wake(audience.iter().map(|u| &**u));
+            notifier.wake(audience.iter().chain(&members_changed).map(|u| &**u));
         });
         Ok(self
             .store
@@ -481,5 +482,6 @@ fn redact_cached_state(room: &mut RoomState, target: &ruma::EventId) {
     };
     if let Ok(pruned) = Pdu::from_json(pdu.event_id.clone(), &room.room_id, Arc::from(json)) {
         room.state.insert(key, Arc::new(pruned));
+        room.push_context = None;
     }
 }

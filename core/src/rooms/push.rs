@@ -8,10 +8,7 @@
 //! local recipients with their display names, the member count, the power levels) is built
 //! once per state group, and each event is flattened once for all its recipients.
 
-use std::{
-    collections::{BTreeMap, HashMap, HashSet, hash_map::Entry},
-    sync::{Arc, Mutex, MutexGuard},
-};
+use std::collections::{BTreeMap, HashMap, HashSet, hash_map::Entry};
 
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, ServerName, UInt, UserId,
@@ -29,7 +26,6 @@ use serde::Deserialize;
 use crate::{
     Error, Result,
     store::{NewEventRow, PushActionRow},
-    users::PushRules,
 };
 
 use super::{
@@ -89,26 +85,7 @@ pub struct NotificationsPage {
     pub next_token: Option<String>,
 }
 
-/// The rooms' evaluation contexts and the users' rules.
-pub(super) struct PushEvaluation {
-    rules: Arc<PushRules>,
-    contexts: Mutex<HashMap<OwnedRoomId, RoomContext>>,
-}
-
-impl PushEvaluation {
-    pub(super) fn new(rules: Arc<PushRules>) -> Self {
-        Self {
-            rules,
-            contexts: Mutex::default(),
-        }
-    }
-
-    fn contexts(&self) -> MutexGuard<'_, HashMap<OwnedRoomId, RoomContext>> {
-        // Every update is a single map operation: a panic elsewhere cannot leave it half done.
-        self.contexts.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
+#[derive(Clone)]
 struct Recipient {
     user_id: OwnedUserId,
     display_name: String,
@@ -122,9 +99,9 @@ impl Recipient {
     }
 }
 
-/// What evaluation needs of a room's state at one state group.
-struct RoomContext {
-    state_group: i64,
+/// What evaluation needs of a room's state, kept in [`RoomState::push_context`].
+#[derive(Clone)]
+pub(super) struct PushContext {
     recipients: Vec<Recipient>,
     /// The room's part of the evaluation context (member count, power levels), pointed at each
     /// recipient in turn: copying the power levels per recipient would cost more than the
@@ -139,7 +116,7 @@ struct MemberContent {
     displayname: Option<serde_json::Value>,
 }
 
-impl RoomContext {
+impl PushContext {
     fn build(room: &RoomState, server_name: &ServerName) -> Self {
         let mut member_count = 0usize;
         let mut recipients = Vec::new();
@@ -177,11 +154,7 @@ impl RoomContext {
             );
             ctx.with_power_levels(power_levels(room).into())
         });
-        Self {
-            state_group: room.state_group,
-            recipients,
-            ctx,
-        }
+        Self { recipients, ctx }
     }
 }
 
@@ -221,29 +194,19 @@ impl Rooms {
     /// appended already): for messages that is the state they were sent in.
     pub(super) async fn evaluate_push_rules(
         &self,
-        room: &RoomState,
+        room: &mut RoomState,
         rows: &mut [NewEventRow],
     ) -> Result<()> {
-        // Taken out while in use (the room lock keeps other events of the room away) and put
-        // back after; dropped if evaluation fails. A redaction may have pruned a state event
-        // without a new state group.
-        let cached = self.push.contexts().remove_entry(&room.room_id);
-        let redacts = rows.iter().any(|row| row.redacts.is_some());
-        let (room_id, mut context) = match cached {
-            Some((room_id, context)) if context.state_group == room.state_group && !redacts => {
-                (room_id, context)
-            }
-            _ => (
-                room.room_id.clone(),
-                RoomContext::build(room, &self.config.server_name),
-            ),
+        let mut context = match room.push_context.take() {
+            Some(context) => context,
+            None => Box::new(PushContext::build(room, &self.config.server_name)),
         };
         if let Some(ctx) = &mut context.ctx {
             for row in rows.iter_mut() {
                 self.evaluate_row(&mut context.recipients, ctx, row).await?;
             }
         }
-        self.push.contexts().insert(room_id, context);
+        room.push_context = Some(context);
         Ok(())
     }
 
@@ -267,7 +230,7 @@ impl Rooms {
             if recipient.user_id.as_str() == row.sender {
                 continue;
             }
-            let ruleset = self.push.rules.ruleset(&recipient.user_id).await?;
+            let ruleset = self.push_rules.ruleset(&recipient.user_id).await?;
             recipient.swap_into(ctx);
             let actions = actions_for(&ruleset, &event, ctx).await;
             recipient.swap_into(ctx);
@@ -347,13 +310,7 @@ impl Rooms {
             .filter(|_| found.len() == limit)
             .map(|last| last.stream_ordering.to_string());
         let ids: Vec<OwnedEventId> = found.iter().map(|n| n.event_id.clone()).collect();
-        let mut rows: HashMap<OwnedEventId, _> = self
-            .store
-            .events(&ids)
-            .await?
-            .into_iter()
-            .map(|row| (row.event_id.clone(), row))
-            .collect();
+        let mut rows = self.store.events_by_id(&ids).await?;
         let mut filters: HashMap<OwnedRoomId, VisibilityFilter<'_>> = HashMap::new();
         let mut visible = Vec::new();
         let mut visible_rows = Vec::new();

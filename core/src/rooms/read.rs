@@ -638,24 +638,21 @@ pub fn pattern_matches(pattern: &str, value: &str) -> bool {
     }
 }
 
+/// The include and exclude lists of a filter (types, senders, rooms): a value passes if no
+/// `exclude` entry matches it and, when there is an `include` list, one of its entries does.
+pub fn allowed_by<T>(include: Option<&[T]>, exclude: &[T], matches: impl Fn(&T) -> bool) -> bool {
+    !exclude.iter().any(&matches) && include.is_none_or(|include| include.iter().any(&matches))
+}
+
 /// Whether an event passes a room event filter's `types`, `not_types`, `senders`,
 /// `not_senders` and `contains_url`.
 pub(super) fn matches_filter(pdu: &Pdu, filter: &RoomEventFilter) -> bool {
     let kind = pdu.kind.to_string();
-    if filter.not_types.iter().any(|t| pattern_matches(t, &kind)) {
-        return false;
-    }
-    if let Some(types) = &filter.types
-        && !types.iter().any(|t| pattern_matches(t, &kind))
-    {
-        return false;
-    }
-    if filter.not_senders.contains(&pdu.sender) {
-        return false;
-    }
-    if let Some(senders) = &filter.senders
-        && !senders.contains(&pdu.sender)
-    {
+    if !allowed_by(filter.types.as_deref(), &filter.not_types, |t| {
+        pattern_matches(t, &kind)
+    }) || !allowed_by(filter.senders.as_deref(), &filter.not_senders, |s| {
+        *s == pdu.sender
+    }) {
         return false;
     }
     if let Some(contains_url) = filter.url_filter {

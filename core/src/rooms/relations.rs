@@ -2,8 +2,6 @@
 //! an event and the thread roots of a room, paginated in stream order through the same
 //! visibility rules as `/messages`, served with their bundled aggregations.
 
-use std::collections::HashMap;
-
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::value::RawValue;
 
@@ -160,13 +158,7 @@ impl Rooms {
                 .await?;
             let last_batch = roots.len() < batch;
             let ids: Vec<OwnedEventId> = roots.iter().map(|r| r.root.clone()).collect();
-            let mut rows: HashMap<OwnedEventId, _> = self
-                .store
-                .events(&ids)
-                .await?
-                .into_iter()
-                .map(|row| (row.event_id.clone(), row))
-                .collect();
+            let mut rows = self.store.events_by_id(&ids).await?;
             for root in roots {
                 scanned += 1;
                 position = root.latest - 1;

@@ -10,6 +10,7 @@ use ruma::{
     state_res::{self, Event as _},
 };
 
+use super::push::PushContext;
 use crate::{
     events::Pdu,
     store::{NewStateGroup, StateEntry},
@@ -34,6 +35,9 @@ pub struct RoomState {
     /// The local users who hear of the room's events (see [`RoomState::local_audience`]),
     /// kept until a member event changes them.
     pub local_audience: Option<Arc<[OwnedUserId]>>,
+    /// What push rule evaluation needs of the state (recipients, member count, power levels),
+    /// kept until the state changes or a state event is redacted.
+    pub(super) push_context: Option<Box<PushContext>>,
 }
 
 impl RoomState {
@@ -121,6 +125,7 @@ impl RoomState {
         if key.0 == StateEventType::RoomMember {
             self.local_audience = None;
         }
+        self.push_context = None;
         self.state.insert(key, pdu.clone());
         let group_id = next_group();
         let delta = self.chain_length < MAX_DELTA_CHAIN && self.state_group > 0;

@@ -33,7 +33,7 @@ use crate::{
 use super::{
     Direction, Rooms,
     push::NotificationCounts,
-    read::{TimelineScan, matches_filter, own_membership, parse},
+    read::{TimelineScan, allowed_by, matches_filter, own_membership, parse},
     token::StreamToken,
     visibility::VisibilityFilter,
 };
@@ -119,7 +119,7 @@ impl Rooms {
         let since = request.since.map(|s| s.timeline);
         let memberships = self.memberships_at(user_id, upto).await?;
         let (changed, with_events) = self.timeline_changes(user_id, since, upto).await?;
-        let receipts = self.receipts_for_sync(request).await?;
+        let receipts = self.receipts_for_sync(request, &memberships).await?;
         let forgotten = if memberships
             .values()
             .any(|m| matches!(m.membership.as_str(), "leave" | "ban"))
@@ -354,6 +354,19 @@ impl Rooms {
         Ok(rows)
     }
 
+    /// When the next typing notice in one of the user's joined rooms runs out (ms since the
+    /// epoch): a waiting sync reports it then. From the remembered memberships, since every
+    /// parked sync asks.
+    pub async fn next_typing_expiry(&self, user_id: &UserId) -> Result<Option<i64>> {
+        Ok(self
+            .current_memberships(user_id)
+            .await?
+            .iter()
+            .filter(|row| row.membership == "join")
+            .filter_map(|row| self.typing_next_expiry(&row.room_id))
+            .min())
+    }
+
     /// The member event behind a membership.
     async fn membership_event(&self, membership: &Membership) -> Result<EventRow> {
         if let Some(event) = &membership.event {
@@ -405,11 +418,12 @@ impl Rooms {
         )
     }
 
-    /// Receipts to send, per room: all of each room's on an initial sync (read per room later),
-    /// those changed since the token otherwise. Private receipts go only to their owner.
+    /// Receipts to send, per room: all of the joined rooms' on an initial sync, those changed
+    /// since the token otherwise. Private receipts go only to their owner.
     async fn receipts_for_sync(
         &self,
         request: &RoomsSyncRequest<'_>,
+        memberships: &HashMap<OwnedRoomId, Membership>,
     ) -> Result<HashMap<OwnedRoomId, Vec<Receipt>>> {
         let receipts = match request.since {
             Some(since) if since.receipts == request.upto.receipts => Vec::new(),
@@ -419,10 +433,11 @@ impl Rooms {
                     .await?
             }
             None => {
-                let joined = self
-                    .store
-                    .rooms_with_membership(request.user_id, "join")
-                    .await?;
+                let joined: Vec<OwnedRoomId> = memberships
+                    .iter()
+                    .filter(|(_, m)| m.membership == "join")
+                    .map(|(room_id, _)| room_id.clone())
+                    .collect();
                 self.store.receipts_of_rooms(&joined).await?
             }
         };
@@ -706,11 +721,7 @@ fn unread(counts: NotificationCounts) -> UnreadNotificationsCount {
 }
 
 fn room_selected(filter: &RoomFilter, room_id: &RoomId) -> bool {
-    !filter.not_rooms.iter().any(|r| r == room_id)
-        && filter
-            .rooms
-            .as_ref()
-            .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+    allowed_by(filter.rooms.as_deref(), &filter.not_rooms, |r| r == room_id)
 }
 
 fn room_account_data(request: &RoomsSyncRequest<'_>, room_id: &RoomId) -> RoomAccountData {
@@ -732,11 +743,7 @@ fn room_account_data(request: &RoomsSyncRequest<'_>, room_id: &RoomId) -> RoomAc
 /// The `rooms` / `not_rooms` of one part of a room filter (timeline, state, ephemeral,
 /// account data).
 fn sub_filter_selects(filter: &RoomEventFilter, room_id: &RoomId) -> bool {
-    !filter.not_rooms.iter().any(|r| r == room_id)
-        && filter
-            .rooms
-            .as_ref()
-            .is_none_or(|rooms| rooms.iter().any(|r| r == room_id))
+    allowed_by(filter.rooms.as_deref(), &filter.not_rooms, |r| r == room_id)
 }
 
 /// `{"type", "content"}` of an account data entry; content that is not JSON (never stored so)
@@ -790,14 +797,9 @@ fn ephemeral(
 }
 
 fn type_selected(filter: &RoomEventFilter, kind: &str) -> bool {
-    !filter
-        .not_types
-        .iter()
-        .any(|t| super::pattern_matches(t, kind))
-        && filter
-            .types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| super::pattern_matches(t, kind)))
+    allowed_by(filter.types.as_deref(), &filter.not_types, |t| {
+        super::pattern_matches(t, kind)
+    })
 }
 
 /// The members lazy loading sends: the timeline's senders and the syncing user.

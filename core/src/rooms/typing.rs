@@ -179,7 +179,7 @@ impl Rooms {
     }
 
     /// When the room's next typing notice expires, if any is live.
-    pub fn typing_next_expiry(&self, room_id: &RoomId) -> Option<i64> {
+    pub(super) fn typing_next_expiry(&self, room_id: &RoomId) -> Option<i64> {
         self.typing.next_expiry(room_id)
     }
 }

@@ -271,6 +271,19 @@ impl Store {
             .collect()
     }
 
+    /// [`Store::events`], by event ID.
+    pub async fn events_by_id(
+        &self,
+        ids: &[OwnedEventId],
+    ) -> Result<HashMap<OwnedEventId, EventRow>> {
+        Ok(self
+            .events(ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.event_id.clone(), row))
+            .collect())
+    }
+
     /// Up to `limit` events of the room after (`forward`) or at-and-before position `from`,
     /// in that direction's order.
     pub async fn room_events(

@@ -23,7 +23,7 @@ use ruma::serde::Raw;
 
 use crate::{
     Error, Result, Services,
-    rooms::{RoomPositions, RoomsSyncRequest},
+    rooms::{RoomPositions, RoomsSyncRequest, allowed_by, pattern_matches},
     store::AccountDataEntry,
     time::now_ms,
 };
@@ -232,12 +232,7 @@ impl Services {
         &self,
         user_id: &ruma::UserId,
     ) -> Result<Option<tokio::time::Instant>> {
-        let rooms = self.rooms.joined_rooms(user_id).await?;
-        let Some(at) = rooms
-            .iter()
-            .filter_map(|room_id| self.rooms.typing_next_expiry(room_id))
-            .min()
-        else {
+        let Some(at) = self.rooms.next_typing_expiry(user_id).await? else {
             return Ok(None);
         };
         let wait = u64::try_from(at.saturating_sub(now_ms())).unwrap_or_default();
@@ -268,21 +263,13 @@ fn global_account_data(entries: &[AccountDataEntry], filter: &EventFilter) -> Gl
 
 /// Whether a non-room event passes a filter's types and (if it has one) senders.
 fn event_selected(filter: &EventFilter, kind: &str, sender: Option<&ruma::UserId>) -> bool {
-    if let Some(sender) = sender
-        && (filter.not_senders.iter().any(|s| s == sender)
-            || filter
-                .senders
-                .as_ref()
-                .is_some_and(|senders| !senders.iter().any(|s| s == sender)))
-    {
-        return false;
-    }
-    !filter
-        .not_types
-        .iter()
-        .any(|t| crate::rooms::pattern_matches(t, kind))
-        && filter
-            .types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|t| crate::rooms::pattern_matches(t, kind)))
+    let sender_allowed = sender.is_none_or(|sender| {
+        allowed_by(filter.senders.as_deref(), &filter.not_senders, |s| {
+            s == sender
+        })
+    });
+    sender_allowed
+        && allowed_by(filter.types.as_deref(), &filter.not_types, |t| {
+            pattern_matches(t, kind)
+        })
 }
