@@ -10,6 +10,8 @@ mod directory;
 mod discovery;
 mod filter;
 mod json_body;
+mod key_backup;
+mod keys;
 mod membership;
 mod message;
 mod metrics;
@@ -25,6 +27,7 @@ mod ruma_wrapper;
 mod search;
 mod session;
 mod sync;
+mod to_device;
 mod websocket;
 
 use std::{sync::Arc, time::Duration};
@@ -122,6 +125,9 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = context::routes(router);
     let router = search::routes(router);
     let router = sync::routes(router);
+    let router = keys::routes(router);
+    let router = to_device::routes(router);
+    let router = key_backup::routes(router);
     let router = websocket::routes(router);
     admin::routes(router)
 }

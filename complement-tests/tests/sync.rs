@@ -505,7 +505,13 @@ async fn full_state_resends_the_whole_state() {
 async fn tokens_the_server_never_issued_are_refused() {
     let server = TestServer::start().await;
     let bob = register(&server, "bob").await;
-    for since in ["garbage", "s1", "s999999_0_0_0_0", "s0_999999_0_0_0"] {
+    for since in [
+        "garbage",
+        "s1",
+        "s999999_0_0_0_0_0_0",
+        "s0_999999_0_0_0_0_0",
+        "s0_0_0_0_0_999999_0",
+    ] {
         bob.sync_raw(&SyncQuery {
             since: Some(since),
             timeout_ms: Some(0),

@@ -43,6 +43,13 @@ pub enum Error {
     /// The requested state cannot be applied (400 `M_INVALID_ROOM_STATE`).
     #[error("{0}")]
     InvalidRoomState(String),
+    /// Room keys sent to a backup version that is not the current one (403
+    /// `M_WRONG_ROOM_KEYS_VERSION`, with the current version if there is one).
+    #[error("{message}")]
+    WrongRoomKeysVersion {
+        message: String,
+        current_version: Option<String>,
+    },
     #[error("User ID already taken")]
     UserInUse,
     #[error("This account has been deactivated")]

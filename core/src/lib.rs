@@ -2,6 +2,7 @@
 
 pub mod client_address;
 pub mod config;
+pub mod e2ee;
 pub mod error;
 pub mod events;
 pub mod keys;

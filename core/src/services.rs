@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     Config,
+    e2ee::E2ee,
     keys::{KeyError, SigningKey},
     ratelimit::RateLimiter,
     rooms::Rooms,
@@ -36,6 +37,7 @@ pub struct Services {
     pub rate_limiter: Arc<RateLimiter>,
     pub notifier: Arc<Notifier>,
     pub presence: Arc<Presence>,
+    pub e2ee: E2ee,
 }
 
 impl Services {
@@ -68,7 +70,9 @@ impl Services {
         )
         .await
         .map_err(StartError::Rooms)?;
+        let e2ee = E2ee::new(store.clone(), notifier.clone(), config.server_name.clone());
         Ok(Arc::new(Self {
+            e2ee,
             users,
             rooms,
             rate_limiter,

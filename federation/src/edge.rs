@@ -119,6 +119,15 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidRoomState(_) => {
                 Self::new(S::BAD_REQUEST, "M_INVALID_ROOM_STATE", message)
             }
+            CoreError::WrongRoomKeysVersion {
+                current_version, ..
+            } => {
+                let error = Self::new(S::FORBIDDEN, "M_WRONG_ROOM_KEYS_VERSION", message);
+                match current_version {
+                    Some(version) => error.with("current_version", JsonValue::String(version)),
+                    None => error,
+                }
+            }
             CoreError::UserInUse => Self::new(S::BAD_REQUEST, "M_USER_IN_USE", message),
             CoreError::UserDeactivated => Self::new(S::FORBIDDEN, "M_USER_DEACTIVATED", message),
             CoreError::Unknown(_) => Self::new(S::BAD_REQUEST, "M_UNKNOWN", message),

@@ -154,6 +154,23 @@ impl RecentChanges {
         Some(range)
     }
 
+    /// Whether any event in `(since, upto]` set someone's membership in any room; `None` if
+    /// memory does not reach back that far.
+    pub(super) fn any_membership_between(&self, since: i64, upto: i64) -> Option<bool> {
+        let inner = self.inner();
+        if since < inner.floor {
+            return None;
+        }
+        Some(
+            inner
+                .changes
+                .iter()
+                .rev()
+                .take_while(|change| change.position > since)
+                .any(|change| change.position <= upto && change.member.is_some()),
+        )
+    }
+
     /// The room's events in `(since, upto]`, oldest first, if memory holds all of them as
     /// stored.
     pub(super) fn room_events(

@@ -354,6 +354,16 @@ impl Rooms {
         Ok(rows)
     }
 
+    /// Whether any membership changed between two timeline positions (device lists follow
+    /// memberships). When memory does not reach back that far, the answer is yes.
+    pub fn memberships_changed_between(&self, since: i64, upto: i64) -> bool {
+        since < upto
+            && self
+                .recent
+                .any_membership_between(since, upto)
+                .unwrap_or(true)
+    }
+
     /// When the next typing notice in one of the user's joined rooms runs out (ms since the
     /// epoch): a waiting sync reports it then. From the remembered memberships, since every
     /// parked sync asks.

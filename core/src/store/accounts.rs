@@ -126,60 +126,62 @@ impl Store {
             KeepSessions::Only(device_id) => Some(Some(device_id.to_string())),
             KeepSessions::None => Some(None),
         };
-        self.revoking_write(move |conn| {
-            Box::pin(async move {
-                let updated = sqlx::query(
-                    "UPDATE users SET password_hash = $2 WHERE user_id = $1 AND deactivated = 0",
-                )
-                .bind(&user_id)
-                .bind(hash)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    return Ok(false);
-                }
-                if let Some(keep) = keep {
-                    delete_devices_except_in(conn, &user_id, keep.as_deref()).await?;
-                }
-                Ok(true)
+        let (updated, position) = self
+            .revoking_write(move |conn| {
+                Box::pin(async move {
+                    let updated = sqlx::query(
+                        "UPDATE users SET password_hash = $2 WHERE user_id = $1 AND deactivated = 0",
+                    )
+                    .bind(&user_id)
+                    .bind(hash)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    if updated == 0 {
+                        return Ok((false, None));
+                    }
+                    let position = match keep {
+                        Some(keep) => delete_devices_except_in(conn, &user_id, keep.as_deref()).await?,
+                        None => None,
+                    };
+                    Ok((true, position))
+                })
             })
-        })
-        .await
+            .await?;
+        self.device_lists_moved(position);
+        Ok(updated)
     }
 
     /// Marks the account deactivated and removes its password, devices, sessions and profile,
     /// all in one transaction. `false` if there is no such active account.
     pub async fn deactivate_account(&self, user_id: &UserId) -> Result<bool> {
         let user_id = user_id.to_string();
-        self.revoking_write(move |conn| {
-            Box::pin(async move {
-                let result = sqlx::query(
-                    "UPDATE users SET deactivated = 1, password_hash = NULL \
+        let (deactivated, position) = self
+            .revoking_write(move |conn| {
+                Box::pin(async move {
+                    let result = sqlx::query(
+                        "UPDATE users SET deactivated = 1, password_hash = NULL \
                          WHERE user_id = $1 AND deactivated = 0",
-                )
-                .bind(&user_id)
-                .execute(&mut *conn)
-                .await?;
-                if result.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                for table in [
-                    "devices",
-                    "access_tokens",
-                    "refresh_tokens",
-                    "login_tokens",
-                    "profile_fields",
-                ] {
-                    sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
-                        .bind(&user_id)
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                Ok(true)
+                    )
+                    .bind(&user_id)
+                    .execute(&mut *conn)
+                    .await?;
+                    if result.rows_affected() == 0 {
+                        return Ok((false, None));
+                    }
+                    let position = delete_devices_except_in(conn, &user_id, None).await?;
+                    for table in ["login_tokens", "profile_fields"] {
+                        sqlx::query(&format!("DELETE FROM {table} WHERE user_id = $1"))
+                            .bind(&user_id)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    Ok((true, position))
+                })
             })
-        })
-        .await
+            .await?;
+        self.device_lists_moved(position);
+        Ok(deactivated)
     }
 }
 

@@ -3,7 +3,7 @@
 use ruma::{DeviceId, OwnedDeviceId, UserId};
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
-use super::{Result, Store};
+use super::{Result, Store, device_lists::record_device_list_changes};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Device {
@@ -61,8 +61,17 @@ async fn delete_device_rows(
 }
 
 const SESSION_TABLES: [&str; 2] = ["access_tokens", "refresh_tokens"];
-/// Devices last, so the count returned is that of deleted devices.
-const DEVICE_TABLES: [&str; 3] = ["access_tokens", "refresh_tokens", "devices"];
+/// A device's sessions, keys and to-device inbox go with it. Devices last, so the count
+/// returned is that of deleted devices.
+const DEVICE_TABLES: [&str; 7] = [
+    "access_tokens",
+    "refresh_tokens",
+    "e2e_device_keys",
+    "e2e_one_time_keys",
+    "e2e_fallback_keys",
+    "to_device_messages",
+    "devices",
+];
 
 impl Store {
     /// Creates or reuses the device and gives it a fresh session. Logging in with an existing
@@ -191,18 +200,26 @@ impl Store {
     ) -> Result<u64> {
         let user_id = user_id.to_string();
         let device_ids = device_ids.to_vec();
-        self.revoking_write(move |conn| {
-            Box::pin(async move {
-                let mut deleted = 0;
-                for device_id in &device_ids {
-                    deleted +=
-                        delete_device_rows(conn, &user_id, device_id.as_str(), &DEVICE_TABLES)
-                            .await?;
-                }
-                Ok(deleted)
+        let (deleted, position) = self
+            .revoking_write(move |conn| {
+                Box::pin(async move {
+                    let mut deleted = 0;
+                    for device_id in &device_ids {
+                        deleted +=
+                            delete_device_rows(conn, &user_id, device_id.as_str(), &DEVICE_TABLES)
+                                .await?;
+                    }
+                    let position = if deleted > 0 {
+                        Some(record_device_list_changes(conn, &[&user_id]).await?)
+                    } else {
+                        None
+                    };
+                    Ok((deleted, position))
+                })
             })
-        })
-        .await
+            .await?;
+        self.device_lists_moved(position);
+        Ok(deleted)
     }
 
     /// Deletes every device of the user except `keep` (all of them when `keep` is `None`).
@@ -213,21 +230,29 @@ impl Store {
     ) -> Result<()> {
         let user_id = user_id.to_string();
         let keep = keep.map(|d| d.to_string());
-        self.revoking_write(move |conn| {
-            Box::pin(async move { delete_devices_except_in(conn, &user_id, keep.as_deref()).await })
-        })
-        .await
+        let position = self
+            .revoking_write(move |conn| {
+                Box::pin(
+                    async move { delete_devices_except_in(conn, &user_id, keep.as_deref()).await },
+                )
+            })
+            .await?;
+        self.device_lists_moved(position);
+        Ok(())
     }
 }
 
-/// Deletes every device of the user but `keep`, with their sessions, inside a write.
+/// Deletes every device of the user but `keep`, with their sessions and keys, inside a write.
+/// Returns the device list position recorded if a device went (for
+/// [`Store::device_lists_moved`] once committed).
 pub(super) async fn delete_devices_except_in(
     conn: &mut AnyConnection,
     user_id: &str,
     keep: Option<&str>,
-) -> Result<()> {
+) -> Result<Option<i64>> {
+    let mut deleted = 0;
     for table in DEVICE_TABLES {
-        match keep {
+        deleted = match keep {
             Some(keep) => {
                 sqlx::query(&format!(
                     "DELETE FROM {table} WHERE user_id = $1 AND device_id <> $2"
@@ -243,9 +268,13 @@ pub(super) async fn delete_devices_except_in(
                     .execute(&mut *conn)
                     .await?
             }
-        };
+        }
+        .rows_affected();
     }
-    Ok(())
+    if deleted == 0 {
+        return Ok(None);
+    }
+    Ok(Some(record_device_list_changes(conn, &[user_id]).await?))
 }
 
 #[cfg(test)]

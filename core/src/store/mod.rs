@@ -7,10 +7,13 @@
 mod account_data;
 mod accounts;
 mod aliases;
+mod device_lists;
 mod devices;
 mod directory;
+mod e2e_keys;
 mod event_writer;
 mod filters;
+mod key_backup;
 mod positions;
 mod presence;
 mod profiles;
@@ -20,6 +23,7 @@ mod relations;
 mod rooms;
 mod search;
 mod sync;
+mod to_device;
 mod token_cache;
 mod tokens;
 mod writer;
@@ -36,7 +40,13 @@ pub use account_data::AccountDataEntry;
 pub use accounts::{Account, KeepSessions, NewAccount};
 pub use devices::{Device, NewSession};
 pub use directory::{DirectoryPosition, RoomStateJson};
+pub use e2e_keys::{
+    ClaimedKey, KeyClaim, KeyUpload, StoredDeviceKeys, StoredSignature, UploadedKey,
+};
 use event_writer::EventWriter;
+pub use key_backup::{
+    BackupKey, BackupKeyScope, BackupKeysState, BackupVersion, PutBackupKeys, ReplaceRule,
+};
 pub use presence::StoredPresence;
 pub use push::{PushNotification, UnreadPushCount};
 pub use receipts::{NewReceipt, Receipt};
@@ -47,6 +57,7 @@ pub use rooms::{
 };
 pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
 pub use sync::{MemberCounts, MembershipRow};
+pub use to_device::{OutgoingToDevice, ToDeviceMessage};
 pub use token_cache::TOKEN_CACHE_TTL;
 pub use tokens::AccessTokenInfo;
 pub use writer::Pending;
@@ -97,6 +108,7 @@ pub struct Store {
     event_writer: Option<EventWriter>,
     token_cache: Arc<token_cache::TokenCache>,
     positions: Arc<positions::StreamPositions>,
+    to_device_inboxes: Arc<to_device::Inboxes>,
 }
 
 impl Store {
@@ -136,6 +148,7 @@ impl Store {
             Backend::Postgres => None,
         };
         let positions = Arc::new(positions::StreamPositions::load(&pool).await?);
+        let to_device_inboxes = Arc::new(to_device::Inboxes::load(&pool).await?);
         Ok(Self {
             pool,
             writer_pool,
@@ -144,6 +157,7 @@ impl Store {
             event_writer,
             token_cache: Arc::default(),
             positions,
+            to_device_inboxes,
         })
     }
 

@@ -58,6 +58,12 @@ impl Services {
             .presence
             .set_from_sync(&request.user_id, &request.set_presence)
             .await?;
+        // Coming back with a token acknowledges the to-device messages it covered.
+        if let Some(since) = since {
+            self.store
+                .acknowledge_to_device(&request.user_id, &request.device_id, since.to_device)
+                .await?;
+        }
         let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before reading, so nothing that lands meanwhile is missed.
@@ -124,6 +130,8 @@ impl Services {
             typing: self.rooms.typing_position(),
             account_data: self.store.account_data_position(),
             presence: self.presence.position(),
+            to_device: self.store.to_device_position(),
+            device_lists: self.store.device_list_position(),
         }
     }
 
@@ -135,6 +143,8 @@ impl Services {
             || since.receipts > now.receipts
             || since.account_data > now.account_data
             || since.presence > now.presence
+            || since.to_device > now.to_device
+            || since.device_lists > now.device_lists
         {
             return Err(Error::InvalidParam(format!(
                 "The sync token {since} is unknown to this server: sync without since to start \
@@ -180,8 +190,35 @@ impl Services {
                 account_data: &account_data,
             })
             .await?;
-        let mut response = v3::Response::new(upto.to_string());
+        let memberships_moved = since.is_some_and(|since| {
+            self.rooms
+                .memberships_changed_between(since.timeline, upto.timeline)
+        });
+        let device = self
+            .e2ee
+            .device_sync(
+                &request.user_id,
+                &request.device_id,
+                since,
+                upto,
+                memberships_moved,
+            )
+            .await?;
+        let next_batch = SyncToken {
+            to_device: device.to_device_position,
+            ..upto
+        };
+        let mut response = v3::Response::new(next_batch.to_string());
         response.rooms = rooms;
+        response.to_device.events = device.to_device;
+        response.device_lists = device.device_lists;
+        response.device_one_time_keys_count = device.key_counts.one_time_keys.clone();
+        response
+            .device_one_time_keys_count
+            .entry(ruma::OneTimeKeyAlgorithm::SignedCurve25519)
+            .or_default();
+        response.device_unused_fallback_key_types =
+            Some(device.key_counts.unused_fallback_keys.clone());
         response.account_data = global_account_data(&account_data, &filter.account_data);
         if since.is_none() {
             self.add_default_push_rules(&request.user_id, &account_data, filter, &mut response)
@@ -200,6 +237,23 @@ impl Services {
                 .map_err(|e| Error::Internal(format!("presence event: {e}")))?;
         }
         Ok(response)
+    }
+
+    /// `GET /keys/changes`: whose device lists changed between two sync tokens.
+    pub async fn key_changes(
+        &self,
+        user_id: &ruma::UserId,
+        from: &str,
+        to: &str,
+    ) -> Result<ruma::api::client::sync::sync_events::DeviceLists> {
+        let from = self.check_since(from.parse()?)?;
+        let to = self.check_since(to.parse()?)?;
+        let memberships_moved = self
+            .rooms
+            .memberships_changed_between(from.timeline, to.timeline);
+        self.e2ee
+            .device_list_changes(user_id, from, to, memberships_moved)
+            .await
     }
 
     /// Clients read their push rules from `m.push_rules` account data (spec: "Push Rules").

@@ -16,6 +16,8 @@ use std::{
 use ruma::{OwnedUserId, UserId};
 use tokio::sync::watch;
 
+use crate::store::{Result, Store};
+
 #[derive(Default)]
 pub struct Notifier {
     users: Mutex<HashMap<OwnedUserId, watch::Sender<u64>>>,
@@ -81,6 +83,14 @@ impl Notifier {
             }
             sender.send_modify(|count| *count = count.wrapping_add(1));
         }
+    }
+
+    /// Wakes the user and everyone sharing a joined room with them: for news about the user
+    /// that all of them see (presence, device lists).
+    pub async fn wake_room_mates(&self, store: &Store, user_id: &UserId) -> Result<()> {
+        let watchers = store.users_sharing_a_room(user_id).await?;
+        self.wake(watchers.iter().map(|id| &**id).chain([user_id]));
+        Ok(())
     }
 
     /// How many syncs are parked waiting to be woken.

@@ -1,5 +1,5 @@
 //! Sync tokens: one position per stream, `s<timeline>_<receipts>_<typing>_<account data>_
-//! <presence>`. The first component is a timeline pagination token too (`/messages` reads
+//! <presence>_<to-device>_<device lists>`. The first component is a timeline pagination token too (`/messages` reads
 //! only it), so a `prev_batch` or `next_batch` pages history directly.
 
 use std::fmt;
@@ -13,14 +13,22 @@ pub struct SyncToken {
     pub typing: i64,
     pub account_data: i64,
     pub presence: i64,
+    pub to_device: i64,
+    pub device_lists: i64,
 }
 
 impl fmt::Display for SyncToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "s{}_{}_{}_{}_{}",
-            self.timeline, self.receipts, self.typing, self.account_data, self.presence
+            "s{}_{}_{}_{}_{}_{}_{}",
+            self.timeline,
+            self.receipts,
+            self.typing,
+            self.account_data,
+            self.presence,
+            self.to_device,
+            self.device_lists
         )
     }
 }
@@ -41,7 +49,16 @@ impl std::str::FromStr for SyncToken {
             .map(|part| part.parse::<i64>().ok().filter(|p| *p >= 0))
             .collect::<Option<Vec<i64>>>()
             .ok_or_else(invalid)?;
-        let [timeline, receipts, typing, account_data, presence] = positions[..] else {
+        let [
+            timeline,
+            receipts,
+            typing,
+            account_data,
+            presence,
+            to_device,
+            device_lists,
+        ] = positions[..]
+        else {
             return Err(invalid());
         };
         Ok(Self {
@@ -50,6 +67,8 @@ impl std::str::FromStr for SyncToken {
             typing,
             account_data,
             presence,
+            to_device,
+            device_lists,
         })
     }
 }
@@ -67,9 +86,11 @@ mod tests {
             typing: 4,
             account_data: 5,
             presence: 6,
+            to_device: 7,
+            device_lists: 8,
         };
-        assert_eq!(token.to_string(), "s12_3_4_5_6");
-        assert_eq!("s12_3_4_5_6".parse::<SyncToken>().unwrap(), token);
+        assert_eq!(token.to_string(), "s12_3_4_5_6_7_8");
+        assert_eq!("s12_3_4_5_6_7_8".parse::<SyncToken>().unwrap(), token);
         assert_eq!(
             token.to_string().parse::<StreamToken>().unwrap(),
             StreamToken(12)
@@ -83,10 +104,11 @@ mod tests {
             "s",
             "s1",
             "s1_2_3_4",
-            "s1_2_3_4_5_6",
-            "t1_2_3_4_5",
-            "s1_2_x_4_5",
-            "s-1_0_0_0_0",
+            "s1_2_3_4_5",
+            "s1_2_3_4_5_6_7_8",
+            "t1_2_3_4_5_6_7",
+            "s1_2_x_4_5_6_7",
+            "s-1_0_0_0_0_0_0",
         ] {
             assert!(bad.parse::<SyncToken>().is_err(), "{bad}");
         }

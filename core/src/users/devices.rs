@@ -33,6 +33,11 @@ impl Users {
         Ok(())
     }
 
+    /// The user's device list changed: the syncs that track it learn of it.
+    pub(super) async fn device_list_changed(&self, user_id: &UserId) -> Result<()> {
+        Ok(self.notifier.wake_room_mates(&self.store, user_id).await?)
+    }
+
     /// Deletes devices; IDs the user does not have are ignored, as the spec's
     /// `POST /delete_devices` allows.
     pub async fn delete_devices(
@@ -40,6 +45,10 @@ impl Users {
         user_id: &UserId,
         device_ids: &[OwnedDeviceId],
     ) -> Result<u64> {
-        Ok(self.store.delete_devices(user_id, device_ids).await?)
+        let deleted = self.store.delete_devices(user_id, device_ids).await?;
+        if deleted > 0 {
+            self.device_list_changed(user_id).await?;
+        }
+        Ok(deleted)
     }
 }

@@ -195,8 +195,7 @@ impl Users {
 
     /// Ends the caller's session and deletes its device (spec: `POST /logout`).
     pub async fn logout(&self, caller: &Caller) -> Result<()> {
-        self.store
-            .delete_devices(&caller.user_id, std::slice::from_ref(&caller.device_id))
+        self.delete_devices(&caller.user_id, std::slice::from_ref(&caller.device_id))
             .await?;
         Ok(())
     }
@@ -204,7 +203,7 @@ impl Users {
     /// Ends every session of the user and deletes all devices (spec: `POST /logout/all`).
     pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
         self.store.delete_devices_except(user_id, None).await?;
-        Ok(())
+        self.device_list_changed(user_id).await
     }
 
     /// Sets a new password and ends the sessions `keep` does not keep, atomically.
@@ -216,8 +215,12 @@ impl Users {
     ) -> Result<()> {
         check_password_policy(password)?;
         let hash = secrets::hash_password(password.to_owned()).await?;
+        let ends_sessions = !matches!(keep, KeepSessions::All);
         if !self.store.set_password_hash(user_id, &hash, keep).await? {
             return Err(Error::NotFound(format!("No active account {user_id}")));
+        }
+        if ends_sessions {
+            self.device_list_changed(user_id).await?;
         }
         Ok(())
     }
@@ -228,7 +231,7 @@ impl Users {
         if !self.store.deactivate_account(user_id).await? {
             return Err(Error::NotFound(format!("No active account {user_id}")));
         }
-        Ok(())
+        self.device_list_changed(user_id).await
     }
 
     pub async fn list(&self) -> Result<Vec<crate::store::Account>> {

@@ -483,10 +483,7 @@ impl Presence {
     async fn publish(&self, change: StoredPresence) -> Result<()> {
         let user_id = change.user_id.clone();
         self.store.set_presence(change).await?;
-        let watchers = self.store.users_sharing_a_room(&user_id).await?;
-        self.notifier
-            .wake(watchers.iter().map(|id| &**id).chain([&*user_id]));
-        Ok(())
+        Ok(self.notifier.wake_room_mates(&self.store, &user_id).await?)
     }
 
     /// The presence stream's current position, for sync tokens.

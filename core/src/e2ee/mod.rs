@@ -1,0 +1,59 @@
+//! End-to-end encryption support (spec: "End-to-End Encryption"): device, one-time, fallback
+//! and cross-signing keys, to-device messages, device list tracking and server-side key backup.
+//! The server stores public keys, signatures and ciphertext; it never sees plaintext.
+
+mod backup;
+mod cross_signing;
+mod keys;
+mod signed_json;
+mod sync;
+mod to_device;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
+
+pub use backup::{BackupKeysQuery, KeysToBackUp};
+pub use cross_signing::{SignatureFailure, SigningKeysUpload};
+pub use keys::KeyCounts;
+pub use sync::DeviceSync;
+
+use crate::{Result, store::Store, sync::Notifier};
+
+pub struct E2ee {
+    store: Store,
+    notifier: Arc<Notifier>,
+    server_name: OwnedServerName,
+    /// One-time and fallback key counts of devices that synced, so that a sync does not count
+    /// them in the database each time; dropped whenever the keys change.
+    key_counts: Mutex<HashMap<(OwnedUserId, OwnedDeviceId), Arc<KeyCounts>>>,
+}
+
+impl E2ee {
+    pub fn new(store: Store, notifier: Arc<Notifier>, server_name: OwnedServerName) -> Self {
+        Self {
+            store,
+            notifier,
+            server_name,
+            key_counts: Mutex::default(),
+        }
+    }
+
+    fn key_counts(&self) -> MutexGuard<'_, HashMap<(OwnedUserId, OwnedDeviceId), Arc<KeyCounts>>> {
+        // Entries are only inserted or removed whole: a panic elsewhere cannot break the map.
+        self.key_counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_local(&self, user_id: &UserId) -> bool {
+        user_id.server_name() == self.server_name
+    }
+
+    /// Wakes the syncs of the user and of everyone sharing a room with them: their device list
+    /// changed.
+    async fn device_list_changed(&self, user_id: &UserId) -> Result<()> {
+        Ok(self.notifier.wake_room_mates(&self.store, user_id).await?)
+    }
+}
