@@ -10,6 +10,7 @@ mod directory;
 mod discovery;
 mod filter;
 mod json_body;
+mod media;
 mod membership;
 mod message;
 mod metrics;
@@ -123,5 +124,6 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = search::routes(router);
     let router = sync::routes(router);
     let router = websocket::routes(router);
+    let router = media::routes(router);
     admin::routes(router)
 }

@@ -3,6 +3,7 @@
 //! Loading never half-succeeds: any unknown key, wrong type or invalid value is reported as a
 //! [`ConfigError`] naming the key path and, where known, the line.
 
+mod media;
 mod secret;
 
 use std::{
@@ -14,6 +15,7 @@ use std::{
 use ruma::{OwnedServerName, RoomVersionId};
 use serde::Deserialize;
 
+pub use media::{MediaConfig, MediaStorage, S3Config};
 pub use secret::Secret;
 
 /// The text `tessera generate-config` writes: the documented example, so the two never drift.
@@ -51,6 +53,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -494,6 +498,7 @@ impl Config {
         for (i, token) in self.registration.tokens.iter_mut().enumerate() {
             token.resolve(&format!("registration.tokens[{i}]"))?;
         }
+        self.media.resolve_secrets()?;
         Ok(())
     }
 
@@ -619,6 +624,7 @@ impl Config {
                 "must be between 1 and 65536",
             ));
         }
+        self.media.validate()?;
         if !valid_log_level(&self.logging.level) {
             return Err(ConfigError::new(
                 "logging.level",
@@ -654,6 +660,14 @@ impl Config {
 
     pub fn signing_key_path(&self) -> PathBuf {
         self.data_dir.join("signing.key")
+    }
+
+    /// Where the filesystem media store keeps its files.
+    pub fn media_path(&self) -> PathBuf {
+        self.media
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("media"))
     }
 }
 

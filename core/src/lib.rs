@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod media;
 pub mod ratelimit;
 pub mod rooms;
 mod services;

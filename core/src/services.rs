@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::{
     Config,
     keys::{KeyError, SigningKey},
+    media::{Media, MediaError},
     ratelimit::RateLimiter,
     rooms::Rooms,
     store::{Store, StoreError},
@@ -25,6 +26,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot start the room service: {0}")]
     Rooms(crate::Error),
+    #[error("cannot start the media repository: {0}")]
+    Media(MediaError),
 }
 
 pub struct Services {
@@ -36,6 +39,7 @@ pub struct Services {
     pub rate_limiter: Arc<RateLimiter>,
     pub notifier: Arc<Notifier>,
     pub presence: Arc<Presence>,
+    pub media: Media,
 }
 
 impl Services {
@@ -68,7 +72,9 @@ impl Services {
         )
         .await
         .map_err(StartError::Rooms)?;
+        let media = Media::new(config.clone(), store.clone()).map_err(StartError::Media)?;
         Ok(Arc::new(Self {
+            media,
             users,
             rooms,
             rate_limiter,
