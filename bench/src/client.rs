@@ -243,11 +243,13 @@ impl CsClient {
         sync_batch_from(&response)
     }
 
-    /// `POST /_matrix/media/v3/upload`; returns the `mxc://` URI.
+    /// `POST /_matrix/media/v3/upload` of `length` bytes (Synapse refuses uploads without a
+    /// Content-Length, which a streamed body does not get by itself); returns the `mxc://` URI.
     pub async fn upload(
         &self,
         access_token: &str,
         body: reqwest::Body,
+        length: u64,
         content_type: &str,
     ) -> Result<String, RequestError> {
         let request = self
@@ -255,6 +257,7 @@ impl CsClient {
             .post(format!("{}/_matrix/media/v3/upload", self.base_url))
             .bearer_auth(access_token)
             .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, length)
             .body(body);
         let response = checked(request).await?;
         string_field(&response, "content_uri")

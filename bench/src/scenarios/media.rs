@@ -74,7 +74,7 @@ pub async fn run(args: &MediaArgs) -> Result<ScenarioReport, String> {
             (
                 upload_name,
                 client
-                    .upload(token(i), body.into(), "application/octet-stream")
+                    .upload(token(i), body.into(), file_len, "application/octet-stream")
                     .await,
             )
         }
@@ -112,8 +112,10 @@ pub async fn run(args: &MediaArgs) -> Result<ScenarioReport, String> {
     operations.extend(downloads.reports());
 
     eprintln!("media: thumbnails");
+    let picture = test_picture()?;
+    let picture_len = picture.len() as u64;
     let picture = client
-        .upload(token(0), test_picture()?.into(), "image/png")
+        .upload(token(0), picture.into(), picture_len, "image/png")
         .await
         .map_err(|e| format!("cannot upload the thumbnail source: {e}"))?;
     let thumbnail_query = |i: usize| {
@@ -144,17 +146,18 @@ pub async fn run(args: &MediaArgs) -> Result<ScenarioReport, String> {
     if args.large_mib > 0 {
         let large_len = args.large_mib as u64 * MIB as u64;
         eprintln!("media: uploading {} MiB (untimed)", args.large_mib);
-        let chunk = file.slice(..MIB.min(file.len()));
+        let chunk = file.slice(..MIB);
         let large = run_setup("media: large upload", 1, 1, |_| {
             let (client, chunk) = (&client, chunk.clone());
             async move {
-                let chunks = (0..large_len.div_ceil(chunk.len() as u64))
+                // Whole chunks: --large-mib is a multiple of the 1 MiB chunk.
+                let chunks = (0..large_len / chunk.len() as u64)
                     .map(move |_| Ok::<_, std::io::Error>(chunk.clone()));
                 let body = reqwest::Body::wrap_stream(futures::stream::iter(chunks));
                 (
                     "upload large",
                     client
-                        .upload(token(0), body, "application/octet-stream")
+                        .upload(token(0), body, large_len, "application/octet-stream")
                         .await,
                 )
             }

@@ -120,7 +120,8 @@ pub struct Media {
     storage: Storage,
     previewer: Previewer,
     /// Reserved IDs whose content is being uploaded right now: a second PUT for one of them is
-    /// refused instead of racing the first.
+    /// refused instead of racing the first. Per process: several processes sharing a database
+    /// would need this claim in the store.
     uploading: Mutex<HashSet<String>>,
     /// Woken whenever a reserved ID gets its content, for downloads waiting on it.
     uploaded: Notify,

@@ -24,6 +24,9 @@ use super::MediaError;
 const S3_PART_BYTES: usize = 5 * 1024 * 1024;
 /// Local writes flush to the staging file in chunks of this size.
 const LOCAL_CHUNK_BYTES: usize = 1024 * 1024;
+/// Parts of one upload written at once: each is a buffer of `part_bytes`, so this bounds the
+/// memory an upload holds (object_store's default, 8, let eight 10 MiB uploads pin 200 MiB).
+const PARTS_IN_FLIGHT: usize = 2;
 /// Read size when streaming a local file to a client.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -72,7 +75,8 @@ impl Storage {
         E: std::fmt::Display,
     {
         let mut writer =
-            BufWriter::with_capacity(self.store.clone(), Path::from(key), self.part_bytes);
+            BufWriter::with_capacity(self.store.clone(), Path::from(key), self.part_bytes)
+                .with_max_concurrency(PARTS_IN_FLIGHT);
         let mut size: u64 = 0;
         let outcome = async {
             while let Some(chunk) = body.next().await {
