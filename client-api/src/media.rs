@@ -30,6 +30,7 @@ use serde_json::value::to_raw_value;
 use tessera_core::{
     Services,
     media::{Access, Content, Method, ThumbnailRequest, UploadInfo, content_disposition},
+    ratelimit::Action,
     users::Caller,
 };
 use tessera_federation::edge::{ApiError, DRAIN_LIMIT, RumaResponse};
@@ -248,7 +249,10 @@ async fn create(
     State(s): State<Arc<Services>>,
     req: Ruma<create_mxc_uri::v1::Request>,
 ) -> ApiResult<create_mxc_uri::v1::Response> {
-    let (content_uri, expires_at) = s.media.create(&req.caller()?.user_id).await?;
+    let user_id = &req.caller()?.user_id;
+    s.rate_limiter
+        .check(Action::MediaCreate, user_id.as_str())?;
+    let (content_uri, expires_at) = s.media.create(user_id).await?;
     let mut response = create_mxc_uri::v1::Response::new(content_uri);
     response.unused_expires_at = Some(expires_at);
     Ok(RumaResponse(response))

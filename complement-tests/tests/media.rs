@@ -675,6 +675,33 @@ async fn async_upload_creates_then_uploads_once() {
 }
 
 #[tokio::test]
+async fn media_id_creation_is_rate_limited() {
+    let server = TestServer::builder()
+        .rate_limit("media_create", 0.01, 2)
+        .start()
+        .await;
+    let alice = register_alice(&server).await;
+    for _ in 0..2 {
+        alice
+            .client
+            .post("/_matrix/media/v1/create", json!({}))
+            .await
+            .assert_status(200);
+    }
+    let refused = alice
+        .client
+        .post("/_matrix/media/v1/create", json!({}))
+        .await;
+    refused.assert_error(429, "M_LIMIT_EXCEEDED");
+    assert!(
+        refused.json["retry_after_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 0),
+        "{refused}"
+    );
+}
+
+#[tokio::test]
 async fn unused_media_ids_expire() {
     let server = TestServer::builder()
         .set("media.unused_expiry_secs", 1)

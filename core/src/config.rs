@@ -296,6 +296,8 @@ pub struct RateLimitsConfig {
     pub login_failures: RateLimit,
     #[serde(default = "default_message_rate")]
     pub message: RateLimit,
+    #[serde(default = "default_media_create_rate")]
+    pub media_create: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
@@ -306,6 +308,7 @@ impl Default for RateLimitsConfig {
             register: default_register_rate(),
             login_failures: default_login_failures_rate(),
             message: default_message_rate(),
+            media_create: default_media_create_rate(),
         }
     }
 }
@@ -409,6 +412,13 @@ fn default_login_failures_rate() -> RateLimit {
     }
 }
 fn default_message_rate() -> RateLimit {
+    RateLimit {
+        per_second: 10.0,
+        burst: 50,
+    }
+}
+/// Synapse's `rc_media_create`.
+fn default_media_create_rate() -> RateLimit {
     RateLimit {
         per_second: 10.0,
         burst: 50,
@@ -587,6 +597,7 @@ impl Config {
             ("register", self.rate_limits.register),
             ("login_failures", self.rate_limits.login_failures),
             ("message", self.rate_limits.message),
+            ("media_create", self.rate_limits.media_create),
         ] {
             if !(limit.per_second.is_finite() && limit.per_second >= MIN_RATE_PER_SECOND) {
                 return Err(ConfigError::new(
