@@ -402,7 +402,8 @@ async fn thumbnails_have_the_requested_bounds_and_are_never_upscaled() {
         for (query, expected) in [
             ("width=96&height=96&method=crop", (96, 96)),
             ("width=32&height=32&method=crop", (32, 32)),
-            ("width=64&height=50&method=crop", (96, 96)),
+            ("width=64&height=64&method=crop", (96, 96)),
+            ("width=64&height=50&method=crop", (64, 50)),
             ("width=320&height=240&method=scale", (320, 160)),
             ("width=640&height=480&method=scale", (640, 320)),
             ("width=800&height=600", (800, 400)),

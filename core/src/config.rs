@@ -767,6 +767,23 @@ mod tests {
     }
 
     #[test]
+    fn media_defaults_and_validation() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(config.media.max_upload_size, 50 * 1024 * 1024);
+        assert_eq!(config.media.storage, MediaStorage::Filesystem);
+        assert!(!config.media.url_preview_enabled);
+        assert_eq!(config.media_path(), PathBuf::from("./data/media"));
+        let err =
+            Config::parse("server_name = \"a.org\"\n[media]\nstorage = \"s3\"\n").unwrap_err();
+        assert_eq!(err.key, "media.s3");
+        let err = Config::parse(
+            "server_name = \"a.org\"\n[media]\nurl_preview_ip_range_whitelist = [\"nonsense\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "media.url_preview_ip_range_whitelist[0]");
+    }
+
+    #[test]
     fn log_levels() {
         assert!(valid_log_level("info"));
         assert!(valid_log_level("info,tessera_core=debug"));

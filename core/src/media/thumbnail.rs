@@ -44,7 +44,8 @@ const MAX_ANIMATION_FRAMES: usize = 100;
 const JPEG_QUALITY: u8 = 80;
 
 /// The size a request is served at: the smallest default size of its method at least as large
-/// in both dimensions, else exactly what was asked.
+/// in both dimensions (and, for crop, of the same aspect ratio, which a crop must keep), else
+/// exactly what was asked.
 pub fn served_size(width: u32, height: u32, method: Method) -> Result<(u32, u32), MediaError> {
     if width == 0 || height == 0 {
         return Err(MediaError::CannotThumbnail(
@@ -58,7 +59,10 @@ pub fn served_size(width: u32, height: u32, method: Method) -> Result<(u32, u32)
     }
     Ok(DEFAULT_SIZES
         .iter()
-        .find(|&&(w, h, m)| m == method && w >= width && h >= height)
+        .find(|&&(w, h, m)| {
+            let same_aspect = u64::from(w) * u64::from(height) == u64::from(h) * u64::from(width);
+            m == method && w >= width && h >= height && (method == Method::Scale || same_aspect)
+        })
         .map_or((width, height), |&(w, h, _)| (w, h)))
 }
 
@@ -288,9 +292,13 @@ mod tests {
 
     #[test]
     fn requests_snap_to_the_default_sizes() {
-        assert_eq!(served_size(20, 30, Method::Crop).unwrap(), (32, 32));
+        assert_eq!(served_size(20, 20, Method::Crop).unwrap(), (32, 32));
+        assert_eq!(served_size(20, 30, Method::Crop).unwrap(), (20, 30));
         assert_eq!(served_size(64, 64, Method::Crop).unwrap(), (96, 96));
         assert_eq!(served_size(100, 100, Method::Crop).unwrap(), (100, 100));
+        // A crop keeps the requested aspect ratio.
+        assert_eq!(served_size(64, 50, Method::Crop).unwrap(), (64, 50));
+        assert_eq!(served_size(64, 50, Method::Scale).unwrap(), (320, 240));
         assert_eq!(served_size(300, 300, Method::Scale).unwrap(), (640, 480));
         assert!(served_size(0, 10, Method::Scale).is_err());
         assert!(served_size(5000, 10, Method::Scale).is_err());
