@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures::Stream;
 use rand::{Rng, distributions::Alphanumeric};
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedMxcUri, ServerName, UInt, UserId};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 pub use disposition::{content_disposition, is_inline_safe, served_content_type};
 pub use storage::ByteStream;
@@ -125,6 +125,9 @@ pub struct Media {
     uploading: Mutex<HashSet<String>>,
     /// Woken whenever a reserved ID gets its content, for downloads waiting on it.
     uploaded: Notify,
+    /// Thumbnails generated at once: decoding a large image takes hundreds of MiB, so requests
+    /// beyond one per core wait instead of multiplying that.
+    thumbnailers: Semaphore,
 }
 
 impl Media {
@@ -136,6 +139,9 @@ impl Media {
             store,
             uploading: Mutex::default(),
             uploaded: Notify::new(),
+            thumbnailers: Semaphore::new(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
         })
     }
 
@@ -310,22 +316,22 @@ impl Media {
         let method = request.method.as_str();
         let key = thumbnail_key(media_id, width, height, method, request.animated);
         let cached = self
-            .store
-            .media_thumbnail(
-                media_id,
-                width.into(),
-                height.into(),
-                method,
-                request.animated,
-            )
+            .cached_thumbnail(media_id, width, height, method, request.animated)
             .await?;
         if let Some(cached) = cached {
-            return Ok(Content {
-                content_type: cached.content_type,
-                filename: None,
-                length: u64::try_from(cached.size).unwrap_or_default(),
-                body: self.storage.read(&key).await?,
-            });
+            return Ok(cached);
+        }
+        let _permit = self
+            .thumbnailers
+            .acquire()
+            .await
+            .map_err(|e| MediaError::Internal(format!("thumbnail semaphore: {e}")))?;
+        // Another request may have made it while this one waited.
+        let cached = self
+            .cached_thumbnail(media_id, width, height, method, request.animated)
+            .await?;
+        if let Some(cached) = cached {
+            return Ok(cached);
         }
         let source = self.storage.read_all(&content_key(media_id)).await?;
         let max_pixels = self.config.media.max_image_pixels;
@@ -360,6 +366,30 @@ impl Media {
                 })
             }
         }
+    }
+
+    async fn cached_thumbnail(
+        &self,
+        media_id: &str,
+        width: u32,
+        height: u32,
+        method: &str,
+        animated: bool,
+    ) -> Result<Option<Content>> {
+        let Some(cached) = self
+            .store
+            .media_thumbnail(media_id, width.into(), height.into(), method, animated)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let key = thumbnail_key(media_id, width, height, method, animated);
+        Ok(Some(Content {
+            content_type: cached.content_type,
+            filename: None,
+            length: u64::try_from(cached.size).unwrap_or_default(),
+            body: self.storage.read(&key).await?,
+        }))
     }
 
     /// The OpenGraph data of `url` (`GET /preview_url`), as JSON.
