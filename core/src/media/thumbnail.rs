@@ -7,7 +7,6 @@ use std::io::Cursor;
 use image::{
     AnimationDecoder, DynamicImage, Frame, GenericImageView, ImageFormat, ImageReader, RgbaImage,
     codecs::{gif::GifDecoder, png::PngDecoder, webp::WebPDecoder},
-    imageops::FilterType,
 };
 
 use super::MediaError;
@@ -146,28 +145,28 @@ pub fn generate(
     }))
 }
 
-/// Scale: fit inside the box keeping the aspect ratio. Crop: fill the box and cut the overflow
-/// centred. Neither ever enlarges: a crop of an image smaller than the box keeps the box's
-/// aspect ratio at the largest size the image allows.
+/// Scale: fit inside the box keeping the aspect ratio. Crop: cut the largest centred part of
+/// the box's aspect ratio, then shrink it to the box. Neither ever enlarges: a crop of an image
+/// smaller than the box keeps the box's aspect ratio at the largest size the image allows.
+/// Shrinking uses image's area-averaging `thumbnail`, several times faster than a filtered
+/// resize at the same quality for downscaling.
 fn resize(image: &DynamicImage, width: u32, height: u32, method: Method) -> DynamicImage {
     let (source_width, source_height) = image.dimensions();
     match method {
-        Method::Scale => image.resize(
-            width.min(source_width),
-            height.min(source_height),
-            FilterType::Triangle,
-        ),
-        Method::Crop if source_width >= width && source_height >= height => {
-            image.resize_to_fill(width, height, FilterType::Triangle)
-        }
+        Method::Scale => image.thumbnail(width.min(source_width), height.min(source_height)),
         Method::Crop => {
             let (crop_width, crop_height) = aspect_crop(source_width, source_height, width, height);
-            image.crop_imm(
+            let cropped = image.crop_imm(
                 (source_width - crop_width) / 2,
                 (source_height - crop_height) / 2,
                 crop_width,
                 crop_height,
-            )
+            );
+            if crop_width > width {
+                cropped.thumbnail_exact(width, height)
+            } else {
+                cropped
+            }
         }
     }
 }
