@@ -304,17 +304,17 @@ struct Upload {
     /// `/{serverName}/{mediaId}` of an upload to a reserved ID.
     target: Option<(OwnedServerName, String)>,
     body: BodyDataStream,
-    read: usize,
 }
 
 impl Upload {
-    /// Maps the outcome; a refused body is read to its end (within the drain limit) first, so
-    /// that the client gets the error instead of a reset connection.
+    /// Maps the outcome; what is left of a refused body is read (up to the drain limit) first,
+    /// so that the client gets the error instead of a reset connection.
     async fn finish<T>(mut self, outcome: tessera_core::media::Result<T>) -> Result<T, ApiError> {
         if outcome.is_err() {
-            while self.read < DRAIN_LIMIT {
+            let mut drained = 0;
+            while drained < DRAIN_LIMIT {
                 match self.body.next().await {
-                    Some(Ok(chunk)) => self.read += chunk.len(),
+                    Some(Ok(chunk)) => drained += chunk.len(),
                     _ => break,
                 }
             }
@@ -375,7 +375,6 @@ impl FromRequest<Arc<Services>> for Upload {
             info,
             target,
             body: Body::new(body).into_data_stream(),
-            read: 0,
         })
     }
 }
