@@ -2,7 +2,7 @@
 # Runs a tessera-bench scenario against Tessera and then Synapse on this machine (loopback only)
 # and prints both reports and the Tessera/Synapse ratios. Everything it makes lives in bench/work/.
 #
-# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|all] [--only tessera|synapse]
+# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|media|all] [--only tessera|synapse]
 #                                [--shared-secret-registration]
 #                                [--tessera-depth LIST] [--synapse-depth LIST]
 #                                [-- extra `tessera-bench SCENARIO` options, e.g. --users 100]
@@ -43,9 +43,9 @@ case $only in
     *) echo "--only takes tessera or synapse" >&2; exit 2 ;;
 esac
 case $scenario in
-    all) scenarios=(auth send messages rooms sync) ;;
-    auth | send | messages | rooms | sync) scenarios=("$scenario") ;;
-    *) echo "--scenario takes auth, send, messages, rooms, sync or all" >&2; exit 2 ;;
+    all) scenarios=(auth send messages rooms sync media) ;;
+    auth | send | messages | rooms | sync | media) scenarios=("$scenario") ;;
+    *) echo "--scenario takes auth, send, messages, rooms, sync, media or all" >&2; exit 2 ;;
 esac
 
 machine="$(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
@@ -109,6 +109,10 @@ shared_secret = "$shared_secret"
 
 [rate_limits]
 enabled = false
+
+[media]
+# The media scenario uploads a 1 GiB file.
+max_upload_size = 2147483648
 EOF
     "$CARGO_TARGET_DIR/release/tessera" serve --config "$dir/tessera.toml" >"$WORK/tessera.log" 2>&1 &
     server_pid=$!
@@ -177,6 +181,8 @@ rc_room_creation: $unlimited
 rc_reports: $unlimited
 rc_user_directory: $unlimited
 rc_profile: $unlimited
+# The media scenario uploads a 1 GiB file.
+max_upload_size: 2G
 rc_federation:
   window_size: 1000
   sleep_limit: 1000000
@@ -199,6 +205,8 @@ scenario_args() {
         # A fan-out message counts as lost when some of the 1,000 live syncs do not have it
         # within --timeout-secs; Synapse answers them one after another on one core.
         sync) echo --timeout-secs 300 ;;
+        # The 1 GiB transfers take a while; the server's PID lets the bench sample its memory.
+        media) echo --timeout-secs 600 --server-pid "$server_pid" ;;
     esac
 }
 

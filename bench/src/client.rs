@@ -243,6 +243,62 @@ impl CsClient {
         sync_batch_from(&response)
     }
 
+    /// `POST /_matrix/media/v3/upload` of `length` bytes (Synapse refuses uploads without a
+    /// Content-Length, which a streamed body does not get by itself); returns the `mxc://` URI.
+    pub async fn upload(
+        &self,
+        access_token: &str,
+        body: reqwest::Body,
+        length: u64,
+        content_type: &str,
+    ) -> Result<String, RequestError> {
+        let request = self
+            .http
+            .post(format!("{}/_matrix/media/v3/upload", self.base_url))
+            .bearer_auth(access_token)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .body(body);
+        let response = checked(request).await?;
+        string_field(&response, "content_uri")
+    }
+
+    /// `GET /_matrix/client/v1/media/{kind}/{server}/{id}{query}` (download or thumbnail),
+    /// streamed: returns the body's length and its first `keep` bytes.
+    pub async fn media_get(
+        &self,
+        access_token: &str,
+        kind: &str,
+        mxc: &str,
+        query: &str,
+        keep: usize,
+    ) -> Result<(u64, Vec<u8>), RequestError> {
+        let target = mxc
+            .strip_prefix("mxc://")
+            .ok_or_else(|| RequestError::Malformed(format!("not an mxc URI: {mxc}")))?;
+        let mut response = self
+            .http
+            .get(format!(
+                "{}/_matrix/client/v1/media/{kind}/{target}{query}",
+                self.base_url
+            ))
+            .bearer_auth(access_token)
+            .send()
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(RequestError::Status { status, body });
+        }
+        let (mut length, mut kept) = (0u64, Vec::new());
+        while let Some(chunk) = response.chunk().await? {
+            length += chunk.len() as u64;
+            let room = keep.saturating_sub(kept.len());
+            kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        }
+        Ok((length, kept))
+    }
+
     async fn expect_ok(
         &self,
         method: Method,

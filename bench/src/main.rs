@@ -39,6 +39,9 @@ enum Command {
     /// Time a message's way to live syncs (one, then a room of --members), and initial syncs.
     #[command(args_override_self = true)]
     Sync(scenarios::sync::SyncArgs),
+    /// Upload and download throughput, thumbnail latency, server memory during a large download.
+    #[command(args_override_self = true)]
+    Media(scenarios::media::MediaArgs),
     /// Print reports saved with --json, and the ratios between two of them.
     Compare(compare::CompareArgs),
 }
@@ -54,6 +57,7 @@ async fn main() -> ExitCode {
         Command::Messages(args) => publish(scenarios::messages::run(args).await, &args.common),
         Command::Rooms(args) => publish(scenarios::rooms::run(args).await, &args.common),
         Command::Sync(args) => publish(scenarios::sync::run(args).await, &args.common),
+        Command::Media(args) => publish(scenarios::media::run(args).await, &args.common),
         Command::Compare(args) => compare::run(args).map(|output| {
             print!("{output}");
             ExitCode::SUCCESS

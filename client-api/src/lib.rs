@@ -12,6 +12,7 @@ mod filter;
 mod json_body;
 mod key_backup;
 mod keys;
+mod media;
 mod membership;
 mod message;
 mod metrics;
@@ -129,5 +130,6 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = to_device::routes(router);
     let router = key_backup::routes(router);
     let router = websocket::routes(router);
+    let router = media::routes(router);
     admin::routes(router)
 }

@@ -121,7 +121,7 @@ pub(crate) fn access_token(parts: &http::request::Parts) -> Option<String> {
     form_urlencoded_value(query, "access_token")
 }
 
-fn form_urlencoded_value(query: &str, key: &str) -> Option<String> {
+pub(crate) fn form_urlencoded_value(query: &str, key: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == key).then(|| percent_decode(v))

@@ -3,6 +3,7 @@
 //! Loading never half-succeeds: any unknown key, wrong type or invalid value is reported as a
 //! [`ConfigError`] naming the key path and, where known, the line.
 
+mod media;
 mod secret;
 
 use std::{
@@ -14,6 +15,7 @@ use std::{
 use ruma::{OwnedServerName, RoomVersionId};
 use serde::Deserialize;
 
+pub use media::{MediaConfig, MediaStorage, S3Config};
 pub use secret::Secret;
 
 /// The text `tessera generate-config` writes: the documented example, so the two never drift.
@@ -51,6 +53,8 @@ pub struct Config {
     pub presence: PresenceConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub media: MediaConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -292,6 +296,8 @@ pub struct RateLimitsConfig {
     pub login_failures: RateLimit,
     #[serde(default = "default_message_rate")]
     pub message: RateLimit,
+    #[serde(default = "default_media_create_rate")]
+    pub media_create: RateLimit,
 }
 
 impl Default for RateLimitsConfig {
@@ -302,6 +308,7 @@ impl Default for RateLimitsConfig {
             register: default_register_rate(),
             login_failures: default_login_failures_rate(),
             message: default_message_rate(),
+            media_create: default_media_create_rate(),
         }
     }
 }
@@ -410,6 +417,13 @@ fn default_message_rate() -> RateLimit {
         burst: 50,
     }
 }
+/// Synapse's `rc_media_create`.
+fn default_media_create_rate() -> RateLimit {
+    RateLimit {
+        per_second: 10.0,
+        burst: 50,
+    }
+}
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -494,6 +508,7 @@ impl Config {
         for (i, token) in self.registration.tokens.iter_mut().enumerate() {
             token.resolve(&format!("registration.tokens[{i}]"))?;
         }
+        self.media.resolve_secrets()?;
         Ok(())
     }
 
@@ -582,6 +597,7 @@ impl Config {
             ("register", self.rate_limits.register),
             ("login_failures", self.rate_limits.login_failures),
             ("message", self.rate_limits.message),
+            ("media_create", self.rate_limits.media_create),
         ] {
             if !(limit.per_second.is_finite() && limit.per_second >= MIN_RATE_PER_SECOND) {
                 return Err(ConfigError::new(
@@ -619,6 +635,7 @@ impl Config {
                 "must be between 1 and 65536",
             ));
         }
+        self.media.validate()?;
         if !valid_log_level(&self.logging.level) {
             return Err(ConfigError::new(
                 "logging.level",
@@ -654,6 +671,14 @@ impl Config {
 
     pub fn signing_key_path(&self) -> PathBuf {
         self.data_dir.join("signing.key")
+    }
+
+    /// Where the filesystem media store keeps its files.
+    pub fn media_path(&self) -> PathBuf {
+        self.media
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("media"))
     }
 }
 
@@ -739,6 +764,23 @@ mod tests {
         let err = Config::parse("server_name = \"a.org\"\n[presence]\noffline_timeout_secs = 0\n")
             .unwrap_err();
         assert_eq!(err.key, "presence.offline_timeout_secs");
+    }
+
+    #[test]
+    fn media_defaults_and_validation() {
+        let config = Config::parse(EXAMPLE).unwrap();
+        assert_eq!(config.media.max_upload_size, 50 * 1024 * 1024);
+        assert_eq!(config.media.storage, MediaStorage::Filesystem);
+        assert!(!config.media.url_preview_enabled);
+        assert_eq!(config.media_path(), PathBuf::from("./data/media"));
+        let err =
+            Config::parse("server_name = \"a.org\"\n[media]\nstorage = \"s3\"\n").unwrap_err();
+        assert_eq!(err.key, "media.s3");
+        let err = Config::parse(
+            "server_name = \"a.org\"\n[media]\nurl_preview_ip_range_whitelist = [\"nonsense\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "media.url_preview_ip_range_whitelist[0]");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod e2ee;
 pub mod error;
 pub mod events;
 pub mod keys;
+pub mod media;
 pub mod ratelimit;
 pub mod rooms;
 mod services;

@@ -18,6 +18,8 @@ pub enum Action {
     LoginFailure,
     /// Sending an event (message, state, redaction), per user.
     Message,
+    /// Reserving a media ID (`POST /_matrix/media/v1/create`), per user.
+    MediaCreate,
 }
 
 struct Bucket {
@@ -47,6 +49,7 @@ impl RateLimiter {
             Action::Register => self.config.register,
             Action::LoginFailure => self.config.login_failures,
             Action::Message => self.config.message,
+            Action::MediaCreate => self.config.media_create,
         }
     }
 
@@ -113,6 +116,7 @@ mod tests {
             register: limit,
             login_failures: limit,
             message: limit,
+            media_create: limit,
         })
     }
 
@@ -158,6 +162,7 @@ mod tests {
             register: limit,
             login_failures: limit,
             message: limit,
+            media_create: limit,
         });
         for _ in 0..10 {
             limiter.check(Action::Login, "k").unwrap();

@@ -6,6 +6,7 @@ use crate::{
     Config,
     e2ee::E2ee,
     keys::{KeyError, SigningKey},
+    media::{Media, MediaError},
     ratelimit::RateLimiter,
     rooms::Rooms,
     store::{Store, StoreError},
@@ -26,6 +27,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot start the room service: {0}")]
     Rooms(crate::Error),
+    #[error("cannot start the media repository: {0}")]
+    Media(MediaError),
 }
 
 pub struct Services {
@@ -38,6 +41,7 @@ pub struct Services {
     pub notifier: Arc<Notifier>,
     pub presence: Arc<Presence>,
     pub e2ee: E2ee,
+    pub media: Media,
 }
 
 impl Services {
@@ -71,8 +75,10 @@ impl Services {
         .await
         .map_err(StartError::Rooms)?;
         let e2ee = E2ee::new(store.clone(), notifier.clone(), config.server_name.clone());
+        let media = Media::new(config.clone(), store.clone()).map_err(StartError::Media)?;
         Ok(Arc::new(Self {
             e2ee,
+            media,
             users,
             rooms,
             rate_limiter,

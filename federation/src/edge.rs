@@ -14,7 +14,7 @@ use ruma::api::{
     error::{DeserializationError, FromHttpRequestError},
 };
 use serde_json::{Map, Value as JsonValue, json};
-use tessera_core::{Error as CoreError, uia::Challenge};
+use tessera_core::{Error as CoreError, media::MediaError, uia::Challenge};
 
 /// A Matrix error response: status, errcode, message and any errcode-specific fields.
 #[derive(Debug)]
@@ -152,6 +152,37 @@ impl From<CoreError> for ApiError {
     }
 }
 
+impl From<MediaError> for ApiError {
+    fn from(error: MediaError) -> Self {
+        use StatusCode as S;
+        let message = error.to_string();
+        match error {
+            MediaError::NotFound(_) => Self::new(S::NOT_FOUND, "M_NOT_FOUND", message),
+            MediaError::InvalidParam(_) => Self::new(S::BAD_REQUEST, "M_INVALID_PARAM", message),
+            MediaError::TooLarge(_) => Self::too_large(message),
+            MediaError::Forbidden(_) => Self::forbidden(message),
+            MediaError::CannotOverwrite => {
+                Self::new(S::CONFLICT, "M_CANNOT_OVERWRITE_MEDIA", message)
+            }
+            MediaError::NotYetUploaded => {
+                Self::new(S::GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED", message)
+            }
+            // No retry time: a pending upload ends when the client finishes or it expires.
+            MediaError::LimitExceeded(_) => {
+                Self::new(S::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", message)
+            }
+            MediaError::CannotThumbnail(_) | MediaError::BodyRead(_) => {
+                Self::new(S::BAD_REQUEST, "M_UNKNOWN", message)
+            }
+            MediaError::Disabled(_) => Self::unrecognized(message),
+            MediaError::PreviewFailed(_) => Self::new(S::BAD_GATEWAY, "M_UNKNOWN", message),
+            MediaError::Store(e) => Self::internal(e.to_string()),
+            MediaError::Storage(e) => Self::internal(format!("media storage: {e}")),
+            MediaError::Internal(e) => Self::internal(e),
+        }
+    }
+}
+
 /// The 401 body of User-Interactive Authentication (spec: "User-interactive API in the REST API").
 fn uia_challenge(challenge: &Challenge) -> ApiError {
     let (errcode, message) = challenge.error.clone().unwrap_or(("", String::new()));
@@ -262,7 +293,7 @@ pub fn parse_request<T: IncomingRequest>(
 /// Beyond the body limit, up to this many bytes are still read (and dropped) before answering
 /// 413: a server that answers without reading closes on unread data, and the client then sees a
 /// connection reset instead of the error. Larger bodies are cut off.
-const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+pub const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413 `M_TOO_LARGE`.
 pub async fn read_body(

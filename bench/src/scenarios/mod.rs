@@ -2,6 +2,7 @@
 //! [`ScenarioReport`](crate::stats::ScenarioReport).
 
 pub mod auth;
+pub mod media;
 pub mod messages;
 pub mod rooms;
 pub mod send;

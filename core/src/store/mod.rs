@@ -14,6 +14,7 @@ mod e2e_keys;
 mod event_writer;
 mod filters;
 mod key_backup;
+mod media;
 mod positions;
 mod presence;
 mod profiles;
@@ -47,6 +48,7 @@ use event_writer::EventWriter;
 pub use key_backup::{
     BackupKey, BackupKeyScope, BackupKeysState, BackupVersion, PutBackupKeys, ReplaceRule,
 };
+pub use media::{MediaRow, NewMedia, ThumbnailRow};
 pub use presence::StoredPresence;
 pub use push::{PushNotification, UnreadPushCount};
 pub use receipts::{NewReceipt, Receipt};
