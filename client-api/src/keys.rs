@@ -1,7 +1,7 @@
 //! End-to-end encryption keys (spec: "Key management API", "Cross-signing"): upload, query,
 //! claim, changes, cross-signing keys and signatures.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{Router, extract::State};
 use ruma::api::client::keys::{
@@ -111,7 +111,7 @@ async fn upload_signatures(
         response
             .failures
             .entry(failure.user_id)
-            .or_insert_with(BTreeMap::new)
+            .or_default()
             .insert(failure.key_id, entry);
     }
     Ok(RumaResponse(response))
