@@ -17,8 +17,8 @@ use ruma::{
 };
 use tessera_core::{
     Services,
-    e2ee::{BackupKeysQuery, KeysToBackUp},
-    store::{BackupKeysState, BackupVersion},
+    e2ee::KeysToBackUp,
+    store::{BackupKeyScope, BackupKeysState, BackupVersion},
 };
 use tessera_federation::edge::{ApiError, RumaResponse};
 
@@ -129,14 +129,9 @@ async fn delete_version(
     Ok(RumaResponse(delete_backup_version::v3::Response::new()))
 }
 
-/// Stores keys and answers with the version's count and etag, whichever level they came at.
-async fn put(
-    s: &Services,
-    user_id: &ruma::UserId,
-    version: &str,
-    keys: &KeysToBackUp,
-) -> Result<BackupKeysState, ApiError> {
-    Ok(s.e2ee.put_backup_keys(user_id, version, keys).await?)
+/// Every write of keys, at whichever level, answers with the version's etag and count.
+fn etag_and_count(state: BackupKeysState) -> (String, UInt) {
+    (state.etag.to_string(), count(state.count))
 }
 
 async fn put_keys(
@@ -150,10 +145,13 @@ async fn put_keys(
         .iter()
         .map(|(room_id, backup)| (room_id.clone(), backup.sessions.clone()))
         .collect();
-    let state = put(&s, &caller.user_id, &req.body.version, &keys).await?;
+    let (etag, count) = etag_and_count(
+        s.e2ee
+            .put_backup_keys(&caller.user_id, &req.body.version, &keys)
+            .await?,
+    );
     Ok(RumaResponse(add_backup_keys::v3::Response::new(
-        state.etag.to_string(),
-        count(state.count),
+        etag, count,
     )))
 }
 
@@ -163,10 +161,13 @@ async fn put_room_keys(
 ) -> ApiResult<add_backup_keys_for_room::v3::Response> {
     let caller = req.caller()?;
     let keys = BTreeMap::from([(req.body.room_id.clone(), req.body.sessions.clone())]);
-    let state = put(&s, &caller.user_id, &req.body.version, &keys).await?;
+    let (etag, count) = etag_and_count(
+        s.e2ee
+            .put_backup_keys(&caller.user_id, &req.body.version, &keys)
+            .await?,
+    );
     Ok(RumaResponse(add_backup_keys_for_room::v3::Response::new(
-        state.etag.to_string(),
-        count(state.count),
+        etag, count,
     )))
 }
 
@@ -179,9 +180,13 @@ async fn put_session_key(
         req.body.room_id.clone(),
         BTreeMap::from([(req.body.session_id.clone(), req.body.session_data.clone())]),
     )]);
-    let state = put(&s, &caller.user_id, &req.body.version, &keys).await?;
+    let (etag, count) = etag_and_count(
+        s.e2ee
+            .put_backup_keys(&caller.user_id, &req.body.version, &keys)
+            .await?,
+    );
     Ok(RumaResponse(
-        add_backup_keys_for_session::v3::Response::new(state.etag.to_string(), count(state.count)),
+        add_backup_keys_for_session::v3::Response::new(etag, count),
     ))
 }
 
@@ -192,7 +197,7 @@ async fn get_keys(
     let caller = req.caller()?;
     let keys = s
         .e2ee
-        .backup_keys(&caller.user_id, &req.body.version, BackupKeysQuery::All)
+        .backup_keys(&caller.user_id, &req.body.version, BackupKeyScope::All)
         .await?;
     let mut rooms: BTreeMap<_, BTreeMap<String, _>> = BTreeMap::new();
     for (key, raw) in keys {
@@ -219,7 +224,7 @@ async fn get_room_keys(
         .backup_keys(
             &caller.user_id,
             &req.body.version,
-            BackupKeysQuery::Room(&req.body.room_id),
+            BackupKeyScope::Room(&req.body.room_id),
         )
         .await?;
     Ok(RumaResponse(get_backup_keys_for_room::v3::Response::new(
@@ -239,7 +244,7 @@ async fn get_session_key(
         .backup_keys(
             &caller.user_id,
             &req.body.version,
-            BackupKeysQuery::Session(&req.body.room_id, &req.body.session_id),
+            BackupKeyScope::Session(&req.body.room_id, &req.body.session_id),
         )
         .await?
         .pop()
@@ -259,13 +264,14 @@ async fn delete_keys(
     req: Ruma<delete_backup_keys::v3::Request>,
 ) -> ApiResult<delete_backup_keys::v3::Response> {
     let caller = req.caller()?;
-    let state = s
-        .e2ee
-        .delete_backup_keys(&caller.user_id, &req.body.version, BackupKeysQuery::All)
-        .await?;
+    let scope = BackupKeyScope::All;
+    let (etag, count) = etag_and_count(
+        s.e2ee
+            .delete_backup_keys(&caller.user_id, &req.body.version, scope)
+            .await?,
+    );
     Ok(RumaResponse(delete_backup_keys::v3::Response::new(
-        state.etag.to_string(),
-        count(state.count),
+        etag, count,
     )))
 }
 
@@ -274,16 +280,14 @@ async fn delete_room_keys(
     req: Ruma<delete_backup_keys_for_room::v3::Request>,
 ) -> ApiResult<delete_backup_keys_for_room::v3::Response> {
     let caller = req.caller()?;
-    let state = s
-        .e2ee
-        .delete_backup_keys(
-            &caller.user_id,
-            &req.body.version,
-            BackupKeysQuery::Room(&req.body.room_id),
-        )
-        .await?;
+    let scope = BackupKeyScope::Room(&req.body.room_id);
+    let (etag, count) = etag_and_count(
+        s.e2ee
+            .delete_backup_keys(&caller.user_id, &req.body.version, scope)
+            .await?,
+    );
     Ok(RumaResponse(
-        delete_backup_keys_for_room::v3::Response::new(state.etag.to_string(), count(state.count)),
+        delete_backup_keys_for_room::v3::Response::new(etag, count),
     ))
 }
 
@@ -292,18 +296,13 @@ async fn delete_session_key(
     req: Ruma<delete_backup_keys_for_session::v3::Request>,
 ) -> ApiResult<delete_backup_keys_for_session::v3::Response> {
     let caller = req.caller()?;
-    let state = s
-        .e2ee
-        .delete_backup_keys(
-            &caller.user_id,
-            &req.body.version,
-            BackupKeysQuery::Session(&req.body.room_id, &req.body.session_id),
-        )
-        .await?;
+    let scope = BackupKeyScope::Session(&req.body.room_id, &req.body.session_id);
+    let (etag, count) = etag_and_count(
+        s.e2ee
+            .delete_backup_keys(&caller.user_id, &req.body.version, scope)
+            .await?,
+    );
     Ok(RumaResponse(
-        delete_backup_keys_for_session::v3::Response::new(
-            state.etag.to_string(),
-            count(state.count),
-        ),
+        delete_backup_keys_for_session::v3::Response::new(etag, count),
     ))
 }

@@ -19,9 +19,6 @@ use crate::{
 /// Room → session ID → key, as `PUT /room_keys/keys` carries them.
 pub type KeysToBackUp = BTreeMap<OwnedRoomId, BTreeMap<String, Raw<KeyBackupData>>>;
 
-/// Which keys of a version a read or delete covers.
-pub type BackupKeysQuery<'a> = BackupKeyScope<'a>;
-
 /// A version's algorithm and auth data as the client sent them.
 #[derive(Deserialize)]
 struct AlgorithmAndAuthData {
@@ -209,7 +206,7 @@ impl E2ee {
         &self,
         user_id: &UserId,
         version: &str,
-        scope: BackupKeysQuery<'_>,
+        scope: BackupKeyScope<'_>,
     ) -> Result<Vec<(BackupKey, Raw<KeyBackupData>)>> {
         let number = self.backup_version(user_id, Some(version)).await?.version;
         self.store
@@ -234,7 +231,7 @@ impl E2ee {
         &self,
         user_id: &UserId,
         version: &str,
-        scope: BackupKeysQuery<'_>,
+        scope: BackupKeyScope<'_>,
     ) -> Result<BackupKeysState> {
         self.store
             .delete_backup_keys(user_id, parse_version(version)?, scope)

@@ -1,7 +1,7 @@
 //! Cross-signing (spec: "Cross-signing"): a user's master, self-signing and user-signing keys,
 //! and the signatures they (and devices) make on devices and on other users' master keys.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedUserId, UserId,
@@ -75,8 +75,16 @@ impl SigningKey {
         Ok(Self { object, public_key })
     }
 
-    fn signed_part(&self) -> Result<String> {
-        signed_json::signed_part(&self.object, "cross-signing key")
+    /// Whether the user already has this very key as `key_type` (signatures aside).
+    fn is_stored(&self, stored: &HashMap<String, String>, key_type: &str) -> Result<bool> {
+        let Some(json) = stored.get(key_type) else {
+            return Ok(false);
+        };
+        let stored = signed_json::parse(json, "stored cross-signing key")?;
+        Ok(
+            signed_json::signed_part(&stored, "stored cross-signing key")?
+                == signed_json::signed_part(&self.object, "cross-signing key")?,
+        )
     }
 
     /// Checks that `master` signed this key.
@@ -126,15 +134,7 @@ impl E2ee {
             return Ok(false);
         }
         for (key_type, key) in parse_upload(user_id, upload)? {
-            let same = match stored.get(key_type) {
-                Some(json) => {
-                    let stored = signed_json::parse(json, "stored cross-signing key")?;
-                    signed_json::signed_part(&stored, "stored cross-signing key")?
-                        == key.signed_part()?
-                }
-                None => false,
-            };
-            if !same {
+            if !key.is_stored(&stored, key_type)? {
                 return Ok(true);
             }
         }
@@ -175,16 +175,7 @@ impl E2ee {
             if *key_type != "master" {
                 key.check_signed_by(user_id, &master_key, &format!("{key_type} key"))?;
             }
-            let same = match stored.get(*key_type) {
-                Some(json) => {
-                    signed_json::signed_part(
-                        &signed_json::parse(json, "stored key")?,
-                        "stored key",
-                    )? == key.signed_part()?
-                }
-                None => false,
-            };
-            unchanged &= same;
+            unchanged &= key.is_stored(&stored, key_type)?;
         }
         if unchanged {
             return Ok(());

@@ -16,7 +16,7 @@ use std::{
 
 use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 
-pub use backup::{BackupKeysQuery, KeysToBackUp};
+pub use backup::KeysToBackUp;
 pub use cross_signing::{SignatureFailure, SigningKeysUpload};
 pub use keys::KeyCounts;
 pub use sync::DeviceSync;

@@ -5,7 +5,7 @@
 use ruma::{OwnedUserId, UserId};
 use sqlx::AnyConnection;
 
-use super::{Result, Store, stored_id};
+use super::{Result, Store, presence::USERS_SHARING_A_ROOM, stored_id};
 
 /// Records, inside a write, that the devices or keys of `user_ids` changed. Returns the last
 /// position taken; the caller reports it with [`Store::device_lists_committed`] once the write
@@ -72,9 +72,8 @@ impl Store {
     ) -> Result<Vec<OwnedUserId>> {
         let users: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT DISTINCT c.user_id FROM device_list_changes c \
-             WHERE c.position > $2 AND c.position <= $3 AND (c.user_id = $1 OR c.user_id IN \
-             (SELECT other.state_key FROM {ROOM_MATES} AND mine.membership = 'join' \
-              AND other.membership = 'join'))"
+             WHERE c.position > $2 AND c.position <= $3 \
+             AND (c.user_id = $1 OR c.user_id IN ({USERS_SHARING_A_ROOM}))"
         ))
         .bind(observer.as_str())
         .bind(since)

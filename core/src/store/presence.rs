@@ -33,6 +33,13 @@ fn stored_presence(row: &sqlx::any::AnyRow) -> Result<StoredPresence> {
     })
 }
 
+/// The users joined to a room `$1` is joined to (`$1` included if it is joined anywhere).
+pub(super) const USERS_SHARING_A_ROOM: &str = "SELECT DISTINCT other.state_key FROM current_state mine \
+     JOIN current_state other ON other.room_id = mine.room_id \
+     WHERE mine.state_key = $1 AND mine.event_type = 'm.room.member' \
+     AND mine.membership = 'join' \
+     AND other.event_type = 'm.room.member' AND other.membership = 'join'";
+
 impl Store {
     /// Every stored presence.
     pub async fn presence_states(&self) -> Result<Vec<StoredPresence>> {
@@ -72,16 +79,10 @@ impl Store {
     /// The users, local and remote, joined to any room the user is joined to, the user included
     /// when joined anywhere.
     pub async fn users_sharing_a_room(&self, user_id: &UserId) -> Result<Vec<OwnedUserId>> {
-        let users: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT other.state_key FROM current_state mine \
-             JOIN current_state other ON other.room_id = mine.room_id \
-             WHERE mine.state_key = $1 AND mine.event_type = 'm.room.member' \
-             AND mine.membership = 'join' \
-             AND other.event_type = 'm.room.member' AND other.membership = 'join'",
-        )
-        .bind(user_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let users: Vec<String> = sqlx::query_scalar(USERS_SHARING_A_ROOM)
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
         users.into_iter().map(super::stored_id).collect()
     }
 
