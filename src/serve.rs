@@ -63,6 +63,7 @@ pub async fn serve(config: Config) -> ExitCode {
         }
     }
     announce_first_admin(&services).await;
+    tokio::spawn(tessera_core::federation::sender::run(services.clone()));
 
     let shutdown = handle.clone();
     tokio::spawn(async move {

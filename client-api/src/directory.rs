@@ -55,7 +55,7 @@ async fn resolve(
     State(s): State<Arc<Services>>,
     req: Ruma<get_alias::v3::Request>,
 ) -> ApiResult<get_alias::v3::Response> {
-    let (room_id, servers) = s.rooms.resolve_alias(&req.body.room_alias).await?;
+    let (room_id, servers) = s.resolve_alias(&req.body.room_alias).await?;
     Ok(RumaResponse(get_alias::v3::Response::new(room_id, servers)))
 }
 

@@ -39,7 +39,9 @@ async fn query(
 ) -> ApiResult<get_keys::v3::Response> {
     let caller = req.caller()?;
     Ok(RumaResponse(
-        s.e2ee.query_keys(&caller.user_id, &req.body).await?,
+        s.e2ee
+            .query_keys(&caller.user_id, &req.body, &s.federation.client)
+            .await?,
     ))
 }
 
@@ -48,7 +50,9 @@ async fn claim(
     req: Ruma<claim_keys::v3::Request>,
 ) -> ApiResult<claim_keys::v3::Response> {
     req.caller()?;
-    Ok(RumaResponse(s.e2ee.claim_keys(&req.body).await?))
+    Ok(RumaResponse(
+        s.e2ee.claim_keys(&req.body, &s.federation.client).await?,
+    ))
 }
 
 async fn changes(

@@ -44,9 +44,18 @@ async fn join_by_id(
 ) -> ApiResult<join_room_by_id::v3::Response> {
     let caller = req.caller()?;
     let room_id = &req.body.room_id;
-    s.rooms
-        .join(&caller.user_id, room_id, req.body.reason.as_deref())
-        .await?;
+    let servers: Vec<_> = room_id
+        .server_name()
+        .map(ToOwned::to_owned)
+        .into_iter()
+        .collect();
+    s.join(
+        &caller.user_id,
+        room_id,
+        &servers,
+        req.body.reason.as_deref(),
+    )
+    .await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(
         room_id.clone(),
     )))
@@ -57,10 +66,22 @@ async fn join_by_id_or_alias(
     req: Ruma<join_room_by_id_or_alias::v3::Request>,
 ) -> ApiResult<join_room_by_id_or_alias::v3::Response> {
     let caller = req.caller()?;
-    let room_id = s.rooms.resolve(&req.body.room_id_or_alias).await?;
-    s.rooms
-        .join(&caller.user_id, &room_id, req.body.reason.as_deref())
-        .await?;
+    // An alias names servers in the room; a room ID comes with the client's `via` servers.
+    let (room_id, servers) = match <&ruma::RoomId>::try_from(&*req.body.room_id_or_alias) {
+        Ok(room_id) => {
+            let mut servers = req.body.via.clone();
+            servers.extend(room_id.server_name().map(ToOwned::to_owned));
+            (room_id.to_owned(), servers)
+        }
+        Err(alias) => s.resolve_alias(alias).await?,
+    };
+    s.join(
+        &caller.user_id,
+        &room_id,
+        &servers,
+        req.body.reason.as_deref(),
+    )
+    .await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(
         room_id,
     )))

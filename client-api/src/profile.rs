@@ -27,7 +27,7 @@ async fn profile(
     State(s): State<Arc<Services>>,
     req: Ruma<get_profile::v3::Request>,
 ) -> ApiResult<get_profile::v3::Response> {
-    let fields = s.users.profile(&req.body.user_id).await?;
+    let fields = s.profile(&req.body.user_id).await?;
     let mut response = get_profile::v3::Response::new();
     response.data = fields.into_iter().collect::<UserProfile>();
     Ok(RumaResponse(response))
@@ -38,7 +38,7 @@ async fn field(
     req: Ruma<get_profile_field::v3::Request>,
 ) -> ApiResult<get_profile_field::v3::Response> {
     let name = req.body.field.as_str();
-    let value = s.users.profile_field(&req.body.user_id, name).await?;
+    let value = s.profile_field(&req.body.user_id, name).await?;
     let value = ProfileFieldValue::new(name, value)
         .map_err(|e| ApiError::internal(format!("stored profile field {name} is invalid: {e}")))?;
     Ok(RumaResponse(get_profile_field::v3::Response::new(value)))

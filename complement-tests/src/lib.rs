@@ -12,6 +12,7 @@
 //! - `TESSERA_TEST_LOG_LEVEL`: the server's `logging.level` (default `info`).
 
 mod client;
+pub mod federation;
 mod postgres;
 pub mod rooms;
 mod server;

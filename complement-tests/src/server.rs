@@ -106,12 +106,19 @@ pub async fn run_tessera(args: &[&str]) -> CliOutput {
 /// Configures a [`TestServer`] before it starts. Start from [`TestServer::builder`].
 #[must_use]
 pub struct ServerBuilder {
+    server_name: Option<String>,
     overrides: Vec<(String, Value)>,
     env: Vec<(String, String)>,
     extra_listeners: Vec<Table>,
 }
 
 impl ServerBuilder {
+    /// The server name (default `localhost:<port>`).
+    pub fn server_name(mut self, name: &str) -> Self {
+        self.server_name = Some(name.to_owned());
+        self
+    }
+
     /// Sets any config key by its dotted path, e.g. `set("limits.max_page_size", 10)`.
     pub fn set(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.overrides.push((key.to_owned(), value.into()));
@@ -177,7 +184,9 @@ impl ServerBuilder {
             _ => None,
         };
         let port = free_port();
-        let server_name = format!("localhost:{port}");
+        let server_name = self
+            .server_name
+            .unwrap_or_else(|| format!("localhost:{port}"));
         let shared_secret = random_string(32);
         let mut config = base_config(
             &dir,
@@ -246,6 +255,7 @@ impl TestServer {
 
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
+            server_name: None,
             overrides: Vec::new(),
             env: Vec::new(),
             extra_listeners: Vec::new(),
@@ -407,7 +417,10 @@ impl TestServer {
                 return Err(StartFailure::Exited(status.to_string()));
             }
             let last = match http.get(&url).send().await {
-                Ok(resp) if resp.status() == 200 => return Ok(()),
+                Ok(resp) if resp.status() == 200 => match self.closed_extra_listener().await {
+                    None => return Ok(()),
+                    Some(port) => format!("the listener on port {port} does not accept yet"),
+                },
                 Ok(resp) => format!("GET {url} answered {}", resp.status()),
                 Err(e) => format!("GET {url}: {e}"),
             };
@@ -416,6 +429,23 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The port of an extra listener that does not accept connections yet: listeners start
+    /// one after another, so the first answering does not mean the others are up.
+    async fn closed_extra_listener(&self) -> Option<u16> {
+        let listeners = self.config.get("listeners")?.as_array()?;
+        for listener in listeners.iter().skip(1) {
+            let port = listener.get("port")?.as_integer()?;
+            let port = u16::try_from(port).ok()?;
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                return Some(port);
+            }
+        }
+        None
     }
 
     fn kill(&mut self) {
@@ -456,7 +486,7 @@ impl fmt::Display for StartFailure {
 }
 
 /// A port that was free a moment ago (bind to port 0, read it, release it).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())

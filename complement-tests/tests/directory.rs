@@ -150,11 +150,19 @@ async fn alias_creation_is_refused_when_not_allowed() {
         .get(&alias_path(&alias))
         .await
         .assert_error(404, "M_NOT_FOUND");
-    server
+    // A remote alias is asked of its server; one that cannot be reached is a 502 naming it.
+    let unreachable = server
         .client()
-        .get(&alias_path("#someone:elsewhere.example"))
-        .await
-        .assert_error(404, "M_NOT_FOUND");
+        .get(&alias_path("#someone:elsewhere.invalid"))
+        .await;
+    unreachable.assert_error(502, "M_UNKNOWN");
+    assert!(
+        unreachable.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("elsewhere.invalid")),
+        "{}",
+        unreachable.json
+    );
 }
 
 #[tokio::test]

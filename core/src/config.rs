@@ -3,6 +3,7 @@
 //! Loading never half-succeeds: any unknown key, wrong type or invalid value is reported as a
 //! [`ConfigError`] naming the key path and, where known, the line.
 
+mod federation;
 mod media;
 mod secret;
 
@@ -15,6 +16,7 @@ use std::{
 use ruma::{OwnedServerName, RoomVersionId};
 use serde::Deserialize;
 
+pub use federation::FederationConfig;
 pub use media::{MediaConfig, MediaStorage, S3Config};
 pub use secret::Secret;
 
@@ -55,6 +57,8 @@ pub struct Config {
     pub sync: SyncConfig,
     #[serde(default)]
     pub media: MediaConfig,
+    #[serde(default)]
+    pub federation: FederationConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -636,6 +640,7 @@ impl Config {
             ));
         }
         self.media.validate()?;
+        self.federation.validate()?;
         if !valid_log_level(&self.logging.level) {
             return Err(ConfigError::new(
                 "logging.level",

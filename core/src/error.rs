@@ -31,6 +31,10 @@ pub enum Error {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedRoomVersion(String),
+    /// A server cannot join a room of a version it does not support (400
+    /// `M_INCOMPATIBLE_ROOM_VERSION`, with the room's version).
+    #[error("The room is version {0}, which the joining server does not support")]
+    IncompatibleRoomVersion(ruma::RoomVersionId),
     /// The alias (or another unique room name) is taken (400 `M_ROOM_IN_USE`).
     #[error("{0}")]
     RoomInUse(String),
@@ -65,6 +69,9 @@ pub enum Error {
     AuthRequired(Box<Challenge>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Another server could not be asked, or refused.
+    #[error(transparent)]
+    Federation(#[from] crate::federation::FederationError),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::{
     Config,
     e2ee::E2ee,
+    federation::{Federation, FederationError},
     keys::{KeyError, SigningKey},
     media::{Media, MediaError},
     ratelimit::RateLimiter,
@@ -29,6 +30,8 @@ pub enum StartError {
     Rooms(crate::Error),
     #[error("cannot start the media repository: {0}")]
     Media(MediaError),
+    #[error("cannot start federation: {0}")]
+    Federation(FederationError),
 }
 
 pub struct Services {
@@ -42,6 +45,7 @@ pub struct Services {
     pub presence: Arc<Presence>,
     pub e2ee: E2ee,
     pub media: Media,
+    pub federation: Federation,
 }
 
 impl Services {
@@ -76,7 +80,10 @@ impl Services {
         .map_err(StartError::Rooms)?;
         let e2ee = E2ee::new(store.clone(), notifier.clone(), config.server_name.clone());
         let media = Media::new(config.clone(), store.clone()).map_err(StartError::Media)?;
+        let federation = Federation::new(config.clone(), store.clone(), signing_key.clone())
+            .map_err(StartError::Federation)?;
         Ok(Arc::new(Self {
+            federation,
             e2ee,
             media,
             users,

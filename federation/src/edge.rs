@@ -14,7 +14,9 @@ use ruma::api::{
     error::{DeserializationError, FromHttpRequestError},
 };
 use serde_json::{Map, Value as JsonValue, json};
-use tessera_core::{Error as CoreError, media::MediaError, uia::Challenge};
+use tessera_core::{
+    Error as CoreError, federation::FederationError, media::MediaError, uia::Challenge,
+};
 
 /// A Matrix error response: status, errcode, message and any errcode-specific fields.
 #[derive(Debug)]
@@ -59,6 +61,14 @@ impl ApiError {
 
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", message)
+    }
+
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
@@ -113,6 +123,10 @@ impl From<CoreError> for ApiError {
             CoreError::UnsupportedRoomVersion(_) => {
                 Self::new(S::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION", message)
             }
+            CoreError::IncompatibleRoomVersion(version) => {
+                Self::new(S::BAD_REQUEST, "M_INCOMPATIBLE_ROOM_VERSION", message)
+                    .with("room_version", JsonValue::String(version.to_string()))
+            }
             CoreError::RoomInUse(_) => Self::new(S::BAD_REQUEST, "M_ROOM_IN_USE", message),
             CoreError::Conflict(_) => Self::new(S::CONFLICT, "M_UNKNOWN", message),
             CoreError::BadAlias(_) => Self::new(S::BAD_REQUEST, "M_BAD_ALIAS", message),
@@ -146,10 +160,57 @@ impl From<CoreError> for ApiError {
                 error
             }
             CoreError::AuthRequired(challenge) => uia_challenge(&challenge),
+            CoreError::Federation(e) => e.into(),
             CoreError::Store(e) => Self::internal(e.to_string()),
             CoreError::Internal(e) => Self::internal(e),
         }
     }
+}
+
+impl From<FederationError> for ApiError {
+    /// A remote server's own Matrix error is passed on (status and errcode); a server that
+    /// cannot be reached or answers nonsense is a 502.
+    fn from(error: FederationError) -> Self {
+        let message = error.to_string();
+        match error {
+            FederationError::Remote {
+                status, errcode, ..
+            } => Self::new(
+                StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY),
+                known_errcode(&errcode),
+                message,
+            ),
+            FederationError::Unreachable { .. }
+            | FederationError::BadResponse { .. }
+            | FederationError::Keys { .. } => {
+                Self::new(StatusCode::BAD_GATEWAY, "M_UNKNOWN", message)
+            }
+            FederationError::Request { .. } => Self::internal(message),
+        }
+    }
+}
+
+/// A remote errcode as one of ours (the type holds static strings); unknown ones are
+/// `M_UNKNOWN`, their text still in the message.
+fn known_errcode(errcode: &str) -> &'static str {
+    const KNOWN: [&str; 12] = [
+        "M_NOT_FOUND",
+        "M_FORBIDDEN",
+        "M_UNRECOGNIZED",
+        "M_UNAUTHORIZED",
+        "M_LIMIT_EXCEEDED",
+        "M_INVALID_PARAM",
+        "M_BAD_JSON",
+        "M_NOT_JSON",
+        "M_TOO_LARGE",
+        "M_UNSUPPORTED_ROOM_VERSION",
+        "M_INCOMPATIBLE_ROOM_VERSION",
+        "M_MISSING_PARAM",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|known| *known == errcode)
+        .unwrap_or("M_UNKNOWN")
 }
 
 impl From<MediaError> for ApiError {

@@ -2,12 +2,20 @@
 //! the client API: request parsing into ruma types and the one mapping of errors to errcodes.
 
 pub mod edge;
+mod extract;
 mod keys;
+mod membership;
+mod query;
+mod transactions;
+mod user;
 mod version;
 
 use std::sync::Arc;
 
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{get, post, put},
+};
 use tessera_core::Services;
 
 /// Routes of the federation listener.
@@ -15,8 +23,39 @@ pub fn router() -> Router<Arc<Services>> {
     Router::new()
         .route("/_matrix/key/v2/server", get(keys::server_keys))
         .route("/_matrix/key/v2/server/{key_id}", get(keys::server_keys))
+        .route("/_matrix/key/v2/query", post(keys::query_batch))
+        .route("/_matrix/key/v2/query/{server_name}", get(keys::query_one))
         .route(
             "/_matrix/federation/v1/version",
             get(version::server_version),
+        )
+        .route("/_matrix/federation/v1/query/profile", get(query::profile))
+        .route(
+            "/_matrix/federation/v1/query/directory",
+            get(query::directory),
+        )
+        .route(
+            "/_matrix/federation/v1/user/devices/{user_id}",
+            get(user::devices),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/query",
+            post(user::keys_query),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/claim",
+            post(user::keys_claim),
+        )
+        .route(
+            "/_matrix/federation/v1/make_join/{room_id}/{user_id}",
+            get(membership::make_join),
+        )
+        .route(
+            "/_matrix/federation/v2/send_join/{room_id}/{event_id}",
+            put(membership::send_join),
+        )
+        .route(
+            "/_matrix/federation/v1/send/{txn_id}",
+            put(transactions::send),
         )
 }

@@ -7,8 +7,12 @@ use std::{
 };
 
 use ruma::{
-    CanonicalJsonObject, OneTimeKeyAlgorithm, OwnedOneTimeKeyId, OwnedUserId, UInt, UserId,
-    api::client::keys::{claim_keys, get_keys, upload_keys},
+    CanonicalJsonObject, OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedServerName,
+    OwnedUserId, UInt, UserId,
+    api::{
+        client::keys::{claim_keys, get_keys, upload_keys},
+        federation::keys as federation_keys,
+    },
     encryption::{CrossSigningKey, DeviceKeys, OneTimeKey},
     serde::Raw,
 };
@@ -17,6 +21,7 @@ use serde_json::json;
 use super::{E2ee, signed_json};
 use crate::{
     Error, Result,
+    federation::{FederationClient, FederationError},
     store::{KeyClaim, KeyUpload, StoredSignature, UploadedKey},
     users::Caller,
 };
@@ -28,9 +33,51 @@ pub struct KeyCounts {
     pub unused_fallback_keys: Vec<OneTimeKeyAlgorithm>,
 }
 
-/// The failure reported for a server the request cannot reach: federation is not available.
-fn unreachable_server() -> serde_json::Value {
-    json!({ "status": 503, "message": "Federation is not available on this server" })
+/// How long remote servers are waited for when the client gives no `timeout` (spec: 10 s).
+const DEFAULT_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const MAX_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Asks every server at once, waiting at most `timeout` (the client's, capped; 10 s by
+/// default); the answers, and a `failures` entry for each server that failed.
+async fn ask_servers<V, R, Ask, Answer>(
+    remote: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, V>>,
+    timeout: Option<std::time::Duration>,
+    failures: &mut BTreeMap<String, serde_json::Value>,
+    ask: Ask,
+) -> Vec<(OwnedServerName, R)>
+where
+    Ask: Fn(OwnedServerName, BTreeMap<OwnedUserId, V>) -> Answer,
+    Answer: Future<Output = std::result::Result<R, FederationError>>,
+{
+    let timeout = timeout
+        .unwrap_or(DEFAULT_REMOTE_TIMEOUT)
+        .min(MAX_REMOTE_TIMEOUT);
+    let ask = &ask;
+    let asked = remote.into_iter().map(|(server, users)| async move {
+        let answer = tokio::time::timeout(timeout, ask(server.clone(), users)).await;
+        (server, answer)
+    });
+    let mut answers = Vec::new();
+    for (server, answer) in futures::future::join_all(asked).await {
+        match answer {
+            Ok(Ok(answer)) => answers.push((server, answer)),
+            Ok(Err(e)) => {
+                failures.insert(server.to_string(), failure(&e.to_string()));
+            }
+            Err(_) => {
+                failures.insert(
+                    server.to_string(),
+                    failure("the server did not answer in time"),
+                );
+            }
+        }
+    }
+    answers
+}
+
+/// The `failures` entry of a server that could not be asked (Synapse's shape).
+fn failure(message: &str) -> serde_json::Value {
+    json!({ "status": 503, "message": message })
 }
 
 fn raw<T>(json: &str) -> Result<Raw<T>> {
@@ -216,24 +263,58 @@ impl E2ee {
         Ok(counts)
     }
 
-    /// `POST /keys/query`: the device and cross-signing keys of the users asked for.
+    /// `POST /keys/query`: the device and cross-signing keys of the users asked for; those of
+    /// remote users are asked of their servers at once, and a server that fails is listed in
+    /// `failures`.
     pub async fn query_keys(
         &self,
         requester: &UserId,
         request: &get_keys::v3::Request,
+        federation: &FederationClient,
+    ) -> Result<get_keys::v3::Response> {
+        let (local, remote) = self.split_by_server(&request.device_keys);
+        let mut response = self.local_keys(Some(requester), &local).await?;
+        let answers = ask_servers(
+            remote,
+            request.timeout,
+            &mut response.failures,
+            |server, users| async move {
+                let request = federation_keys::get_keys::v1::Request::new(users);
+                federation.send(&server, request).await
+            },
+        )
+        .await;
+        for (server, keys) in answers {
+            // Only keys of the server's own users are taken from it.
+            let own = |user: &OwnedUserId| user.server_name() == server;
+            response
+                .device_keys
+                .extend(keys.device_keys.into_iter().filter(|(u, _)| own(u)));
+            response
+                .master_keys
+                .extend(keys.master_keys.into_iter().filter(|(u, _)| own(u)));
+            response
+                .self_signing_keys
+                .extend(keys.self_signing_keys.into_iter().filter(|(u, _)| own(u)));
+        }
+        Ok(response)
+    }
+
+    /// The keys of local users, as `/keys/query` and federation's `/user/keys/query` return
+    /// them. `requester` is the local user asking (who also sees their own user-signing key
+    /// and their signatures); `None` for another server. Non-local users are skipped.
+    pub async fn local_keys(
+        &self,
+        requester: Option<&UserId>,
+        users: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
     ) -> Result<get_keys::v3::Response> {
         let mut response = get_keys::v3::Response::new();
-        for (user_id, device_ids) in &request.device_keys {
+        for (user_id, device_ids) in users {
             if !self.is_local(user_id) {
-                response
-                    .failures
-                    .insert(user_id.server_name().to_string(), unreachable_server());
                 continue;
             }
-            let signatures = self
-                .store
-                .signatures_on(user_id, &[user_id, requester])
-                .await?;
+            let signers: Vec<&UserId> = std::iter::once(&**user_id).chain(requester).collect();
+            let signatures = self.store.signatures_on(user_id, &signers).await?;
             let mut devices = BTreeMap::new();
             for device in self.store.device_keys_of(user_id, device_ids).await? {
                 let mut object = signed_json::parse(&device.key_json, "stored device keys")?;
@@ -267,7 +348,7 @@ impl E2ee {
     async fn add_cross_signing_keys(
         &self,
         response: &mut get_keys::v3::Response,
-        requester: &UserId,
+        requester: Option<&UserId>,
         user_id: &UserId,
         signatures: &[StoredSignature],
     ) -> Result<()> {
@@ -288,7 +369,7 @@ impl E2ee {
                 .insert(user_id.to_owned(), raw(&self_signing)?);
         }
         // A user-signing key is its owner's business alone.
-        if requester == user_id
+        if requester == Some(user_id)
             && let Some(user_signing) = keys.remove("user_signing")
         {
             response
@@ -298,16 +379,68 @@ impl E2ee {
         Ok(())
     }
 
-    /// `POST /keys/claim`: one one-time key (or the fallback key) per device asked for.
+    /// `POST /keys/claim`: one one-time key (or the fallback key) per device asked for; remote
+    /// users' keys are claimed from their servers at once.
     pub async fn claim_keys(
         &self,
         request: &claim_keys::v3::Request,
+        federation: &FederationClient,
     ) -> Result<claim_keys::v3::Response> {
+        let (local, remote) = self.split_by_server(&request.one_time_keys);
+        let mut response = claim_keys::v3::Response::new(self.claim_local_keys(&local).await?);
+        let answers = ask_servers(
+            remote,
+            request.timeout,
+            &mut response.failures,
+            |server, users| async move {
+                let request = federation_keys::claim_keys::v1::Request::new(users);
+                federation.send(&server, request).await
+            },
+        )
+        .await;
+        for (server, claimed) in answers {
+            response.one_time_keys.extend(
+                claimed
+                    .one_time_keys
+                    .into_iter()
+                    .filter(|(user, _)| user.server_name() == server),
+            );
+        }
+        Ok(response)
+    }
+
+    /// A per-user request split into this server's users and the others', by server.
+    #[allow(clippy::type_complexity)]
+    fn split_by_server<V: Clone>(
+        &self,
+        users: &BTreeMap<OwnedUserId, V>,
+    ) -> (
+        BTreeMap<OwnedUserId, V>,
+        BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, V>>,
+    ) {
+        let mut local = BTreeMap::new();
+        let mut remote: BTreeMap<OwnedServerName, BTreeMap<OwnedUserId, V>> = BTreeMap::new();
+        for (user_id, value) in users {
+            if self.is_local(user_id) {
+                local.insert(user_id.clone(), value.clone());
+            } else {
+                remote
+                    .entry(user_id.server_name().to_owned())
+                    .or_default()
+                    .insert(user_id.clone(), value.clone());
+            }
+        }
+        (local, remote)
+    }
+
+    /// Claims keys of local devices (for clients and for other servers); others are skipped.
+    pub async fn claim_local_keys(
+        &self,
+        users: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
+    ) -> Result<BTreeMap<OwnedUserId, claim_keys::v3::OneTimeKeys>> {
         let mut claims = Vec::new();
-        let mut failures = BTreeMap::new();
-        for (user_id, devices) in &request.one_time_keys {
+        for (user_id, devices) in users {
             if !self.is_local(user_id) {
-                failures.insert(user_id.server_name().to_string(), unreachable_server());
                 continue;
             }
             for (device_id, algorithm) in devices {
@@ -332,9 +465,7 @@ impl E2ee {
                 .or_default()
                 .insert(key_id, key_json);
         }
-        let mut response = claim_keys::v3::Response::new(one_time_keys);
-        response.failures = failures;
-        Ok(response)
+        Ok(one_time_keys)
     }
 }
 

@@ -1,111 +1,28 @@
 //! URL previews: fetching a page (size and time limits, no private or loopback addresses unless
 //! the config allows them) and reading its OpenGraph data.
 //!
-//! Addresses are checked where the connection is made: a DNS resolver that drops forbidden
-//! addresses (so a name cannot resolve to one between check and connect), plus a check of
+//! Addresses are checked where the connection is made (`outbound_address`), plus a check of
 //! literal IP hosts, which reqwest connects to without resolving. Redirects are followed by
 //! hand so that every hop is checked the same way.
 
-use std::{
-    io::Cursor,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::Arc,
-    time::Duration,
-};
+use std::{io::Cursor, net::IpAddr, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use ipnet::IpNet;
-use reqwest::{
-    StatusCode,
-    dns::{Addrs, Name, Resolve, Resolving},
-    header,
-};
+use reqwest::{StatusCode, header};
 use serde_json::{Map, Value as JsonValue};
 use url::Url;
 
 use super::MediaError;
-use crate::config::MediaConfig;
+use crate::{
+    config::MediaConfig,
+    outbound_address::{AddressPolicy, GuardedResolver, PinnedAddresses, blocked_in},
+};
 
 /// Hops followed before giving up.
 const MAX_REDIRECTS: usize = 5;
 /// Text kept of a description or title.
 const MAX_TEXT_CHARS: usize = 500;
-
-#[derive(Debug)]
-struct AddressPolicy {
-    allow_private: bool,
-    whitelist: Vec<IpNet>,
-}
-
-impl AddressPolicy {
-    fn allows(&self, ip: IpAddr) -> bool {
-        self.allow_private || self.whitelist.iter().any(|net| net.contains(&ip)) || is_public(ip)
-    }
-}
-
-/// Whether `ip` is an ordinary internet address: not loopback, private, link-local, shared,
-/// multicast, documentation, reserved or unspecified.
-fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(ip) => is_public_v4(ip),
-        IpAddr::V6(ip) => {
-            if let Some(v4) = ip.to_ipv4_mapped() {
-                return is_public_v4(v4);
-            }
-            let first = ip.segments()[0];
-            !(ip.is_loopback()
-                || ip.is_unspecified()
-                || ip.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80 // link-local
-                || first == 0x2001 && ip.segments()[1] == 0x0db8 // documentation
-                || ip.segments()[..6] == [0x64, 0xff9b, 0, 0, 0, 0]) // NAT64 of anything
-        }
-    }
-}
-
-fn is_public_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, c, _] = ip.octets();
-    !(ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local()
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_documentation()
-        || ip.is_multicast()
-        || a == 0
-        || (a == 100 && (64..128).contains(&b)) // shared address space
-        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
-        || (a == 198 && (b == 18 || b == 19)) // benchmarking
-        || a >= 240)
-}
-
-/// The error a resolver returns when every address of a name is forbidden.
-#[derive(Debug, thiserror::Error)]
-#[error("{0} resolves only to addresses URL previews may not reach")]
-struct Blocked(String);
-
-struct GuardedResolver {
-    policy: Arc<AddressPolicy>,
-}
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.policy.clone();
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|addr| policy.allows(addr.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(Box::new(Blocked(host)) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
 
 pub struct PreviewImage {
     pub bytes: Bytes,
@@ -133,6 +50,7 @@ impl Previewer {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: policy.clone(),
+                pinned: PinnedAddresses::default(),
             }))
             // A proxy would make the connection, bypassing the address checks.
             .no_proxy()
@@ -276,12 +194,8 @@ impl Previewer {
 }
 
 fn fetch_error(url: &Url, error: &reqwest::Error) -> MediaError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        if let Some(blocked) = e.downcast_ref::<Blocked>() {
-            return MediaError::Forbidden(blocked.to_string());
-        }
-        source = e.source();
+    if let Some(blocked) = blocked_in(error) {
+        return MediaError::Forbidden(blocked.to_string());
     }
     if error.is_timeout() {
         return MediaError::PreviewFailed(format!("{url} did not answer in time"));
@@ -417,33 +331,5 @@ mod tests {
         assert_eq!(og["og:type"], "article");
         let og = parse_html(r#"<meta property="og:title" content="OG"><title>T</title>"#);
         assert_eq!(og["og:title"], "OG");
-    }
-
-    #[test]
-    fn private_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        assert!(is_public("93.184.216.34".parse().unwrap()));
-        assert!(is_public("2606:4700::1111".parse().unwrap()));
-        let policy = AddressPolicy {
-            allow_private: false,
-            whitelist: vec!["127.0.0.0/8".parse().unwrap()],
-        };
-        assert!(policy.allows("127.0.0.5".parse().unwrap()));
-        assert!(!policy.allows("10.0.0.1".parse().unwrap()));
-        assert!(!policy.allows(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)));
     }
 }

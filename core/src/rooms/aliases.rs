@@ -47,17 +47,12 @@ impl Rooms {
         Ok(())
     }
 
-    /// `GET /directory/room/{roomAlias}`: the room and the servers that can help join it,
-    /// this one first.
+    /// `GET /directory/room/{roomAlias}` for a local alias: the room and the servers that can
+    /// help join it, this one first.
     pub async fn resolve_alias(
         &self,
         alias: &RoomAliasId,
     ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
-        if alias.server_name() != self.config.server_name {
-            return Err(Error::NotFound(format!(
-                "Room alias {alias} is on another server, which this server cannot ask yet"
-            )));
-        }
         let room_id = self
             .store
             .alias_room(alias)

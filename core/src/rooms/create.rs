@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::{Error, Result, events::NewEvent, store::NewRoom};
 
-use super::{RoomState, Rooms};
+use super::{EventSource, RoomState, Rooms};
 
 /// Room versions new rooms may be created in.
 pub const CREATABLE_VERSIONS: [RoomVersionId; 3] =
@@ -124,6 +124,7 @@ impl Rooms {
             extremities: Vec::new(),
             depth: UInt::from(0u32),
             local_audience: None,
+            remote_servers: None,
             push_context: None,
         };
 
@@ -251,7 +252,9 @@ impl Rooms {
             created_ts: i64::from(MilliSecondsSinceUnixEpoch::now().get()),
             published: request.public,
         };
-        let pending = self.enqueue(&mut room, rows, Some(new_room)).await;
+        let pending = self
+            .enqueue(&mut room, rows, Some(new_room), EventSource::Local)
+            .await;
         *guard = Some(room);
         drop(guard);
         let outcome = match pending {

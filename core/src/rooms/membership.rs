@@ -41,7 +41,7 @@ impl Rooms {
     }
 
     /// The display name and avatar a member event of this local user carries.
-    pub(super) async fn with_profile(
+    pub async fn with_profile(
         &self,
         user_id: &UserId,
         mut content: JsonValue,

@@ -19,6 +19,7 @@ mod read;
 mod receipts;
 mod recent;
 mod relations;
+mod remote;
 pub mod resolve;
 mod search;
 mod send;
@@ -94,6 +95,19 @@ pub struct Rooms {
     state_entries: state_entries::StateEntries,
     recent_transactions: std::sync::Mutex<transactions::RecentTransactions>,
     push_rules: Arc<crate::users::PushRules>,
+    /// Woken when events were queued for other servers (the federation sender waits on it).
+    outbound: Arc<tokio::sync::Notify>,
+}
+
+/// Where the events of a write come from: they are sent to the room's other servers only when
+/// this server made them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    Local,
+    /// Received from another server in a room this server is in.
+    Received,
+    /// Joining a room held by other servers: the join event, built on events unknown here.
+    RemoteJoin,
 }
 
 /// How a client request that sends an event is identified, for idempotent retries.
@@ -134,6 +148,7 @@ impl Rooms {
             state_entries: state_entries::StateEntries::default(),
             recent_transactions: std::sync::Mutex::default(),
             push_rules,
+            outbound: Arc::default(),
         })
     }
 
@@ -209,6 +224,7 @@ impl Rooms {
             extremities: stored.extremities.into_iter().map(|(id, _)| id).collect(),
             depth: UInt::try_from(depth).unwrap_or_default(),
             local_audience: None,
+            remote_servers: None,
             push_context: None,
         }))
     }
@@ -263,7 +279,20 @@ impl Rooms {
                 pdu.json.len()
             )));
         }
-        room.authorize(&pdu, &auth_events).map_err(|reason| {
+        self.accept(room, pdu, &auth_events, transaction)
+    }
+
+    /// Authorizes a built or received event against the room's current state (the state
+    /// before it, for an event on the current extremities) and its `auth_events`, advances the
+    /// state, and makes the row to store.
+    fn accept(
+        &self,
+        room: &mut RoomState,
+        pdu: Pdu,
+        auth_events: &[Arc<Pdu>],
+        transaction: Option<(&UserId, &Transaction)>,
+    ) -> Result<(Arc<Pdu>, NewEventRow)> {
+        room.authorize(&pdu, auth_events).map_err(|reason| {
             Error::Forbidden(format!("The event is not allowed in this room: {reason}"))
         })?;
         let pdu = Arc::new(pdu);
@@ -336,15 +365,36 @@ impl Rooms {
     async fn enqueue(
         &self,
         room: &mut RoomState,
+        rows: Vec<NewEventRow>,
+        new_room: Option<NewRoom>,
+        source: EventSource,
+    ) -> Result<Pending<()>> {
+        let batch = self.batch(room, rows, new_room, source).await?;
+        Ok(self.store.enqueue_events(batch).await?)
+    }
+
+    /// The write of events just appended: their timeline positions, push actions, where they
+    /// are sent, and what happens once they commit.
+    async fn batch(
+        &self,
+        room: &mut RoomState,
         mut rows: Vec<NewEventRow>,
         new_room: Option<NewRoom>,
-    ) -> Result<Pending<()>> {
+        source: EventSource,
+    ) -> Result<EventBatch> {
         self.evaluate_push_rules(room, &mut rows).await?;
         let allocation = self.timeline.allocate(rows.len());
         for (position, row) in (allocation.start..).zip(&mut rows) {
             row.stream_ordering = position;
         }
         let audience = room.local_audience(&self.config.server_name);
+        // This server sends its own events to the others; received events were sent by theirs.
+        let remote_servers = match source {
+            EventSource::Local => room.remote_servers(&self.config.server_name).to_vec(),
+            EventSource::Received | EventSource::RemoteJoin => Vec::new(),
+        };
+        let prev_events_local = source == EventSource::Local;
+        let sender_wake = (!remote_servers.is_empty()).then(|| self.outbound.clone());
         // A member leaving, kicked or banned is no longer in the audience but must hear of it.
         let members_changed: Vec<OwnedUserId> = rows
             .iter()
@@ -385,18 +435,20 @@ impl Rooms {
             recent.committed(changes);
             drop(allocation);
             notifier.wake(audience.iter().chain(&members_changed).map(|u| &**u));
+            if let Some(outbound) = sender_wake {
+                outbound.notify_one();
+            }
         });
-        Ok(self
-            .store
-            .enqueue_events(EventBatch {
-                room_id: room.room_id.clone(),
-                new_room,
-                events: rows,
-                extremities: room.extremities.clone(),
-                redaction_rules: room.rules.redaction.clone(),
-                after_commit: Some(after_commit),
-            })
-            .await?)
+        Ok(EventBatch {
+            room_id: room.room_id.clone(),
+            new_room,
+            events: rows,
+            extremities: room.extremities.clone(),
+            redaction_rules: room.rules.redaction.clone(),
+            remote_servers,
+            prev_events_local,
+            after_commit: Some(after_commit),
+        })
     }
 
     /// Waits for a queued write; on failure the room's cache is dropped so that nothing more is
@@ -407,6 +459,11 @@ impl Rooms {
             return Err(e.into());
         }
         Ok(())
+    }
+
+    /// Notified whenever events were queued for other servers.
+    pub fn outbound_events(&self) -> Arc<tokio::sync::Notify> {
+        self.outbound.clone()
     }
 
     /// The timeline position up to which every event is readable: `/messages` backwards from

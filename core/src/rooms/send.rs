@@ -13,7 +13,7 @@ use crate::{
     events::{NewEvent, Pdu},
 };
 
-use super::{RoomState, Rooms, Transaction, read::parse};
+use super::{EventSource, RoomState, Rooms, Transaction, read::parse};
 
 impl Rooms {
     /// `PUT /rooms/{roomId}/send/{eventType}/{txnId}`: a retry of a transaction returns the
@@ -193,7 +193,10 @@ impl Rooms {
             return self.event_pdu(&room_id, event_id).await;
         }
         let (pdu, row) = self.append(room, sender, new, transaction.map(|t| (sender, t)))?;
-        let pending = match self.enqueue(room, vec![row], None).await {
+        let pending = match self
+            .enqueue(room, vec![row], None, EventSource::Local)
+            .await
+        {
             Ok(pending) => pending,
             Err(e) => {
                 *guard = None;

@@ -4,7 +4,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    OwnedEventId, OwnedRoomId, OwnedUserId, RoomVersionId, ServerName, UInt, UserId,
+    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomVersionId, ServerName, UInt,
+    UserId,
     events::StateEventType,
     room_version_rules::RoomVersionRules,
     state_res::{self, Event as _},
@@ -35,6 +36,8 @@ pub struct RoomState {
     /// The local users who hear of the room's events (see [`RoomState::local_audience`]),
     /// kept until a member event changes them.
     pub local_audience: Option<Arc<[OwnedUserId]>>,
+    /// The other servers with joined members, kept until a member event changes them.
+    pub remote_servers: Option<Arc<[OwnedServerName]>>,
     /// What push rule evaluation needs of the state (recipients, member count, power levels),
     /// kept until the state changes or a state event is redacted.
     pub(super) push_context: Option<Box<PushContext>>,
@@ -66,6 +69,29 @@ impl RoomState {
             .collect();
         self.local_audience = Some(audience.clone());
         audience
+    }
+
+    /// The servers other than `server_name` with joined members: where this server's events
+    /// of the room go.
+    pub fn remote_servers(&mut self, server_name: &ServerName) -> Arc<[OwnedServerName]> {
+        if let Some(servers) = &self.remote_servers {
+            return servers.clone();
+        }
+        let mut servers: Vec<OwnedServerName> = self
+            .state
+            .iter()
+            .filter(|((kind, _), pdu)| {
+                *kind == StateEventType::RoomMember && pdu.membership().as_deref() == Some("join")
+            })
+            .filter_map(|((_, key), _)| UserId::parse(key.as_str()).ok())
+            .map(|user| user.server_name().to_owned())
+            .filter(|server| server != server_name)
+            .collect();
+        servers.sort();
+        servers.dedup();
+        let servers: Arc<[OwnedServerName]> = servers.into();
+        self.remote_servers = Some(servers.clone());
+        servers
     }
 
     /// The `auth_events` of an event of this shape (spec: "Auth events selection").
@@ -124,6 +150,7 @@ impl RoomState {
         );
         if key.0 == StateEventType::RoomMember {
             self.local_audience = None;
+            self.remote_servers = None;
         }
         self.push_context = None;
         self.state.insert(key, pdu.clone());

@@ -69,6 +69,7 @@ impl TestRoom {
                 extremities: Vec::new(),
                 depth: UInt::from(0u32),
                 local_audience: None,
+                remote_servers: None,
                 push_context: None,
             },
             key: Arc::new(key),

@@ -181,6 +181,8 @@ mod tests {
                 events: Vec::new(),
                 extremities: Vec::new(),
                 redaction_rules: RoomVersionId::V11.rules().unwrap().redaction,
+                remote_servers: Vec::new(),
+                prev_events_local: true,
                 after_commit: None,
             })
             .await

@@ -261,6 +261,7 @@ async fn check_prev_events_persisted(
         .collect();
     let outside: HashSet<&OwnedEventId> = batches
         .iter()
+        .filter(|b| b.prev_events_local)
         .flat_map(|b| &b.events)
         .flat_map(|event| &event.prev_events)
         .filter(|p| !written.contains(&***p))
@@ -322,9 +323,13 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
     let mut search_entries = Vec::new();
     let mut push_actions = Vec::new();
     let mut rejoined = Vec::new();
+    let mut outbox = Vec::new();
     for batch in batches {
         let room = batch.room_id.as_str();
         for event in &batch.events {
+            for server in &batch.remote_servers {
+                outbox.push(vec![server.as_str().into(), event.stream_ordering.into()]);
+            }
             let (relates_to, rel_type) = match &event.relates_to {
                 Some((id, rel)) => (Some(id.to_string()), Some(rel.clone())),
                 None => (None, None),
@@ -465,6 +470,13 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
         push_actions,
     )
     .await?;
+    insert_rows(
+        conn,
+        "INSERT INTO federation_outbox (destination, stream_ordering)",
+        "",
+        outbox,
+    )
+    .await?;
     search::index_entries(conn, search_entries).await?;
     // A room forgotten by a user is remembered again when they come back to it.
     for (user, room) in rejoined {
@@ -592,6 +604,8 @@ mod tests {
             events,
             extremities,
             redaction_rules: RedactionRules::V9,
+            remote_servers: Vec::new(),
+            prev_events_local: true,
             after_commit: None,
         }
     }

@@ -12,6 +12,7 @@ mod devices;
 mod directory;
 mod e2e_keys;
 mod event_writer;
+mod federation_queue;
 mod filters;
 mod key_backup;
 mod media;
@@ -23,6 +24,7 @@ mod receipts;
 mod relations;
 mod rooms;
 mod search;
+mod server_keys;
 mod sync;
 mod to_device;
 mod token_cache;
@@ -58,6 +60,7 @@ pub use rooms::{
     StateEntry, StoredRoom,
 };
 pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
+pub use server_keys::StoredServerKey;
 pub use sync::{MemberCounts, MembershipRow};
 pub use to_device::{OutgoingToDevice, ToDeviceMessage};
 pub use token_cache::TOKEN_CACHE_TTL;

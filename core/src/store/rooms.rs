@@ -3,8 +3,9 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId,
-    RoomVersionId, UserId, canonical_json::redact, room_version_rules::RedactionRules,
+    CanonicalJsonObject, DeviceId, EventId, OwnedEventId, OwnedRoomId, OwnedServerName,
+    OwnedUserId, RoomId, RoomVersionId, UserId, canonical_json::redact,
+    room_version_rules::RedactionRules,
 };
 use sqlx::{AnyConnection, Row};
 
@@ -88,6 +89,12 @@ pub struct EventBatch {
     /// The room's forward extremities after the batch.
     pub extremities: Vec<OwnedEventId>,
     pub redaction_rules: RedactionRules,
+    /// Remote servers in the room, to which the batch's events are queued for sending (in the
+    /// same transaction): empty for events received from other servers.
+    pub remote_servers: Vec<OwnedServerName>,
+    /// Whether the events' `prev_events` must be events of this server's timeline, checked at
+    /// commit; not so for an event joining a remote room, whose predecessors are unknown here.
+    pub prev_events_local: bool,
     /// Run once the batch has committed (never if it fails): releases the events' positions
     /// to readers and wakes their syncs. Runs even if the request that queued it went away.
     pub after_commit: Option<AfterCommit>,
@@ -142,6 +149,11 @@ const STATE_CHAIN: &str = "WITH RECURSIVE chain(group_id, prev_group, n) AS ( \
      SELECT g.group_id, g.prev_group, chain.n + 1 FROM state_groups g \
      JOIN chain ON g.group_id = chain.prev_group)";
 
+/// An outlier read as an [`EventRow`]: no timeline position, no state groups.
+const OUTLIER_COLUMNS: &str = "CAST(0 AS BIGINT) AS stream_ordering, event_id, room_id, \
+     CAST(0 AS BIGINT) AS state_before, CAST(0 AS BIGINT) AS state_after, \
+     CAST(NULL AS TEXT) AS replaces_state, CAST(NULL AS TEXT) AS redacted_by, json";
+
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
 
 impl Store {
@@ -195,6 +207,74 @@ impl Store {
         version.map(super::stored_id::<RoomVersionId>).transpose()
     }
 
+    /// Persists a room joined over federation: the state and auth chain received with the
+    /// join as outliers, the state before the join as a full snapshot `state` (with each
+    /// member's membership for `current_state`), and the batch of the join event itself.
+    pub async fn persist_remote_join(
+        &self,
+        outliers: Vec<(OwnedEventId, Arc<str>)>,
+        state: NewStateGroup,
+        memberships: HashMap<OwnedEventId, String>,
+        mut batch: EventBatch,
+    ) -> Result<()> {
+        let after_commit = batch.after_commit.take();
+        let room = batch.room_id.to_string();
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    for (event_id, json) in outliers {
+                        sqlx::query(
+                            "INSERT INTO outliers (event_id, room_id, json) VALUES ($1, $2, $3) \
+                             ON CONFLICT (event_id) DO NOTHING",
+                        )
+                        .bind(event_id.as_str())
+                        .bind(&room)
+                        .bind(&*json)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    sqlx::query(
+                        "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length) \
+                         VALUES ($1, $2, NULL, 0)",
+                    )
+                    .bind(state.group_id)
+                    .bind(&room)
+                    .execute(&mut *conn)
+                    .await?;
+                    for entry in &state.entries {
+                        sqlx::query(
+                            "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) \
+                             VALUES ($1, $2, $3, $4)",
+                        )
+                        .bind(state.group_id)
+                        .bind(&entry.event_type)
+                        .bind(&entry.state_key)
+                        .bind(entry.event_id.as_str())
+                        .execute(&mut *conn)
+                        .await?;
+                        sqlx::query(
+                            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) \
+                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, event_type, state_key) \
+                             DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+                        )
+                        .bind(&room)
+                        .bind(&entry.event_type)
+                        .bind(&entry.state_key)
+                        .bind(entry.event_id.as_str())
+                        .bind(memberships.get(&entry.event_id).cloned())
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    super::event_writer::write_one(conn, batch).await
+                })
+            })
+            .await?;
+        if let Some(after_commit) = after_commit {
+            after_commit();
+        }
+        Ok(())
+    }
+
     pub async fn load_room(&self, room_id: &RoomId) -> Result<Option<StoredRoom>> {
         let Some(row) = sqlx::query(
             "SELECT r.room_version, r.state_group, COALESCE(g.chain_length, 0) FROM rooms r \
@@ -244,7 +324,8 @@ impl Store {
 
     pub async fn event(&self, event_id: &EventId) -> Result<Option<EventRow>> {
         let row = sqlx::query(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1 \
+             UNION ALL SELECT {OUTLIER_COLUMNS} FROM outliers WHERE event_id = $1"
         ))
         .bind(event_id.as_str())
         .fetch_optional(&self.pool)
@@ -263,12 +344,31 @@ impl Store {
         for id in ids {
             query = query.bind(id.as_str());
         }
-        query
+        let mut rows: Vec<EventRow> = query
             .fetch_all(&self.pool)
             .await?
             .iter()
             .map(event_row)
-            .collect()
+            .collect::<Result<_>>()?;
+        if rows.len() < ids.len() {
+            let found: std::collections::HashSet<&EventId> =
+                rows.iter().map(|r| &*r.event_id).collect();
+            let missing: Vec<&OwnedEventId> =
+                ids.iter().filter(|id| !found.contains(&***id)).collect();
+            let placeholders = super::placeholders(1, missing.len());
+            let sql = format!(
+                "SELECT {OUTLIER_COLUMNS} FROM outliers WHERE event_id IN ({placeholders})"
+            );
+            let mut query = sqlx::query(&sql);
+            for id in missing {
+                query = query.bind(id.as_str());
+            }
+            let outliers = query.fetch_all(&self.pool).await?;
+            for row in &outliers {
+                rows.push(event_row(row)?);
+            }
+        }
+        Ok(rows)
     }
 
     /// [`Store::events`], by event ID.

@@ -53,7 +53,6 @@ impl Users {
 
     async fn require_local_user(&self, user_id: &UserId) -> Result<()> {
         if user_id.server_name() != self.server_name() {
-            // Remote profiles come over federation, which is not wired into profiles yet.
             return Err(Error::NotFound("Profile not found".to_owned()));
         }
         match self.store.account(user_id).await? {

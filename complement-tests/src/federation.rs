@@ -1,0 +1,129 @@
+//! Several `tessera` servers federating over real TLS: a test CA, a certificate per server for
+//! its server name (`hsN.tessera.test`), a TLS federation listener on a free port, and
+//! `federation.resolve_overrides` pointing every server at the others' ports.
+
+use std::path::PathBuf;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use tempfile::TempDir;
+use toml::{Table, Value};
+
+use crate::server::{ServerBuilder, TestServer, free_port};
+
+/// Servers started together, each knowing where the others are.
+pub struct Federation {
+    pub servers: Vec<TestServer>,
+    /// The federation (TLS) port of each server.
+    pub tls_ports: Vec<u16>,
+    ca_pem: String,
+    /// Holds the CA and certificate files for the servers' lifetime.
+    _certificates: TempDir,
+}
+
+/// The server name of the `i`th server of a federation.
+pub fn federated_server_name(i: usize) -> String {
+    format!("hs{i}.tessera.test")
+}
+
+impl Federation {
+    /// Starts `count` servers with the harness defaults.
+    pub async fn start(count: usize) -> Self {
+        Self::start_with(count, |_, builder| builder).await
+    }
+
+    /// Starts `count` servers; `configure` adjusts each one's builder (by index).
+    pub async fn start_with(
+        count: usize,
+        configure: impl Fn(usize, ServerBuilder) -> ServerBuilder,
+    ) -> Self {
+        let certificates = tempfile::Builder::new()
+            .prefix("tessera-ca-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let ca_key = KeyPair::generate().expect("generate the CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Tessera test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the CA");
+        let ca_pem = ca.pem();
+        let ca_path = certificates.path().join("ca.pem");
+        std::fs::write(&ca_path, &ca_pem).expect("write the CA");
+
+        let tls_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let mut overrides = Table::new();
+        for (i, port) in tls_ports.iter().enumerate() {
+            overrides.insert(
+                federated_server_name(i),
+                Value::from(format!("127.0.0.1:{port}")),
+            );
+        }
+        let mut servers = Vec::new();
+        for (i, port) in tls_ports.iter().enumerate() {
+            let name = federated_server_name(i);
+            let key = KeyPair::generate().expect("generate a server key");
+            let params = CertificateParams::new(vec![name.clone()]).expect("server parameters");
+            let cert = params
+                .signed_by(&key, &ca)
+                .expect("sign a server certificate");
+            let cert_path: PathBuf = certificates.path().join(format!("{name}.pem"));
+            let key_path: PathBuf = certificates.path().join(format!("{name}.key"));
+            std::fs::write(&cert_path, cert.pem()).expect("write a certificate");
+            std::fs::write(&key_path, key.serialize_pem()).expect("write a key");
+            let mut listener = Table::new();
+            listener.insert("bind".into(), "127.0.0.1".into());
+            listener.insert("port".into(), i64::from(*port).into());
+            listener.insert("apis".into(), vec!["federation"].into());
+            listener.insert(
+                "tls_certificate".into(),
+                cert_path.display().to_string().into(),
+            );
+            listener.insert(
+                "tls_private_key".into(),
+                key_path.display().to_string().into(),
+            );
+            let builder = TestServer::builder()
+                .server_name(&name)
+                .extra_listener(listener)
+                .set("federation.resolve_overrides", overrides.clone())
+                .set(
+                    "federation.extra_ca_files",
+                    vec![ca_path.display().to_string()],
+                );
+            servers.push(configure(i, builder).start().await);
+        }
+        Self {
+            servers,
+            tls_ports,
+            ca_pem,
+            _certificates: certificates,
+        }
+    }
+
+    /// An HTTPS client that trusts the test CA and reaches every server by its name.
+    pub fn https_client(&self) -> reqwest::Client {
+        let mut builder = reqwest::Client::builder().add_root_certificate(
+            reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("the CA is PEM"),
+        );
+        for (i, port) in self.tls_ports.iter().enumerate() {
+            builder = builder.resolve(
+                &federated_server_name(i),
+                std::net::SocketAddr::from(([127, 0, 0, 1], *port)),
+            );
+        }
+        builder.build().expect("build the HTTPS client")
+    }
+
+    /// `https://<name of server i>:<its TLS port>`.
+    pub fn federation_url(&self, i: usize) -> String {
+        format!("https://{}:{}", federated_server_name(i), self.tls_ports[i])
+    }
+}

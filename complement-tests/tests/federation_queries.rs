@@ -1,0 +1,315 @@
+//! Federation between Tessera servers over real TLS (spec: Server-Server API): signing keys
+//! published, fetched and vouched for by a notary; requests signed with `X-Matrix` and refused
+//! when the signature, origin or destination is wrong; profile, alias and device-key queries
+//! answered across servers.
+
+use complement_tests::{
+    TestServer, V3, Value, enc,
+    federation::{Federation, federated_server_name},
+    json,
+};
+use vodozemac::olm::Account;
+
+const PASSWORD: &str = "federation-pw";
+
+async fn get_json(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn profiles_and_aliases_are_queried_across_servers() {
+    let federation = Federation::start(2).await;
+    let (hs0, hs1) = (&federation.servers[0], &federation.servers[1]);
+    let alice = hs0.client().register("alice", PASSWORD).await;
+    alice
+        .client
+        .put(
+            &format!("{V3}/profile/{}/displayname", enc(&alice.user_id)),
+            json!({ "displayname": "Alice of hs0" }),
+        )
+        .await
+        .ok();
+    let bob = hs1.client().register("bob", PASSWORD).await;
+
+    // Bob's server asks Alice's: a signed request over TLS, verified with a fetched key.
+    let profile = bob
+        .client
+        .get(&format!("{V3}/profile/{}", enc(&alice.user_id)))
+        .await
+        .ok();
+    assert_eq!(profile["displayname"], "Alice of hs0", "{profile}");
+    let name = bob
+        .client
+        .get(&format!("{V3}/profile/{}/displayname", enc(&alice.user_id)))
+        .await
+        .ok();
+    assert_eq!(name["displayname"], "Alice of hs0");
+    // A user the remote server does not have: its 404 is passed on.
+    let ghost = format!("@ghost:{}", federated_server_name(0));
+    bob.client
+        .get(&format!("{V3}/profile/{}", enc(&ghost)))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+
+    let room = alice
+        .client
+        .post(
+            &format!("{V3}/createRoom"),
+            json!({ "room_alias_name": "lobby", "preset": "public_chat" }),
+        )
+        .await
+        .ok();
+    let alias = format!("#lobby:{}", federated_server_name(0));
+    let resolved = bob
+        .client
+        .get(&format!("{V3}/directory/room/{}", enc(&alias)))
+        .await
+        .ok();
+    assert_eq!(resolved["room_id"], room["room_id"]);
+    assert_eq!(resolved["servers"][0], federated_server_name(0));
+    bob.client
+        .get(&format!(
+            "{V3}/directory/room/{}",
+            enc(&format!("#nowhere:{}", federated_server_name(0)))
+        ))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn keys_are_published_and_vouched_for_by_a_notary() {
+    let federation = Federation::start(2).await;
+    let https = federation.https_client();
+    let (status, own) = get_json(
+        &https,
+        &format!("{}/_matrix/key/v2/server", federation.federation_url(1)),
+    )
+    .await;
+    assert_eq!(status, 200, "{own}");
+    assert_eq!(own["server_name"], federated_server_name(1));
+    let key_id = own["verify_keys"]
+        .as_object()
+        .and_then(|keys| keys.keys().next().cloned())
+        .expect("a verify key");
+
+    // hs0 as notary for hs1: the same key, signed by hs1 and by hs0.
+    let (status, relayed) = get_json(
+        &https,
+        &format!(
+            "{}/_matrix/key/v2/query/{}",
+            federation.federation_url(0),
+            federated_server_name(1)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{relayed}");
+    let response = &relayed["server_keys"][0];
+    assert_eq!(response["verify_keys"], own["verify_keys"], "{relayed}");
+    assert!(response["signatures"][federated_server_name(1)][&key_id].is_string());
+    assert!(
+        response["signatures"][federated_server_name(0)]
+            .as_object()
+            .is_some_and(|s| !s.is_empty()),
+        "{relayed}"
+    );
+
+    let batch = https
+        .post(format!(
+            "{}/_matrix/key/v2/query",
+            federation.federation_url(0)
+        ))
+        .json(&json!({ "server_keys": {
+            federated_server_name(1): {},
+            "unreachable.invalid": {},
+        } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+    let batch: Value = batch.json().await.unwrap();
+    let servers: Vec<&str> = batch["server_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["server_name"].as_str())
+        .collect();
+    // A server whose keys cannot be had is left out, not an error.
+    assert_eq!(servers, vec![federated_server_name(1).as_str()], "{batch}");
+}
+
+#[tokio::test]
+async fn requests_with_bad_authorization_are_refused() {
+    let federation = Federation::start(2).await;
+    let https = federation.https_client();
+    let alice = federation.servers[0]
+        .client()
+        .register("alice", PASSWORD)
+        .await;
+    let url = format!(
+        "{}/_matrix/federation/v1/query/profile?user_id={}",
+        federation.federation_url(0),
+        enc(&alice.user_id)
+    );
+    let (_, keys) = get_json(
+        &https,
+        &format!("{}/_matrix/key/v2/server", federation.federation_url(1)),
+    )
+    .await;
+    let key_id = keys["verify_keys"]
+        .as_object()
+        .and_then(|k| k.keys().next().cloned())
+        .unwrap();
+    let forged_sig = "a".repeat(86);
+    let cases = [
+        ("no Authorization header".to_owned(), None),
+        (
+            "a signature that does not verify".to_owned(),
+            Some(format!(
+                "X-Matrix origin=\"{}\",destination=\"{}\",key=\"{key_id}\",sig=\"{forged_sig}\"",
+                federated_server_name(1),
+                federated_server_name(0)
+            )),
+        ),
+        (
+            "another destination".to_owned(),
+            Some(format!(
+                "X-Matrix origin=\"{}\",destination=\"elsewhere.example\",key=\"{key_id}\",sig=\"{forged_sig}\"",
+                federated_server_name(1)
+            )),
+        ),
+        (
+            "an origin whose keys cannot be had".to_owned(),
+            Some(format!(
+                "X-Matrix origin=\"unreachable.invalid\",destination=\"{}\",key=\"ed25519:x\",sig=\"{forged_sig}\"",
+                federated_server_name(0)
+            )),
+        ),
+    ];
+    for (case, header) in cases {
+        let mut request = https.get(&url);
+        if let Some(header) = header {
+            request = request.header("Authorization", header);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401, "{case}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errcode"], "M_UNAUTHORIZED", "{case}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn device_keys_are_queried_and_claimed_across_servers() {
+    let federation = Federation::start(2).await;
+    let alice = federation.servers[0]
+        .client()
+        .register("alice", PASSWORD)
+        .await;
+    let bob = federation.servers[1]
+        .client()
+        .register("bob", PASSWORD)
+        .await;
+    let mut account = Account::new();
+    let identity = account.identity_keys();
+    let mut device_keys = json!({
+        "user_id": alice.user_id,
+        "device_id": alice.device_id,
+        "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+        "keys": {
+            format!("curve25519:{}", alice.device_id): identity.curve25519.to_base64(),
+            format!("ed25519:{}", alice.device_id): identity.ed25519.to_base64(),
+        },
+    });
+    let signature = account
+        .sign(serde_json::to_string(&device_keys).unwrap())
+        .to_base64();
+    device_keys["signatures"] =
+        json!({ (alice.user_id.clone()): { format!("ed25519:{}", alice.device_id): signature } });
+    account.generate_one_time_keys(1);
+    let (otk_id, otk) = account
+        .one_time_keys()
+        .into_iter()
+        .next()
+        .map(|(id, key)| (id.to_base64(), key.to_base64()))
+        .unwrap();
+    let mut signed_otk = json!({ "key": otk });
+    let otk_signature = account
+        .sign(serde_json::to_string(&signed_otk).unwrap())
+        .to_base64();
+    signed_otk["signatures"] = json!({ (alice.user_id.clone()): {
+        format!("ed25519:{}", alice.device_id): otk_signature } });
+    alice
+        .client
+        .post(
+            &format!("{V3}/keys/upload"),
+            json!({
+                "device_keys": device_keys,
+                "one_time_keys": { format!("signed_curve25519:{otk_id}"): signed_otk },
+            }),
+        )
+        .await
+        .ok();
+
+    let queried = bob
+        .client
+        .post(
+            &format!("{V3}/keys/query"),
+            json!({ "device_keys": {
+                (alice.user_id.clone()): [],
+                "@nobody:unreachable.invalid": [],
+            } }),
+        )
+        .await
+        .ok();
+    let got = &queried["device_keys"][&alice.user_id][&alice.device_id];
+    assert_eq!(got["keys"], device_keys["keys"], "{queried}");
+    assert_eq!(got["signatures"], device_keys["signatures"]);
+    assert!(
+        queried["failures"]["unreachable.invalid"].is_object(),
+        "{queried}"
+    );
+
+    let claim_body = json!({ "one_time_keys": { (alice.user_id.clone()): {
+        (alice.device_id.clone()): "signed_curve25519" } } });
+    let claim_path = format!("{V3}/keys/claim");
+    let claimed = bob.client.post(&claim_path, claim_body.clone()).await.ok();
+    let keys = &claimed["one_time_keys"][&alice.user_id][&alice.device_id];
+    assert_eq!(
+        keys[format!("signed_curve25519:{otk_id}")]["key"],
+        otk,
+        "{claimed}"
+    );
+    // The key was consumed on Alice's server: a second claim gets nothing.
+    let again = bob.client.post(&claim_path, claim_body).await.ok();
+    assert!(
+        again["one_time_keys"][&alice.user_id][&alice.device_id]
+            .as_object()
+            .is_none_or(|k| k.is_empty()),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_unless_allowed() {
+    let target = TestServer::start().await;
+    let asking = TestServer::start().await;
+    let bob = asking.client().register("bob", PASSWORD).await;
+    // `localhost:<port>` resolves to loopback, which federation may not reach by default.
+    let response = bob
+        .client
+        .get(&format!("{V3}/profile/{}", enc(&target.user_id("anyone"))))
+        .await;
+    response.assert_error(502, "M_UNKNOWN");
+    assert!(
+        response.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("may not connect")),
+        "{}",
+        response.json
+    );
+}

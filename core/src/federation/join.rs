@@ -1,0 +1,263 @@
+//! Joining a room held by other servers (spec: Server-Server API, "Joining Rooms"): ask one of
+//! them for a join template (`make_join`), sign it, send it (`send_join`), check the room state
+//! and auth chain that come back, and persist the room as a participant.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    OwnedServerName, RoomId, RoomVersionId, UserId,
+    api::federation::membership::{create_join_event, prepare_join_event},
+    events::StateEventType,
+    room_version_rules::RoomVersionRules,
+    signatures::hash_and_sign_event,
+    state_res,
+};
+use serde_json::value::RawValue;
+
+use crate::{
+    Error, Result, Services,
+    events::{Pdu, reference_event_id},
+};
+
+/// The room versions this server can take part in over federation: those whose event format
+/// (event IDs as reference hashes) it reads.
+pub const FEDERATED_ROOM_VERSIONS: [RoomVersionId; 10] = [
+    RoomVersionId::V3,
+    RoomVersionId::V4,
+    RoomVersionId::V5,
+    RoomVersionId::V6,
+    RoomVersionId::V7,
+    RoomVersionId::V8,
+    RoomVersionId::V9,
+    RoomVersionId::V10,
+    RoomVersionId::V11,
+    RoomVersionId::V12,
+];
+
+impl Services {
+    /// Joins `user_id` to `room_id`: locally if this server is in the room, otherwise through
+    /// the first of `servers` that lets them in.
+    pub async fn join(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        servers: &[OwnedServerName],
+        reason: Option<&str>,
+    ) -> Result<()> {
+        if self.rooms.room_version(room_id).await?.is_some() {
+            return self.rooms.join(user_id, room_id, reason).await;
+        }
+        let mut candidates: Vec<&OwnedServerName> = servers
+            .iter()
+            .filter(|server| **server != self.config.server_name)
+            .collect();
+        candidates.dedup();
+        if candidates.is_empty() {
+            return Err(Error::NotFound(format!(
+                "Room {room_id} is not known to this server, and no server to join it through was given"
+            )));
+        }
+        let mut last_error = None;
+        for server in candidates {
+            match self.join_through(server, user_id, room_id, reason).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    tracing::info!(%room_id, %server, error = %e, "remote join failed");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::NotFound(room_id.to_string())))
+    }
+
+    async fn join_through(
+        &self,
+        server: &OwnedServerName,
+        user_id: &UserId,
+        room_id: &RoomId,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let client = &self.federation.client;
+        let mut request =
+            prepare_join_event::v1::Request::new(room_id.to_owned(), user_id.to_owned());
+        request.ver = FEDERATED_ROOM_VERSIONS.to_vec();
+        let template = client.send(server, request).await?;
+        let version = template.room_version.unwrap_or(RoomVersionId::V1);
+        if !FEDERATED_ROOM_VERSIONS.contains(&version) {
+            return Err(Error::UnsupportedRoomVersion(format!(
+                "{room_id} is version {version}, which this server cannot join"
+            )));
+        }
+        let rules = version
+            .rules()
+            .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))?;
+        let (event_id, object) = self
+            .sign_join_template(&template.event, user_id, room_id, reason, &rules)
+            .await?;
+        let pdu =
+            serde_json::value::to_raw_value(&object).map_err(|e| Error::Internal(e.to_string()))?;
+        let response = client
+            .send(
+                server,
+                create_join_event::v2::Request::new(room_id.to_owned(), event_id.clone(), pdu),
+            )
+            .await?;
+        let room_state = response.room_state;
+        let state = self
+            .checked_pdus(server, room_id, &rules, &room_state.state)
+            .await?;
+        let auth_chain = self
+            .checked_pdus(server, room_id, &rules, &room_state.auth_chain)
+            .await?;
+        check_auth(&rules, &state, &auth_chain)?;
+        // A resident server may add its signature (restricted joins); otherwise ours stands.
+        let join_json = match &room_state.event {
+            Some(event) => {
+                let checked = self
+                    .federation
+                    .keys
+                    .check_pdu(server, room_id, &rules, event)
+                    .await?;
+                if checked.event_id != event_id {
+                    return Err(Error::BadJson(format!(
+                        "{server} returned another join event than {event_id}"
+                    )));
+                }
+                checked.object
+            }
+            None => object,
+        };
+        let join = pdu_of(event_id, room_id, &join_json)?;
+        self.rooms
+            .persist_remote_join(version, room_id, state, auth_chain, join)
+            .await
+    }
+
+    /// The template with this server's fields filled in, hashed and signed.
+    async fn sign_join_template(
+        &self,
+        template: &RawValue,
+        user_id: &UserId,
+        room_id: &RoomId,
+        reason: Option<&str>,
+        rules: &RoomVersionRules,
+    ) -> Result<(OwnedEventId, CanonicalJsonObject)> {
+        let mut object: CanonicalJsonObject = serde_json::from_str(template.get())
+            .map_err(|e| Error::BadJson(format!("The join template is not an event: {e}")))?;
+        let field = |name: &str| object.get(name).and_then(CanonicalJsonValue::as_str);
+        if field("type") != Some("m.room.member")
+            || field("sender") != Some(user_id.as_str())
+            || field("state_key") != Some(user_id.as_str())
+            || field("room_id").is_some_and(|id| id != room_id.as_str())
+        {
+            return Err(Error::BadJson(
+                "The join template is not a join of this user to this room".to_owned(),
+            ));
+        }
+        let mut content = serde_json::json!({ "membership": "join" });
+        if let Some(reason) = reason {
+            content["reason"] = reason.into();
+        }
+        let content = self.rooms.with_profile(user_id, content).await?;
+        object.insert(
+            "content".to_owned(),
+            CanonicalJsonValue::try_from(content).map_err(|e| Error::Internal(e.to_string()))?,
+        );
+        object.insert(
+            "origin_server_ts".to_owned(),
+            CanonicalJsonValue::Integer(MilliSecondsSinceUnixEpoch::now().get().into()),
+        );
+        object.remove("signatures");
+        object.remove("hashes");
+        object.remove("event_id");
+        hash_and_sign_event(
+            self.config.server_name.as_str(),
+            self.signing_key.pair(),
+            &mut object,
+            &rules.redaction,
+        )
+        .map_err(|e| Error::Internal(format!("cannot sign the join: {e}")))?;
+        let event_id =
+            reference_event_id(&object, rules).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok((event_id, object))
+    }
+
+    /// Checks each PDU's signatures and hashes (redacting those whose hash fails).
+    async fn checked_pdus(
+        &self,
+        server: &OwnedServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        pdus: &[Box<RawValue>],
+    ) -> Result<Vec<Pdu>> {
+        let mut checked = Vec::with_capacity(pdus.len());
+        for json in pdus {
+            let pdu = self
+                .federation
+                .keys
+                .check_pdu(server, room_id, rules, json)
+                .await?;
+            checked.push(pdu_of(pdu.event_id, room_id, &pdu.object)?);
+        }
+        Ok(checked)
+    }
+}
+
+fn pdu_of(event_id: OwnedEventId, room_id: &RoomId, object: &CanonicalJsonObject) -> Result<Pdu> {
+    let json = serde_json::to_string(object).map_err(|e| Error::Internal(e.to_string()))?;
+    Pdu::from_json(event_id, room_id, Arc::from(json)).map_err(|e| Error::BadJson(e.to_string()))
+}
+
+/// Every state event must pass the auth rules against its own auth events (spec: checks on
+/// receipt of a PDU, step 4), all of which the joining server was sent.
+fn check_auth(rules: &RoomVersionRules, state: &[Pdu], auth_chain: &[Pdu]) -> Result<()> {
+    let by_id: HashMap<&OwnedEventId, &Pdu> = state
+        .iter()
+        .chain(auth_chain)
+        .map(|pdu| (&pdu.event_id, pdu))
+        .collect();
+    let create = state
+        .iter()
+        .find(|pdu| pdu.kind.to_string() == "m.room.create")
+        .ok_or_else(|| Error::BadJson("The room state has no m.room.create".to_owned()))?;
+    for pdu in state.iter().chain(auth_chain) {
+        let auth_events: Vec<&Pdu> = pdu
+            .auth_events
+            .iter()
+            .map(|id| {
+                by_id.get(id).copied().ok_or_else(|| {
+                    Error::BadJson(format!("{}'s auth event {id} was not sent", pdu.event_id))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let by_key: HashMap<(StateEventType, &str), &Pdu> = auth_events
+            .iter()
+            .chain(std::iter::once(&create))
+            .filter_map(|p| {
+                Some((
+                    (
+                        StateEventType::from(p.kind.to_string()),
+                        p.state_key.as_deref()?,
+                    ),
+                    *p,
+                ))
+            })
+            .collect();
+        let rejected = |reason: String| {
+            Error::Forbidden(format!(
+                "{} in the room state fails the auth rules: {reason}",
+                pdu.event_id
+            ))
+        };
+        state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
+            by_id.get(&id.to_owned()).copied()
+        })
+        .map_err(rejected)?;
+        state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, |kind, key| {
+            by_key.get(&(kind.clone(), key)).copied()
+        })
+        .map_err(rejected)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Checks on a PDU received from another server (spec: Server-Server API, "Checks performed on
+//! receipt of a PDU", steps 1-3): its format and size, its event ID, the signatures of the
+//! servers that must have signed it, and its content hash; a PDU whose hash does not match is
+//! kept in its redacted form.
+
+use std::collections::BTreeMap;
+
+use ruma::{
+    CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, RoomId,
+    room_version_rules::RoomVersionRules,
+    serde::Base64,
+    signatures::{Verified, required_server_signatures_to_verify_event, verify_event},
+};
+use serde_json::value::RawValue;
+
+use super::{FederationError, ServerKeys};
+use crate::events::{MAX_PDU_BYTES, reference_event_id};
+
+/// A PDU whose signatures verified: its event ID and the JSON to store (redacted if its
+/// content hash did not match).
+pub struct CheckedPdu {
+    pub event_id: OwnedEventId,
+    pub object: CanonicalJsonObject,
+}
+
+impl ServerKeys {
+    /// Checks a PDU of `room_id` (a room of the given rules) sent by `origin`.
+    pub async fn check_pdu(
+        &self,
+        origin: &ruma::ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        json: &RawValue,
+    ) -> Result<CheckedPdu, FederationError> {
+        let invalid = |reason: String| FederationError::BadResponse {
+            server: origin.to_owned(),
+            reason,
+        };
+        if json.get().len() > MAX_PDU_BYTES {
+            return Err(invalid(format!(
+                "a PDU of {} bytes exceeds the limit of {MAX_PDU_BYTES}",
+                json.get().len()
+            )));
+        }
+        let mut object: CanonicalJsonObject = serde_json::from_str(json.get())
+            .map_err(|e| invalid(format!("a PDU is not canonical JSON: {e}")))?;
+        // Room versions 3+ derive the event ID; a transmitted one is not part of the event.
+        object.remove("event_id");
+        let in_room = object.get("room_id").and_then(CanonicalJsonValue::as_str);
+        if in_room.is_some_and(|id| id != room_id.as_str()) {
+            return Err(invalid(format!("a PDU of another room than {room_id}")));
+        }
+        let event_id = reference_event_id(&object, rules)
+            .map_err(|e| invalid(format!("cannot compute the event ID: {e}")))?;
+        let servers = required_server_signatures_to_verify_event(&object, &rules.signatures)
+            .map_err(|e| invalid(format!("{event_id}: {e}")))?;
+        let valid_at = match object.get("origin_server_ts") {
+            Some(CanonicalJsonValue::Integer(ts)) => u64::try_from(i64::from(*ts)).unwrap_or(0),
+            _ => return Err(invalid(format!("{event_id} has no origin_server_ts"))),
+        };
+        let mut keys = BTreeMap::new();
+        for server in &servers {
+            let key_ids: Vec<String> = match object
+                .get("signatures")
+                .and_then(CanonicalJsonValue::as_object)
+                .and_then(|s| s.get(server.as_str()))
+                .and_then(CanonicalJsonValue::as_object)
+            {
+                Some(signatures) => signatures.keys().cloned().collect(),
+                None => {
+                    return Err(invalid(format!("{event_id} is not signed by {server}")));
+                }
+            };
+            let mut server_keys = BTreeMap::new();
+            for key_id in key_ids.iter().filter(|id| id.starts_with("ed25519:")) {
+                if let Ok(key) = self.verify_key(server, key_id, valid_at).await
+                    && let Ok(key) = Base64::parse(&key)
+                {
+                    server_keys.insert(key_id.clone(), key);
+                }
+            }
+            if server_keys.is_empty() {
+                return Err(FederationError::Keys {
+                    server: server.clone(),
+                    reason: format!("no key that signed {event_id} is known"),
+                });
+            }
+            keys.insert(server.to_string(), server_keys);
+        }
+        match verify_event(&keys, &object, rules) {
+            Ok(Verified::All) => Ok(CheckedPdu { event_id, object }),
+            Ok(Verified::Signatures) => {
+                let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
+                    .map_err(|e| invalid(format!("cannot redact {event_id}: {e}")))?;
+                Ok(CheckedPdu {
+                    event_id,
+                    object: redacted,
+                })
+            }
+            Err(e) => Err(invalid(format!(
+                "the signatures of {event_id} do not verify: {e}"
+            ))),
+        }
+    }
+}

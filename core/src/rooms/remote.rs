@@ -1,0 +1,313 @@
+//! The room graph's side of federation: the join template another server asks for
+//! (`make_join`), events received from other servers, the state handed to a joining server,
+//! and persisting a room this server joins through another.
+//!
+//! Received events are accepted when they extend this server's latest events (the room's
+//! forward extremities); merging forks with state resolution is not wired in yet, so an event
+//! built on other predecessors is refused with a clear reason.
+
+use std::{collections::HashMap, sync::Arc};
+
+use ruma::{
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UInt, UserId,
+    events::{StateEventType, TimelineEventType},
+};
+use serde_json::{Value as JsonValue, json};
+
+use super::{EventSource, RoomState, Rooms, read::parse};
+use crate::{
+    Error, Result,
+    events::Pdu,
+    store::{NewRoom, NewStateGroup, StateEntry},
+};
+
+/// Events read per round while walking an auth chain.
+const AUTH_CHAIN_BATCH: usize = 500;
+
+impl Rooms {
+    /// The version of a room this server knows.
+    pub async fn room_version(&self, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
+        Ok(self.store.room_version(room_id).await?)
+    }
+
+    /// `make_join`: an unsigned join event for `user_id` on the room's latest events, if the
+    /// room's rules let them join and their server supports the room's version.
+    pub async fn join_template(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+        supported_versions: &[RoomVersionId],
+    ) -> Result<(RoomVersionId, JsonValue)> {
+        let guard = self.lock(room_id).await?;
+        let room = guard
+            .as_ref()
+            .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;
+        if !supported_versions.contains(&room.version) {
+            return Err(Error::IncompatibleRoomVersion(room.version.clone()));
+        }
+        let content = json!({ "membership": "join" });
+        let raw_content = serde_json::value::to_raw_value(&content)
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let auth_events = room
+            .auth_events_for(
+                &TimelineEventType::RoomMember,
+                user_id,
+                Some(user_id.as_str()),
+                &raw_content,
+            )
+            .map_err(Error::BadJson)?;
+        let template = json!({
+            "room_id": room_id,
+            "sender": user_id,
+            "state_key": user_id,
+            "type": "m.room.member",
+            "content": content,
+            "prev_events": room.extremities,
+            "auth_events": auth_events.iter().map(|p| &p.event_id).collect::<Vec<_>>(),
+            "depth": room.depth.saturating_add(UInt::from(1u32)),
+            "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
+        });
+        // The template as an event, to ask the auth rules whether the join would be allowed.
+        let probe_id =
+            OwnedEventId::try_from("$join_template").map_err(|e| Error::Internal(e.to_string()))?;
+        let probe = Pdu::from_json(probe_id, room_id, Arc::from(template.to_string()))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        room.authorize(&probe, &auth_events).map_err(|reason| {
+            Error::Forbidden(format!("{user_id} may not join {room_id}: {reason}"))
+        })?;
+        Ok((room.version.clone(), template))
+    }
+
+    /// Persists an event another server sent, whose signatures and hashes were checked. It
+    /// must extend the room's latest events and pass the auth rules against its auth events
+    /// and the room's state. An event already stored is accepted again without change.
+    pub async fn receive_pdu(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        json: Arc<str>,
+    ) -> Result<()> {
+        if self
+            .store
+            .event(event_id)
+            .await?
+            .is_some_and(|row| row.stream_ordering != 0)
+        {
+            return Ok(());
+        }
+        let pdu = Pdu::from_json(event_id.to_owned(), room_id, json)
+            .map_err(|e| Error::BadJson(e.to_string()))?;
+        let mut guard = self.lock(room_id).await?;
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;
+        let mut prev = pdu.prev_events.clone();
+        prev.sort();
+        let mut latest = room.extremities.clone();
+        latest.sort();
+        if prev != latest {
+            return Err(Error::Unknown(format!(
+                "{event_id} is not built on this server's latest events of {room_id} \
+                 (forks are not merged yet)"
+            )));
+        }
+        let auth_events = self.known_events(room_id, &pdu.auth_events).await?;
+        let (_, row) = self.accept(room, pdu, &auth_events, None)?;
+        let pending = match self
+            .enqueue(room, vec![row], None, EventSource::Received)
+            .await
+        {
+            Ok(pending) => pending,
+            Err(e) => {
+                *guard = None;
+                return Err(e);
+            }
+        };
+        drop(guard);
+        self.committed(room_id, pending).await
+    }
+
+    /// Events of the room by ID (timeline or outliers); every one must be known.
+    async fn known_events(&self, room_id: &RoomId, ids: &[OwnedEventId]) -> Result<Vec<Arc<Pdu>>> {
+        let rows = self.store.events(ids).await?;
+        if let Some(missing) = ids
+            .iter()
+            .find(|id| !rows.iter().any(|row| &row.event_id == *id))
+        {
+            return Err(Error::Unknown(format!(
+                "the auth event {missing} is not known to this server"
+            )));
+        }
+        rows.iter()
+            .filter(|row| row.room_id == room_id)
+            .map(|row| parse(row).map(Arc::new))
+            .collect()
+    }
+
+    /// For `send_join`: the room's state before `event_id`, and the auth chain of that state,
+    /// as the stored PDUs.
+    pub async fn state_and_auth_chain_before(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<(Vec<Arc<str>>, Vec<Arc<str>>)> {
+        let row = self
+            .store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id)
+            .ok_or_else(|| Error::NotFound(format!("Unknown event {event_id}")))?;
+        let state_ids: Vec<OwnedEventId> = self
+            .store
+            .state_group(row.state_before)
+            .await?
+            .into_iter()
+            .map(|entry| entry.event_id)
+            .collect();
+        let state = self.store.events(&state_ids).await?;
+        let mut chain: HashMap<OwnedEventId, Arc<str>> = HashMap::new();
+        let mut next: Vec<OwnedEventId> = Vec::new();
+        for row in &state {
+            next.extend(parse(row)?.auth_events);
+        }
+        while !next.is_empty() {
+            next.retain(|id| !chain.contains_key(id));
+            next.sort();
+            next.dedup();
+            let batch: Vec<OwnedEventId> = next.drain(..next.len().min(AUTH_CHAIN_BATCH)).collect();
+            for row in self.store.events(&batch).await? {
+                let pdu = parse(&row)?;
+                next.extend(
+                    pdu.auth_events
+                        .iter()
+                        .filter(|id| !chain.contains_key(*id))
+                        .cloned(),
+                );
+                chain.insert(row.event_id, row.json);
+            }
+        }
+        Ok((
+            state.into_iter().map(|row| row.json).collect(),
+            chain.into_values().collect(),
+        ))
+    }
+
+    /// Persists a room joined through another server: `state` is the room's state before the
+    /// `join` event (verified by the caller), `auth_chain` the events it rests on. The join
+    /// must pass the auth rules against that state.
+    pub async fn persist_remote_join(
+        &self,
+        version: RoomVersionId,
+        room_id: &RoomId,
+        state: Vec<Pdu>,
+        auth_chain: Vec<Pdu>,
+        join: Pdu,
+    ) -> Result<()> {
+        let rules = version.rules().ok_or_else(|| {
+            Error::UnsupportedRoomVersion(format!("Unknown room version {version}"))
+        })?;
+        let slot = self.slot(room_id);
+        let mut guard = slot.lock_owned().await;
+        if guard.is_some() || self.store.room_version(room_id).await?.is_some() {
+            return Err(Error::Conflict(format!(
+                "{room_id} is already known to this server"
+            )));
+        }
+        let mut by_key = HashMap::new();
+        let mut memberships = HashMap::new();
+        let mut outliers = Vec::new();
+        let mut by_id: HashMap<OwnedEventId, Arc<Pdu>> = HashMap::new();
+        for pdu in auth_chain {
+            outliers.push((pdu.event_id.clone(), pdu.json.clone()));
+            by_id.insert(pdu.event_id.clone(), Arc::new(pdu));
+        }
+        for pdu in state {
+            let Some(state_key) = pdu.state_key.clone() else {
+                return Err(Error::BadJson(format!(
+                    "{} in the room state is not a state event",
+                    pdu.event_id
+                )));
+            };
+            if let Some(membership) = pdu.membership() {
+                memberships.insert(pdu.event_id.clone(), membership);
+            }
+            outliers.push((pdu.event_id.clone(), pdu.json.clone()));
+            let pdu = Arc::new(pdu);
+            by_id.insert(pdu.event_id.clone(), pdu.clone());
+            by_key.insert((StateEventType::from(pdu.kind.to_string()), state_key), pdu);
+        }
+        let create = by_key
+            .get(&(StateEventType::RoomCreate, String::new()))
+            .cloned()
+            .ok_or_else(|| Error::BadJson("The room state has no m.room.create".to_owned()))?;
+        let created_version = create
+            .content_value()
+            .get("room_version")
+            .and_then(JsonValue::as_str)
+            .unwrap_or("1")
+            .to_owned();
+        if created_version != version.as_str() {
+            return Err(Error::BadJson(format!(
+                "The room was created as version {created_version}, not {version}"
+            )));
+        }
+        let auth_events = join
+            .auth_events
+            .iter()
+            .map(|id| {
+                by_id.get(id).cloned().ok_or_else(|| {
+                    Error::BadJson(format!("The join's auth event {id} was not sent"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let snapshot_id = self
+            .next_state_group
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let snapshot = NewStateGroup {
+            group_id: snapshot_id,
+            prev_group: None,
+            chain_length: 0,
+            entries: by_key
+                .iter()
+                .map(|((kind, key), pdu)| StateEntry {
+                    event_type: kind.to_string(),
+                    state_key: key.clone(),
+                    event_id: pdu.event_id.clone(),
+                })
+                .collect(),
+        };
+        let mut room = RoomState {
+            room_id: room_id.to_owned(),
+            version: version.clone(),
+            rules,
+            state: by_key,
+            state_group: snapshot_id,
+            chain_length: 0,
+            extremities: join.prev_events.clone(),
+            depth: join.depth,
+            local_audience: None,
+            remote_servers: None,
+            push_context: None,
+        };
+        let (_, row) = self.accept(&mut room, join, &auth_events, None)?;
+        let new_room = NewRoom {
+            version,
+            creator: create.sender.to_string(),
+            created_ts: MilliSecondsSinceUnixEpoch::now().get().into(),
+            published: false,
+        };
+        let batch = self
+            .batch(
+                &mut room,
+                vec![row],
+                Some(new_room),
+                EventSource::RemoteJoin,
+            )
+            .await?;
+        self.store
+            .persist_remote_join(outliers, snapshot, memberships, batch)
+            .await?;
+        *guard = Some(room);
+        Ok(())
+    }
+}
