@@ -9,6 +9,7 @@ mod device;
 mod directory;
 mod discovery;
 mod filter;
+mod im;
 mod json_body;
 mod key_backup;
 mod keys;
@@ -131,5 +132,6 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = key_backup::routes(router);
     let router = websocket::routes(router);
     let router = media::routes(router);
+    let router = im::routes(router);
     admin::routes(router)
 }

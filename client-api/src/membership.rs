@@ -56,6 +56,8 @@ async fn join_by_id(
         req.body.reason.as_deref(),
     )
     .await?;
+    // Joining a room that carries a friend request accepts it.
+    s.im.joined(&caller.user_id, room_id).await?;
     Ok(RumaResponse(join_room_by_id::v3::Response::new(
         room_id.clone(),
     )))
@@ -82,6 +84,7 @@ async fn join_by_id_or_alias(
         req.body.reason.as_deref(),
     )
     .await?;
+    s.im.joined(&caller.user_id, &room_id).await?;
     Ok(RumaResponse(join_room_by_id_or_alias::v3::Response::new(
         room_id,
     )))
@@ -119,9 +122,7 @@ async fn invite(
         membership: "invite",
         reason: recipient.reason.as_deref(),
     };
-    s.rooms
-        .change_membership(&req.body.room_id, change, false)
-        .await?;
+    s.invite(&req.body.room_id, change, false).await?;
     Ok(RumaResponse(invite_user::v3::Response::new()))
 }
 
@@ -130,15 +131,12 @@ async fn leave(
     req: Ruma<leave_room::v3::Request>,
 ) -> ApiResult<leave_room::v3::Response> {
     let caller = req.caller()?;
-    let change = MembershipChange {
-        sender: &caller.user_id,
-        target: &caller.user_id,
-        membership: "leave",
-        reason: req.body.reason.as_deref(),
-    };
-    s.rooms
-        .change_membership(&req.body.room_id, change, false)
-        .await?;
+    s.leave(
+        &caller.user_id,
+        &req.body.room_id,
+        req.body.reason.as_deref(),
+    )
+    .await?;
     Ok(RumaResponse(leave_room::v3::Response::new()))
 }
 

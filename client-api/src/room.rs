@@ -68,7 +68,7 @@ async fn create(
         room_version: body.room_version.clone(),
         public: body.visibility == Visibility::Public,
     };
-    let room_id = s.rooms.create_room(&caller.user_id, request).await?;
+    let room_id = s.create_room(&caller.user_id, request).await?;
     Ok(RumaResponse(create_room::v3::Response::new(room_id)))
 }
 

@@ -13,6 +13,7 @@
 
 mod client;
 pub mod federation;
+pub mod im;
 mod postgres;
 pub mod rooms;
 mod server;

@@ -1,6 +1,8 @@
-//! Rooms across Tessera servers (spec: Server-Server API, "Joining Rooms", "Transactions"):
-//! a user joins a room held by another server through `make_join`/`send_join`, and messages
-//! flow both ways through the durable outbound queue, also after the receiving server was down.
+//! Rooms across Tessera servers (spec: Server-Server API, "Joining Rooms", "Inviting to a
+//! room", "Leaving Rooms (Rejecting Invites)", "Transactions"): a user joins a room held by
+//! another server through `make_join`/`send_join`, is invited across servers and joins or
+//! rejects, and messages flow both ways through the durable outbound queue, also after the
+//! receiving server was down.
 
 use std::time::Duration;
 
@@ -9,6 +11,7 @@ use complement_tests::{
     federation::{Federation, federated_server_name},
     json,
     rooms::{chunk, message_bodies, room_path},
+    sync::{next_batch, room},
     wait_until,
 };
 
@@ -129,4 +132,194 @@ async fn joining_an_unknown_remote_room_fails_cleanly() {
         .post(&format!("{V3}/join/{}", enc(&unknown)), json!({}))
         .await
         .assert_error(404, "M_NOT_FOUND");
+}
+
+/// The state events of an invite in a sync response, by type.
+fn invite_state(sync: &serde_json::Value, room_id: &str) -> Vec<serde_json::Value> {
+    room(sync, "invite", room_id)["invite_state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until `user`'s sync shows an invite to `room_id`; returns its stripped state.
+async fn wait_for_invite(user: &User, room_id: &str) -> Vec<serde_json::Value> {
+    wait_until(
+        &format!("{} to be invited to {room_id}", user.user_id),
+        DELIVERY,
+        || async {
+            let state = invite_state(&user.initial_sync().await, room_id);
+            (!state.is_empty()).then_some(state)
+        },
+    )
+    .await
+}
+
+async fn wait_for_membership(viewer: &User, room_id: &str, user_id: &str, expected: &str) {
+    wait_until(
+        &format!(
+            "{} to see {user_id} {expected} in {room_id}",
+            viewer.user_id
+        ),
+        DELIVERY,
+        || async {
+            (viewer.membership_of(room_id, user_id).await.as_deref() == Some(expected))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_remote_invite_reaches_the_invitee_who_joins_through_the_inviting_server() {
+    // Spec: Server-Server API, "Inviting to a room": the invitee's server signs the invite,
+    // keeps it with the room's stripped state, and the invitee joins through the inviter's
+    // server without naming it.
+    let federation = Federation::start(2).await;
+    let alice = federation.servers[0]
+        .client()
+        .register("alice", PASSWORD)
+        .await;
+    let bob = federation.servers[1]
+        .client()
+        .register("bob", PASSWORD)
+        .await;
+    let room_id = alice
+        .create_room(json!({ "preset": "private_chat", "name": "Trip planning" }))
+        .await;
+    let since = next_batch(&bob.initial_sync().await);
+    alice.invite_user(&room_id, &bob.user_id).await;
+
+    // Alice's server stored the invite with Bob's server's signature on it.
+    assert_eq!(
+        alice.membership_of(&room_id, &bob.user_id).await.as_deref(),
+        Some("invite")
+    );
+    // Bob's incremental sync reports it, with the room's name and who invited him.
+    let incremental = bob.sync_since(&since).await;
+    let state = invite_state(&incremental, &room_id);
+    assert!(
+        state
+            .iter()
+            .any(|event| event["type"] == "m.room.name"
+                && event["content"]["name"] == "Trip planning"),
+        "{incremental}"
+    );
+    assert!(
+        state.iter().any(|event| event["type"] == "m.room.member"
+            && event["state_key"] == bob.user_id.as_str()
+            && event["sender"] == alice.user_id.as_str()
+            && event["content"]["membership"] == "invite"),
+        "{incremental}"
+    );
+    assert_eq!(wait_for_invite(&bob, &room_id).await.len(), state.len());
+
+    // Joining by room ID alone goes through Alice's server.
+    bob.join_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "join").await;
+    let synced = bob.initial_sync().await;
+    assert!(room(&synced, "invite", &room_id).is_null(), "{synced}");
+    assert!(!room(&synced, "join", &room_id).is_null(), "{synced}");
+    bob.send_text(&room_id, "count me in").await;
+    wait_for_history(&alice, &room_id, &["count me in"]).await;
+}
+
+#[tokio::test]
+async fn a_remote_invite_can_be_rejected() {
+    // Spec: Server-Server API, "Leaving Rooms (Rejecting Invites)": make_leave/send_leave
+    // through the inviting server.
+    let federation = Federation::start(2).await;
+    let alice = federation.servers[0]
+        .client()
+        .register("alice", PASSWORD)
+        .await;
+    let bob = federation.servers[1]
+        .client()
+        .register("bob", PASSWORD)
+        .await;
+    let room_id = alice
+        .create_room(json!({ "preset": "private_chat", "invite": [bob.user_id] }))
+        .await;
+    wait_for_invite(&bob, &room_id).await;
+    bob.leave_room(&room_id).await;
+
+    // The rejection reached the room: Alice sees Bob's leave.
+    wait_for_membership(&alice, &room_id, &bob.user_id, "leave").await;
+    // Bob's sync no longer shows the invite; the room is among those he left.
+    let synced = bob
+        .sync(&complement_tests::sync::SyncQuery {
+            filter: Some(r#"{"room":{"include_leave":true}}"#),
+            ..Default::default()
+        })
+        .await;
+    assert!(room(&synced, "invite", &room_id).is_null(), "{synced}");
+    assert!(!room(&synced, "leave", &room_id).is_null(), "{synced}");
+    // Alice can invite him again, and he can join this time.
+    alice.invite_user(&room_id, &bob.user_id).await;
+    wait_for_invite(&bob, &room_id).await;
+    bob.join_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "join").await;
+}
+
+#[tokio::test]
+async fn an_invite_the_remote_server_refuses_is_not_stored() {
+    let federation = Federation::start(2).await;
+    let alice = federation.servers[0]
+        .client()
+        .register("alice", PASSWORD)
+        .await;
+    let room_id = alice.create_room(json!({ "preset": "private_chat" })).await;
+    let nobody = format!("@nobody:{}", federated_server_name(1));
+    alice
+        .client
+        .post(&room_path(&room_id, "invite"), json!({ "user_id": nobody }))
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    assert_eq!(alice.membership_of(&room_id, &nobody).await, None);
+    // The room is intact: Alice still sends to it.
+    alice.send_text(&room_id, "still here").await;
+    wait_for_history(&alice, &room_id, &["still here"]).await;
+}
+
+#[tokio::test]
+async fn messages_sent_on_both_servers_at_once_reach_both() {
+    // Each server sends a message the other has not seen: the room's graph forks (both
+    // messages name the same predecessor), each server accepts the other's as a concurrent
+    // event, and the next message names both, merging the branches.
+    let mut federation = Federation::start(2).await;
+    let (alice, bob, room_id) = joined(&federation).await;
+    alice.send_text(&room_id, "base").await;
+    wait_for_history(&bob, &room_id, &["base"]).await;
+
+    federation.servers[1].stop();
+    alice.send_text(&room_id, "from alice").await;
+    federation.servers[0].stop();
+    federation.servers[1].run().await;
+    bob.send_text(&room_id, "from bob").await;
+    federation.servers[0].run().await;
+
+    for user in [&alice, &bob] {
+        wait_until(
+            &format!("{} to see both messages", user.user_id),
+            DELIVERY,
+            || async {
+                let mut seen = history(user, &room_id).await;
+                seen.sort();
+                (seen == ["base", "from alice", "from bob"]).then_some(())
+            },
+        )
+        .await;
+    }
+    alice.send_text(&room_id, "merged").await;
+    for user in [&alice, &bob] {
+        wait_until(
+            &format!("{} to see the merging message", user.user_id),
+            DELIVERY,
+            || async {
+                let seen = history(user, &room_id).await;
+                (seen.len() == 4 && seen.last().map(String::as_str) == Some("merged")).then_some(())
+            },
+        )
+        .await;
+    }
 }

@@ -4,6 +4,7 @@
 //! [`ConfigError`] naming the key path and, where known, the line.
 
 mod federation;
+mod im;
 mod media;
 mod secret;
 
@@ -17,6 +18,7 @@ use ruma::{OwnedServerName, RoomVersionId};
 use serde::Deserialize;
 
 pub use federation::FederationConfig;
+pub use im::ImConfig;
 pub use media::{MediaConfig, MediaStorage, S3Config};
 pub use secret::Secret;
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub media: MediaConfig,
     #[serde(default)]
     pub federation: FederationConfig,
+    #[serde(default)]
+    pub im: ImConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

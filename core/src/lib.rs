@@ -6,6 +6,7 @@ pub mod e2ee;
 pub mod error;
 pub mod events;
 pub mod federation;
+pub mod im;
 pub mod keys;
 pub mod media;
 pub mod outbound_address;

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use crate::{
     Config,
     e2ee::E2ee,
-    federation::{Federation, FederationError},
+    federation::{Federation, FederationError, edus::EduQueue},
+    im::Im,
     keys::{KeyError, SigningKey},
     media::{Media, MediaError},
     ratelimit::RateLimiter,
@@ -39,13 +40,14 @@ pub struct Services {
     pub store: Store,
     pub signing_key: Arc<SigningKey>,
     pub users: Users,
-    pub rooms: Rooms,
+    pub rooms: Arc<Rooms>,
     pub rate_limiter: Arc<RateLimiter>,
     pub notifier: Arc<Notifier>,
     pub presence: Arc<Presence>,
     pub e2ee: E2ee,
     pub media: Media,
     pub federation: Federation,
+    pub im: Im,
 }
 
 impl Services {
@@ -62,12 +64,14 @@ impl Services {
         let notifier = Arc::new(Notifier::default());
         let presence = Presence::start(store.clone(), &config.presence, notifier.clone()).await?;
         let push_rules = Arc::new(PushRules::new(store.clone()));
+        let edus = Arc::new(EduQueue::new(store.clone(), config.server_name.clone()));
         let users = Users::new(
             store.clone(),
             config.clone(),
             rate_limiter.clone(),
             notifier.clone(),
             push_rules.clone(),
+            edus.clone(),
         );
         let rooms = Rooms::new(
             store.clone(),
@@ -75,15 +79,29 @@ impl Services {
             signing_key.clone(),
             notifier.clone(),
             push_rules,
+            edus.clone(),
         )
         .await
+        .map(Arc::new)
         .map_err(StartError::Rooms)?;
-        let e2ee = E2ee::new(store.clone(), notifier.clone(), config.server_name.clone());
+        let e2ee = E2ee::new(
+            store.clone(),
+            notifier.clone(),
+            config.server_name.clone(),
+            edus,
+        );
         let media = Media::new(config.clone(), store.clone()).map_err(StartError::Media)?;
         let federation = Federation::new(config.clone(), store.clone(), signing_key.clone())
             .map_err(StartError::Federation)?;
+        let im = Im::new(
+            store.clone(),
+            config.clone(),
+            rooms.clone(),
+            notifier.clone(),
+        );
         Ok(Arc::new(Self {
             federation,
+            im,
             e2ee,
             media,
             users,

@@ -55,6 +55,18 @@ pub fn router() -> Router<Arc<Services>> {
             put(membership::send_join),
         )
         .route(
+            "/_matrix/federation/v1/make_leave/{room_id}/{user_id}",
+            get(membership::make_leave),
+        )
+        .route(
+            "/_matrix/federation/v2/send_leave/{room_id}/{event_id}",
+            put(membership::send_leave),
+        )
+        .route(
+            "/_matrix/federation/v2/invite/{room_id}/{event_id}",
+            put(membership::invite),
+        )
+        .route(
             "/_matrix/federation/v1/send/{txn_id}",
             put(transactions::send),
         )

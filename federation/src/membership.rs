@@ -1,12 +1,14 @@
-//! Joins of other servers' users to rooms on this server (spec: Server-Server API, "Joining
-//! Rooms"): the join template and the signed join.
+//! Other servers' users joining and leaving rooms on this server (spec: Server-Server API,
+//! "Joining Rooms", "Leaving Rooms (Rejecting Invites)"): templates and the signed events; and
+//! invites of local users by other servers ("Inviting to a room").
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::api::federation::membership::{
+    create_invite,
     create_join_event::{self, v2::RoomState},
-    prepare_join_event,
+    create_leave_event, prepare_join_event, prepare_leave_event,
 };
 use serde_json::value::RawValue;
 use tessera_core::Services;
@@ -22,18 +24,12 @@ pub async fn make_join(
     request: Signed<prepare_join_event::v1::Request>,
 ) -> Result<RumaResponse<prepare_join_event::v1::Response>, ApiError> {
     let body = &request.body;
-    if body.user_id.server_name() != request.origin {
-        return Err(ApiError::forbidden(format!(
-            "{} cannot ask to join for {}",
-            request.origin, body.user_id
-        )));
-    }
+    check_user_of_origin(&request.origin, &body.user_id)?;
     let (version, template) = s
         .rooms
-        .join_template(&body.room_id, &body.user_id, &body.ver)
+        .member_template(&body.room_id, &body.user_id, "join", Some(&body.ver))
         .await?;
-    let event = serde_json::value::to_raw_value(&template)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let event = raw_template(&template)?;
     let mut response = prepare_join_event::v1::Response::new(event);
     response.room_version = Some(version);
     Ok(RumaResponse(response))
@@ -47,60 +43,11 @@ pub async fn send_join(
 ) -> Result<RumaResponse<create_join_event::v2::Response>, ApiError> {
     let body = &request.body;
     let room_id = &body.room_id;
-    let version = s.rooms.room_version(room_id).await?.ok_or_else(|| {
-        ApiError::new(
-            http::StatusCode::NOT_FOUND,
-            "M_NOT_FOUND",
-            format!("Unknown room {room_id}"),
-        )
-    })?;
-    let rules = version
-        .rules()
-        .ok_or_else(|| ApiError::internal(format!("unknown room version {version}")))?;
-    let checked = s
-        .federation
-        .keys
-        .check_pdu(&request.origin, room_id, &rules, &body.pdu)
-        .await
-        .map_err(|e| ApiError::bad_json(e.to_string()))?;
-    if checked.event_id != body.event_id {
-        return Err(ApiError::bad_json(format!(
-            "The event's ID is {}, not {}",
-            checked.event_id, body.event_id
-        )));
-    }
-    let field = |name: &str| {
-        checked
-            .object
-            .get(name)
-            .and_then(ruma::CanonicalJsonValue::as_str)
-    };
-    let membership = checked
-        .object
-        .get("content")
-        .and_then(ruma::CanonicalJsonValue::as_object)
-        .and_then(|c| c.get("membership"))
-        .and_then(ruma::CanonicalJsonValue::as_str);
-    let sender = field("sender").unwrap_or_default();
-    let sender_server = sender.rsplit_once(':').map(|(_, server)| server);
-    if field("type") != Some("m.room.member")
-        || membership != Some("join")
-        || field("state_key") != Some(sender)
-        || sender_server.is_none_or(|server| server != request.origin.as_str())
-    {
-        return Err(ApiError::bad_json(format!(
-            "Not a join of a user of {} to {room_id}",
-            request.origin
-        )));
-    }
-    let json =
-        serde_json::to_string(&checked.object).map_err(|e| ApiError::internal(e.to_string()))?;
-    s.rooms
-        .receive_pdu(room_id, &checked.event_id, json.into())
+    s.receive_member_event(&request.origin, room_id, &body.event_id, &body.pdu, "join")
         .await?;
     let (state, auth_chain) = s
         .rooms
-        .state_and_auth_chain_before(room_id, &checked.event_id)
+        .state_and_auth_chain_before(room_id, &body.event_id)
         .await?;
     let raw = |jsons: Vec<Arc<str>>| {
         jsons
@@ -115,4 +62,61 @@ pub async fn send_join(
     Ok(RumaResponse(create_join_event::v2::Response::new(
         room_state,
     )))
+}
+
+/// `GET /_matrix/federation/v1/make_leave/{roomId}/{userId}`.
+pub async fn make_leave(
+    State(s): State<Arc<Services>>,
+    request: Signed<prepare_leave_event::v1::Request>,
+) -> Result<RumaResponse<prepare_leave_event::v1::Response>, ApiError> {
+    let body = &request.body;
+    check_user_of_origin(&request.origin, &body.user_id)?;
+    let (version, template) = s
+        .rooms
+        .member_template(&body.room_id, &body.user_id, "leave", None)
+        .await?;
+    Ok(RumaResponse(prepare_leave_event::v1::Response::new(
+        Some(version),
+        raw_template(&template)?,
+    )))
+}
+
+/// `PUT /_matrix/federation/v2/send_leave/{roomId}/{eventId}`.
+pub async fn send_leave(
+    State(s): State<Arc<Services>>,
+    request: Signed<create_leave_event::v2::Request>,
+) -> Result<RumaResponse<create_leave_event::v2::Response>, ApiError> {
+    let body = &request.body;
+    s.receive_member_event(
+        &request.origin,
+        &body.room_id,
+        &body.event_id,
+        &body.pdu,
+        "leave",
+    )
+    .await?;
+    Ok(RumaResponse(create_leave_event::v2::Response::new()))
+}
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: an invite of a local user, answered
+/// with this server's signature added.
+pub async fn invite(
+    State(s): State<Arc<Services>>,
+    request: Signed<create_invite::v2::Request>,
+) -> Result<RumaResponse<create_invite::v2::Response>, ApiError> {
+    let event = s.receive_invite(&request.origin, &request.body).await?;
+    Ok(RumaResponse(create_invite::v2::Response::new(event)))
+}
+
+fn check_user_of_origin(origin: &ruma::ServerName, user_id: &ruma::UserId) -> Result<(), ApiError> {
+    if user_id.server_name() != origin {
+        return Err(ApiError::forbidden(format!(
+            "{origin} cannot act for {user_id}"
+        )));
+    }
+    Ok(())
+}
+
+fn raw_template(template: &serde_json::Value) -> Result<Box<RawValue>, ApiError> {
+    serde_json::value::to_raw_value(template).map_err(|e| ApiError::internal(e.to_string()))
 }

@@ -22,14 +22,12 @@ pub async fn send(
             body.origin, request.origin
         )));
     }
-    // EDUs (typing, receipts, presence, device lists, to-device) are not processed yet; they
-    // are counted against the transaction's limit and dropped.
     let results = s
         .receive_transaction(
             &request.origin,
             body.transaction_id.as_str(),
             &body.pdus,
-            body.edus.len(),
+            &body.edus,
         )
         .await?;
     Ok(RumaResponse(send_transaction_message::v1::Response::new(

@@ -125,7 +125,12 @@ impl E2ee {
             .await?;
         self.forget_key_counts(&caller.user_id, &caller.device_id);
         if position.is_some() {
-            self.device_list_changed(&caller.user_id).await?;
+            self.notifier
+                .wake_room_mates(&self.store, &caller.user_id)
+                .await?;
+            self.edus
+                .device_changed(&caller.user_id, &caller.device_id, false)
+                .await?;
         }
         Ok(self
             .device_key_counts(&caller.user_id, &caller.device_id)

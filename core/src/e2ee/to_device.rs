@@ -1,7 +1,16 @@
 //! Send-to-device messaging (spec: "Send-to-Device messaging"): messages straight to devices,
 //! outside any room, delivered by the recipients' syncs.
 
-use ruma::{api::client::to_device::send_event_to_device, to_device::DeviceIdOrAllDevices};
+use std::collections::BTreeMap;
+
+use ruma::{
+    OwnedDeviceId, OwnedServerName, ServerName,
+    api::{
+        client::to_device::send_event_to_device, federation::transactions::edu::DirectDeviceContent,
+    },
+    to_device::DeviceIdOrAllDevices,
+};
+use serde_json::{Map as JsonMap, Value as JsonValue, json};
 
 use super::E2ee;
 use crate::{Error, Result, store::OutgoingToDevice, users::Caller};
@@ -16,45 +25,107 @@ impl E2ee {
         txn_id: &str,
         messages: &send_event_to_device::v3::Messages,
     ) -> Result<()> {
-        let mut outgoing = Vec::new();
+        let mut local = Vec::new();
+        let mut remote: BTreeMap<OwnedServerName, JsonMap<String, JsonValue>> = BTreeMap::new();
         for (user_id, devices) in messages {
-            if !self.is_local(user_id) {
-                // Until federation exists a message for another server could only be dropped:
-                // say so rather than pretend it was sent.
-                return Err(Error::InvalidParam(format!(
-                    "Cannot send to {user_id}: federation is not available on this server"
-                )));
-            }
             for (target, content) in devices {
                 let json = content.json().get();
-                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(json).map_err(
-                    |e| {
+                let object =
+                    serde_json::from_str::<JsonMap<String, JsonValue>>(json).map_err(|e| {
                         Error::BadJson(format!(
                             "The message for {user_id} {target} is not a JSON object: {e}"
                         ))
-                    },
-                )?;
-                outgoing.push(OutgoingToDevice {
-                    user_id: user_id.clone(),
-                    device_id: match target {
-                        DeviceIdOrAllDevices::DeviceId(device_id) => Some(device_id.clone()),
-                        DeviceIdOrAllDevices::AllDevices => None,
-                    },
-                    content: json.to_owned(),
-                });
+                    })?;
+                if self.is_local(user_id) {
+                    local.push(OutgoingToDevice {
+                        user_id: user_id.clone(),
+                        device_id: match target {
+                            DeviceIdOrAllDevices::DeviceId(device_id) => Some(device_id.clone()),
+                            DeviceIdOrAllDevices::AllDevices => None,
+                        },
+                        content: json.to_owned(),
+                    });
+                } else {
+                    let for_user = remote
+                        .entry(user_id.server_name().to_owned())
+                        .or_default()
+                        .entry(user_id.to_string())
+                        .or_insert_with(|| JsonValue::Object(JsonMap::new()));
+                    for_user[target.to_string()] = JsonValue::Object(object);
+                }
             }
         }
-        let recipients = self
+        // The transaction is recorded with the local deliveries: a retry sends nothing again,
+        // to local or remote devices.
+        let Some(recipients) = self
             .store
             .send_to_device(
                 &caller.user_id,
                 &caller.device_id,
                 txn_id,
                 event_type,
-                outgoing,
+                local,
             )
-            .await?;
-        if let Some(recipients) = recipients {
+            .await?
+        else {
+            return Ok(());
+        };
+        self.notifier.wake(recipients.iter().map(AsRef::as_ref));
+        let message_id = format!("{}-{txn_id}", caller.device_id);
+        for (server, messages) in remote {
+            let content = json!({
+                "sender": caller.user_id,
+                "type": event_type,
+                "message_id": message_id,
+                "messages": messages,
+            });
+            self.edus
+                .to_server(&server, "m.direct_to_device", content)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// An `m.direct_to_device` EDU of `origin`: its messages for local devices are delivered.
+    /// The sender and message ID make the transaction, so a message sent twice is delivered
+    /// once.
+    pub async fn receive_to_device(
+        &self,
+        origin: &ServerName,
+        content: &DirectDeviceContent,
+    ) -> Result<()> {
+        if content.sender.server_name() != origin {
+            return Ok(());
+        }
+        let mut local = Vec::new();
+        for (user_id, devices) in &content.messages {
+            if !self.is_local(user_id) {
+                continue;
+            }
+            for (target, message) in devices {
+                local.push(OutgoingToDevice {
+                    user_id: user_id.clone(),
+                    device_id: match target {
+                        DeviceIdOrAllDevices::DeviceId(device_id) => Some(device_id.clone()),
+                        DeviceIdOrAllDevices::AllDevices => None,
+                    },
+                    content: message.json().get().to_owned(),
+                });
+            }
+        }
+        // Remote senders have no device here; the origin stands in for it in the transaction.
+        let origin_device = OwnedDeviceId::from(origin.as_str());
+        if let Some(recipients) = self
+            .store
+            .send_to_device(
+                &content.sender,
+                &origin_device,
+                content.message_id.as_str(),
+                &content.ev_type.to_string(),
+                local,
+            )
+            .await?
+        {
             self.notifier.wake(recipients.iter().map(AsRef::as_ref));
         }
         Ok(())

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use ruma::{
     CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, ServerName,
+    api::federation::transactions::edu::Edu, events::receipt::ReceiptThread, serde::Raw,
 };
 use serde_json::value::RawValue;
 
@@ -25,9 +26,9 @@ impl Services {
         origin: &ServerName,
         txn_id: &str,
         pdus: &[Box<RawValue>],
-        edu_count: usize,
+        edus: &[Raw<Edu>],
     ) -> Result<PduResults> {
-        if pdus.len() > MAX_TRANSACTION_PDUS || edu_count > MAX_TRANSACTION_EDUS {
+        if pdus.len() > MAX_TRANSACTION_PDUS || edus.len() > MAX_TRANSACTION_EDUS {
             return Err(Error::TooLarge(format!(
                 "A transaction holds at most {MAX_TRANSACTION_PDUS} PDUs and {MAX_TRANSACTION_EDUS} EDUs"
             )));
@@ -54,6 +55,12 @@ impl Services {
                     tracing::info!(%origin, %event_id, %reason, "refused a PDU");
                 }
                 results.insert(event_id, outcome);
+            }
+        }
+        // EDUs after PDUs: a receipt may be for an event of this very transaction.
+        for edu in edus {
+            if let Err(e) = self.receive_edu(origin, edu).await {
+                tracing::info!(%origin, error = %e, "an EDU could not be applied");
             }
         }
         let stored: BTreeMap<&OwnedEventId, Option<&String>> = results
@@ -113,6 +120,53 @@ impl Services {
     }
 }
 
+impl Services {
+    /// One EDU. Those naming users of another server than `origin`, or rooms the user is not
+    /// joined to, are ignored (spec: EDUs are about the sending server's own users). Presence
+    /// is not kept yet; unknown types are ignored.
+    async fn receive_edu(&self, origin: &ServerName, edu: &Raw<Edu>) -> Result<()> {
+        let edu = match edu.deserialize() {
+            Ok(edu) => edu,
+            Err(e) => {
+                tracing::debug!(%origin, error = %e, "an EDU is malformed or of an unknown type");
+                return Ok(());
+            }
+        };
+        match edu {
+            Edu::Typing(typing) => {
+                self.rooms
+                    .receive_typing(origin, &typing.room_id, &typing.user_id, typing.typing)
+                    .await
+            }
+            Edu::Receipt(receipts) => {
+                for (room_id, map) in &receipts.receipts {
+                    for (user_id, receipt) in &map.read {
+                        let thread = match &receipt.data.thread {
+                            ReceiptThread::Main => Some("main"),
+                            ReceiptThread::Thread(root) => Some(root.as_str()),
+                            _ => None,
+                        };
+                        if let Some(event_id) = receipt.event_ids.last() {
+                            self.rooms
+                                .receive_read_receipt(origin, room_id, user_id, event_id, thread)
+                                .await?;
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Edu::DirectToDevice(content) => self.e2ee.receive_to_device(origin, &content).await,
+            Edu::DeviceListUpdate(update) if update.user_id.server_name() == origin => {
+                self.e2ee.remote_device_list_changed(&update.user_id).await
+            }
+            Edu::SigningKeyUpdate(update) if update.user_id.server_name() == origin => {
+                self.e2ee.remote_device_list_changed(&update.user_id).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 fn room_of(json: &RawValue) -> Option<OwnedRoomId> {
     let object: BTreeMap<String, CanonicalJsonValue> = serde_json::from_str(json.get()).ok()?;
     object
@@ -120,4 +174,66 @@ fn room_of(json: &RawValue) -> Option<OwnedRoomId> {
         .and_then(CanonicalJsonValue::as_str)
         .and_then(|id| <&RoomId>::try_from(id).ok())
         .map(ToOwned::to_owned)
+}
+
+impl Services {
+    /// `send_join` and `send_leave`: a member event of a user of `origin` with `membership`,
+    /// built on a template of this server. It is checked and persisted like any received PDU.
+    pub async fn receive_member_event(
+        &self,
+        origin: &ServerName,
+        room_id: &RoomId,
+        event_id: &ruma::EventId,
+        pdu: &RawValue,
+        membership: &str,
+    ) -> Result<()> {
+        let version = self
+            .rooms
+            .room_version(room_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;
+        let rules = version
+            .rules()
+            .ok_or_else(|| Error::Internal(format!("unknown room version {version}")))?;
+        let checked = self
+            .federation
+            .keys
+            .check_pdu(origin, room_id, &rules, pdu)
+            .await
+            .map_err(|e| Error::BadJson(e.to_string()))?;
+        if checked.event_id != event_id {
+            return Err(Error::BadJson(format!(
+                "The event's ID is {}, not {event_id}",
+                checked.event_id
+            )));
+        }
+        let field = |name: &str| {
+            checked
+                .object
+                .get(name)
+                .and_then(CanonicalJsonValue::as_str)
+        };
+        let event_membership = checked
+            .object
+            .get("content")
+            .and_then(CanonicalJsonValue::as_object)
+            .and_then(|content| content.get("membership"))
+            .and_then(CanonicalJsonValue::as_str);
+        let sender = field("sender").unwrap_or_default();
+        let sender_server = sender.rsplit_once(':').map(|(_, server)| server);
+        if field("type") != Some("m.room.member")
+            || event_membership != Some(membership)
+            || field("state_key") != Some(sender)
+            || sender_server.is_none_or(|server| server != origin.as_str())
+        {
+            return Err(Error::BadJson(format!(
+                "Not a {membership} of a user of {origin} in {room_id}"
+            )));
+        }
+        let json =
+            serde_json::to_string(&checked.object).map_err(|e| Error::Internal(e.to_string()))?;
+        self.rooms
+            .receive_pdu(room_id, &checked.event_id, json.into())
+            .await
+    }
 }

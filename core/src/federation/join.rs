@@ -48,11 +48,17 @@ impl Services {
         if self.rooms.room_version(room_id).await?.is_some() {
             return self.rooms.join(user_id, room_id, reason).await;
         }
-        let mut candidates: Vec<&OwnedServerName> = servers
-            .iter()
-            .filter(|server| **server != self.config.server_name)
-            .collect();
-        candidates.dedup();
+        // An invite from another server names a server in the room: its sender's.
+        let inviter_server = match self.rooms.out_of_band_invite(room_id, user_id).await? {
+            Some(invite) => Some(invite.sender()?.server_name().to_owned()),
+            None => None,
+        };
+        let mut candidates: Vec<&OwnedServerName> = Vec::new();
+        for server in servers.iter().chain(&inviter_server) {
+            if *server != self.config.server_name && !candidates.contains(&server) {
+                candidates.push(server);
+            }
+        }
         if candidates.is_empty() {
             return Err(Error::NotFound(format!(
                 "Room {room_id} is not known to this server, and no server to join it through was given"
@@ -92,9 +98,13 @@ impl Services {
         let rules = version
             .rules()
             .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))?;
-        let (event_id, object) = self
-            .sign_join_template(&template.event, user_id, room_id, reason, &rules)
-            .await?;
+        let mut content = serde_json::json!({ "membership": "join" });
+        if let Some(reason) = reason {
+            content["reason"] = reason.into();
+        }
+        let content = self.rooms.with_profile(user_id, content).await?;
+        let (event_id, object) =
+            self.sign_member_template(&template.event, user_id, room_id, content, &rules)?;
         let pdu =
             serde_json::value::to_raw_value(&object).map_err(|e| Error::Internal(e.to_string()))?;
         let response = client
@@ -134,17 +144,18 @@ impl Services {
             .await
     }
 
-    /// The template with this server's fields filled in, hashed and signed.
-    async fn sign_join_template(
+    /// A member event template of another server (`make_join`, `make_leave`) with `content`
+    /// and this server's fields filled in, hashed and signed.
+    pub(super) fn sign_member_template(
         &self,
         template: &RawValue,
         user_id: &UserId,
         room_id: &RoomId,
-        reason: Option<&str>,
+        content: serde_json::Value,
         rules: &RoomVersionRules,
     ) -> Result<(OwnedEventId, CanonicalJsonObject)> {
         let mut object: CanonicalJsonObject = serde_json::from_str(template.get())
-            .map_err(|e| Error::BadJson(format!("The join template is not an event: {e}")))?;
+            .map_err(|e| Error::BadJson(format!("The template is not an event: {e}")))?;
         let field = |name: &str| object.get(name).and_then(CanonicalJsonValue::as_str);
         if field("type") != Some("m.room.member")
             || field("sender") != Some(user_id.as_str())
@@ -152,14 +163,9 @@ impl Services {
             || field("room_id").is_some_and(|id| id != room_id.as_str())
         {
             return Err(Error::BadJson(
-                "The join template is not a join of this user to this room".to_owned(),
+                "The template is not a member event of this user in this room".to_owned(),
             ));
         }
-        let mut content = serde_json::json!({ "membership": "join" });
-        if let Some(reason) = reason {
-            content["reason"] = reason.into();
-        }
-        let content = self.rooms.with_profile(user_id, content).await?;
         object.insert(
             "content".to_owned(),
             CanonicalJsonValue::try_from(content).map_err(|e| Error::Internal(e.to_string()))?,
@@ -177,7 +183,7 @@ impl Services {
             &mut object,
             &rules.redaction,
         )
-        .map_err(|e| Error::Internal(format!("cannot sign the join: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot sign the member event: {e}")))?;
         let event_id =
             reference_event_id(&object, rules).map_err(|e| Error::Internal(e.to_string()))?;
         Ok((event_id, object))
@@ -204,7 +210,11 @@ impl Services {
     }
 }
 
-fn pdu_of(event_id: OwnedEventId, room_id: &RoomId, object: &CanonicalJsonObject) -> Result<Pdu> {
+pub(super) fn pdu_of(
+    event_id: OwnedEventId,
+    room_id: &RoomId,
+    object: &CanonicalJsonObject,
+) -> Result<Pdu> {
     let json = serde_json::to_string(object).map_err(|e| Error::Internal(e.to_string()))?;
     Pdu::from_json(event_id, room_id, Arc::from(json)).map_err(|e| Error::BadJson(e.to_string()))
 }

@@ -6,8 +6,11 @@
 
 mod client;
 mod discovery;
+pub mod edus;
 mod inbound;
+mod invite;
 mod join;
+mod leave;
 mod pdu;
 mod queries;
 pub mod sender;

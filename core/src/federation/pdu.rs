@@ -9,7 +9,7 @@ use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, RoomId,
     room_version_rules::RoomVersionRules,
     serde::Base64,
-    signatures::{Verified, required_server_signatures_to_verify_event, verify_event},
+    signatures::{Verified, required_server_signatures_to_verify_event, verify_event, verify_json},
 };
 use serde_json::value::RawValue;
 
@@ -21,6 +21,8 @@ use crate::events::{MAX_PDU_BYTES, reference_event_id};
 pub struct CheckedPdu {
     pub event_id: OwnedEventId,
     pub object: CanonicalJsonObject,
+    /// Whether the content hash failed, so that `object` is the redacted event.
+    pub redacted: bool,
 }
 
 impl ServerKeys {
@@ -31,6 +33,32 @@ impl ServerKeys {
         room_id: &RoomId,
         rules: &RoomVersionRules,
         json: &RawValue,
+    ) -> Result<CheckedPdu, FederationError> {
+        self.check_pdu_with(origin, room_id, rules, json, None)
+            .await
+    }
+
+    /// [`ServerKeys::check_pdu`], also requiring a signature of `signer` (an invitee's server
+    /// countersigns an invite).
+    pub async fn check_pdu_signed_by(
+        &self,
+        origin: &ruma::ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        json: &RawValue,
+        signer: &ruma::ServerName,
+    ) -> Result<CheckedPdu, FederationError> {
+        self.check_pdu_with(origin, room_id, rules, json, Some(signer))
+            .await
+    }
+
+    async fn check_pdu_with(
+        &self,
+        origin: &ruma::ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        json: &RawValue,
+        signer: Option<&ruma::ServerName>,
     ) -> Result<CheckedPdu, FederationError> {
         let invalid = |reason: String| FederationError::BadResponse {
             server: origin.to_owned(),
@@ -52,8 +80,11 @@ impl ServerKeys {
         }
         let event_id = reference_event_id(&object, rules)
             .map_err(|e| invalid(format!("cannot compute the event ID: {e}")))?;
-        let servers = required_server_signatures_to_verify_event(&object, &rules.signatures)
+        let mut servers = required_server_signatures_to_verify_event(&object, &rules.signatures)
             .map_err(|e| invalid(format!("{event_id}: {e}")))?;
+        if let Some(signer) = signer {
+            servers.insert(signer.to_owned());
+        }
         let valid_at = match object.get("origin_server_ts") {
             Some(CanonicalJsonValue::Integer(ts)) => u64::try_from(i64::from(*ts)).unwrap_or(0),
             _ => return Err(invalid(format!("{event_id} has no origin_server_ts"))),
@@ -87,14 +118,23 @@ impl ServerKeys {
             }
             keys.insert(server.to_string(), server_keys);
         }
+        if let Some(signer) = signer {
+            verify_signer(&keys, &object, rules, signer)
+                .map_err(|e| invalid(format!("{signer}'s signature of {event_id}: {e}")))?;
+        }
         match verify_event(&keys, &object, rules) {
-            Ok(Verified::All) => Ok(CheckedPdu { event_id, object }),
+            Ok(Verified::All) => Ok(CheckedPdu {
+                event_id,
+                object,
+                redacted: false,
+            }),
             Ok(Verified::Signatures) => {
                 let redacted = ruma::canonical_json::redact(object, &rules.redaction, None)
                     .map_err(|e| invalid(format!("cannot redact {event_id}: {e}")))?;
                 Ok(CheckedPdu {
                     event_id,
                     object: redacted,
+                    redacted: true,
                 })
             }
             Err(e) => Err(invalid(format!(
@@ -102,4 +142,31 @@ impl ServerKeys {
             ))),
         }
     }
+}
+
+/// Checks `signer`'s signature of the event, which `verify_event` leaves alone when the rules
+/// do not require it.
+fn verify_signer(
+    keys: &BTreeMap<String, BTreeMap<String, Base64>>,
+    object: &CanonicalJsonObject,
+    rules: &RoomVersionRules,
+    signer: &ruma::ServerName,
+) -> Result<(), String> {
+    let signatures = object
+        .get("signatures")
+        .and_then(CanonicalJsonValue::as_object)
+        .and_then(|s| s.get(signer.as_str()))
+        .cloned()
+        .ok_or_else(|| "missing".to_owned())?;
+    let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)
+        .map_err(|e| e.to_string())?;
+    redacted.insert(
+        "signatures".to_owned(),
+        CanonicalJsonValue::Object([(signer.to_string(), signatures)].into()),
+    );
+    let signer_keys = keys
+        .get(signer.as_str())
+        .cloned()
+        .ok_or_else(|| "no key known".to_owned())?;
+    verify_json(&[(signer.to_string(), signer_keys)].into(), &redacted).map_err(|e| e.to_string())
 }

@@ -1,6 +1,6 @@
 //! The durable outbound sender: events queued for other servers (the `federation_outbox`
-//! rows written with each local event) are sent per destination in transactions of at most
-//! 50 PDUs, in order. A destination that fails is retried with exponential backoff, at once
+//! rows written with each local event) and EDUs (`federation_outbox_edus`) are sent per
+//! destination in transactions of at most 50 PDUs and 100 EDUs, in order. A destination that fails is retried with exponential backoff, at once
 //! when it contacts this server; the queue is in the database, so a restart resumes it.
 
 use std::{
@@ -11,12 +11,12 @@ use std::{
 
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName,
-    api::federation::transactions::send_transaction_message,
+    api::federation::transactions::send_transaction_message, serde::Raw,
 };
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 
-use super::inbound::MAX_TRANSACTION_PDUS;
+use super::inbound::{MAX_TRANSACTION_EDUS, MAX_TRANSACTION_PDUS};
 use crate::Services;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -92,20 +92,26 @@ async fn worker(services: Arc<Services>, destination: OwnedServerName, wake: Arc
     }
 }
 
-/// Sends the oldest queued events; `false` when there were none.
+/// Sends the oldest queued events and EDUs in one transaction; `false` when there were none.
 async fn send_next(services: &Services, destination: &ServerName) -> Result<bool, String> {
-    let batch = services
-        .store
+    let store = &services.store;
+    let batch = store
         .outbox_batch(destination.as_str(), MAX_TRANSACTION_PDUS as i64)
         .await
         .map_err(|e| e.to_string())?;
-    let (Some((first, _)), Some((last, _))) = (batch.first(), batch.last()) else {
+    let edus = store
+        .outbox_edus(destination.as_str(), MAX_TRANSACTION_EDUS as i64)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pdu_range = batch.first().zip(batch.last()).map(|(f, l)| (f.0, l.0));
+    let edu_range = edus.first().zip(edus.last()).map(|(f, l)| (f.0, l.0));
+    if pdu_range.is_none() && edu_range.is_none() {
         return Ok(false);
-    };
-    let last = *last;
-    // The same events make the same transaction ID, so a retry the destination already
-    // processed is answered from its record rather than processed twice.
-    let txn_id = OwnedTransactionId::from(format!("{first}-{last}"));
+    }
+    // The same events and EDUs make the same transaction ID, so a retry the destination
+    // already processed is answered from its record rather than processed twice.
+    let range = |r: Option<(i64, i64)>| r.map_or_else(String::new, |(f, l)| format!("{f}-{l}"));
+    let txn_id = OwnedTransactionId::from(format!("{}.{}", range(pdu_range), range(edu_range)));
     let mut request = send_transaction_message::v1::Request::new(
         txn_id,
         services.config.server_name.clone(),
@@ -116,22 +122,40 @@ async fn send_next(services: &Services, destination: &ServerName) -> Result<bool
             .pdus
             .push(RawValue::from_string(json).map_err(|e| e.to_string())?);
     }
-    let response = services
-        .federation
-        .client
-        .send(destination, request)
-        .await
-        .map_err(|e| e.to_string())?;
-    for (event_id, outcome) in response.pdus {
-        if let Err(reason) = outcome {
-            // The destination refused it for good; resending would not change that.
-            tracing::warn!(%destination, %event_id, %reason, "a PDU was refused");
+    let now = crate::time::now_ms();
+    for (_, json, expires_ts) in edus {
+        // A typing notice sent late would show someone typing who has stopped.
+        if expires_ts.is_none_or(|expires| expires > now) {
+            request.edus.push(Raw::from_json(
+                RawValue::from_string(json).map_err(|e| e.to_string())?,
+            ));
         }
     }
-    services
-        .store
-        .outbox_sent(destination.as_str(), last)
-        .await
-        .map_err(|e| e.to_string())?;
+    if !request.pdus.is_empty() || !request.edus.is_empty() {
+        let response = services
+            .federation
+            .client
+            .send(destination, request)
+            .await
+            .map_err(|e| e.to_string())?;
+        for (event_id, outcome) in response.pdus {
+            if let Err(reason) = outcome {
+                // The destination refused it for good; resending would not change that.
+                tracing::warn!(%destination, %event_id, %reason, "a PDU was refused");
+            }
+        }
+    }
+    if let Some((_, last)) = pdu_range {
+        store
+            .outbox_sent(destination.as_str(), last)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    if let Some((_, last)) = edu_range {
+        store
+            .outbox_edus_sent(destination.as_str(), last)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     Ok(true)
 }

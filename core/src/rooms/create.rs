@@ -205,7 +205,13 @@ impl Rooms {
                 json!({ "topic": topic, "m.topic": [{ "body": topic, "mimetype": "text/plain" }] }),
             ));
         }
-        for invitee in &request.invite {
+        // Users of other servers are invited once the room exists, through their servers
+        // (`Services::create_room`).
+        for invitee in request
+            .invite
+            .iter()
+            .filter(|user| user.server_name() == self.config.server_name)
+        {
             let mut content = self
                 .with_profile(invitee, json!({ "membership": "invite" }))
                 .await?;

@@ -1,18 +1,36 @@
 //! Membership changes (spec: "Room membership"): join, invite, knock, leave, kick, ban, unban,
 //! forget, with restricted joins authorised by a local member who may invite.
 
+use std::sync::Arc;
+
 use ruma::{
-    OwnedRoomId, RoomId, RoomOrAliasId, UserId,
+    OwnedEventId, OwnedRoomId, RoomId, RoomOrAliasId, RoomVersionId, UserId,
     events::{StateEventType, TimelineEventType},
 };
 use serde_json::Value as JsonValue;
+use tokio::sync::OwnedMutexGuard;
 
-use crate::{Error, Result, events::NewEvent};
+use crate::{
+    Error, Result,
+    events::{NewEvent, Pdu},
+};
 
 use super::{
-    RoomState, Rooms,
+    EventSource, RoomState, Rooms,
+    out_of_band::invite_state_pdus,
     send::{member_content, power_level, required_level},
 };
+
+/// An invite of a user of another server, for that server to sign.
+pub struct RemoteInvite {
+    pub version: RoomVersionId,
+    pub room_id: OwnedRoomId,
+    pub event_id: OwnedEventId,
+    /// The invite event as this server signed it.
+    pub event: Arc<str>,
+    /// The room's descriptive state events, for the invitee's client.
+    pub invite_room_state: Vec<Arc<str>>,
+}
 
 /// A membership change made by one user to another (or themselves).
 pub struct MembershipChange<'a> {
@@ -75,6 +93,9 @@ impl Rooms {
         let current = membership_of(room, user_id);
         if current.as_deref() == Some("join") {
             return Ok(());
+        }
+        if current.as_deref() != Some("invite") {
+            crate::im::group_admin::check_member_limit(room, self.config.im.group_member_limit)?;
         }
         let mut content = content;
         if current.as_deref() != Some("invite")
@@ -159,6 +180,106 @@ impl Rooms {
         change: MembershipChange<'_>,
         is_direct: bool,
     ) -> Result<()> {
+        self.change_membership_with(room_id, change, is_direct, &JsonValue::Null)
+            .await
+    }
+
+    /// [`Rooms::change_membership`] with the fields of `extra` (an object, or null) added to
+    /// the member event's content: the IM layer marks friend requests so.
+    pub async fn change_membership_with(
+        &self,
+        room_id: &RoomId,
+        change: MembershipChange<'_>,
+        is_direct: bool,
+        extra: &JsonValue,
+    ) -> Result<()> {
+        if change.membership == "invite" && change.target.server_name() != self.config.server_name {
+            return Err(Error::Forbidden(format!(
+                "{} is a user of another server, who is invited through that server \
+                 (not yet done for this request)",
+                change.target
+            )));
+        }
+        let sender = change.sender;
+        let (guard, new) = self
+            .member_event_of(room_id, change, is_direct, extra)
+            .await?;
+        self.append_and_commit(guard, sender, new, None).await?;
+        Ok(())
+    }
+
+    /// Invites a user of another server (spec: Server-Server API, "Inviting to a room"): the
+    /// invite is built, then `countersign` has the invitee's server sign it (handing it the
+    /// room's stripped state) and returns the event as that server signed it, which is then
+    /// stored and sent to the room. The room stays locked meanwhile, so that the invite is
+    /// still built on the room's latest events when it is stored.
+    pub async fn invite_remote(
+        &self,
+        room_id: &RoomId,
+        change: MembershipChange<'_>,
+        is_direct: bool,
+        countersign: impl AsyncFnOnce(RemoteInvite) -> Result<Arc<str>>,
+    ) -> Result<()> {
+        let sender = change.sender;
+        let target = change.target.to_owned();
+        let (mut guard, new) = self
+            .member_event_of(room_id, change, is_direct, &JsonValue::Null)
+            .await?;
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::NotFound(room_id.to_string()))?;
+        let mut invite_room_state = invite_state_pdus(room.state.values());
+        if let Some(inviter) = room.get(&StateEventType::RoomMember, sender.as_str()) {
+            invite_room_state.push(inviter.json.clone());
+        }
+        let version = room.version.clone();
+        let (pdu, mut row) = self.append(room, sender, new, None)?;
+        let signed = countersign(RemoteInvite {
+            version,
+            room_id: room_id.to_owned(),
+            event_id: pdu.event_id.clone(),
+            event: pdu.json.clone(),
+            invite_room_state,
+        })
+        .await
+        .and_then(|json| {
+            Pdu::from_json(pdu.event_id.clone(), room_id, json)
+                .map_err(|e| Error::BadJson(e.to_string()))
+        });
+        let signed = match signed {
+            Ok(signed) => Arc::new(signed),
+            Err(e) => {
+                // The room's cached state already holds the invite: it is reloaded.
+                *guard = None;
+                return Err(e);
+            }
+        };
+        row.json = signed.json.clone();
+        room.state
+            .insert((StateEventType::RoomMember, target.to_string()), signed);
+        let pending = match self
+            .enqueue(room, vec![row], None, EventSource::Local)
+            .await
+        {
+            Ok(pending) => pending,
+            Err(e) => {
+                *guard = None;
+                return Err(e);
+            }
+        };
+        drop(guard);
+        self.committed(room_id, pending).await
+    }
+
+    /// The member event of a membership change, checked against the room's current state,
+    /// with the room's lock.
+    async fn member_event_of(
+        &self,
+        room_id: &RoomId,
+        change: MembershipChange<'_>,
+        is_direct: bool,
+        extra: &JsonValue,
+    ) -> Result<(OwnedMutexGuard<Option<RoomState>>, NewEvent)> {
         let MembershipChange {
             sender,
             target,
@@ -171,6 +292,11 @@ impl Rooms {
         }
         if is_direct {
             content["is_direct"] = JsonValue::Bool(true);
+        }
+        if let Some(extra) = extra.as_object() {
+            for (key, value) in extra {
+                content[key.as_str()] = value.clone();
+            }
         }
         let guard = if membership == "knock" {
             self.lock(room_id).await?
@@ -193,11 +319,18 @@ impl Rooms {
             ("invite", _, Some("ban")) => {
                 return refuse(format!("{target} is banned from the room"));
             }
+            ("invite", _, None | Some("leave" | "knock")) => {
+                crate::im::group_admin::check_member_limit(
+                    room,
+                    self.config.im.group_member_limit,
+                )?;
+            }
             _ => {}
         }
-        let new = NewEvent::state(TimelineEventType::RoomMember, target.as_str(), content);
-        self.append_and_commit(guard, sender, new, None).await?;
-        Ok(())
+        Ok((
+            guard,
+            NewEvent::state(TimelineEventType::RoomMember, target.as_str(), content),
+        ))
     }
 
     /// A changed display name or avatar reaches every room the user is joined to as a new

@@ -14,6 +14,7 @@ mod create;
 mod directory;
 mod lazy_loaded;
 mod membership;
+mod out_of_band;
 mod push;
 mod read;
 mod receipts;
@@ -53,7 +54,7 @@ use tokio::sync::Mutex;
 pub use context::ContextPage;
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
 pub use directory::{PublicRoomsPage, PublicRoomsQuery};
-pub use membership::MembershipChange;
+pub use membership::{MembershipChange, RemoteInvite};
 pub use push::{NotificationCounts, NotificationsPage, NotificationsQuery, UnreadCounts};
 pub use read::{Direction, Members, MessagesPage, MessagesQuery};
 pub use read::{allowed_by, pattern_matches};
@@ -69,6 +70,7 @@ pub use typing::{MAX_TYPING_TIMEOUT, TypingSnapshot};
 use crate::{
     Config, Error, Result,
     events::{EventError, GraphPosition, NewEvent, Pdu, build_pdu},
+    federation::edus::EduQueue,
     keys::SigningKey,
     store::{AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, Pending, Store},
     sync::Notifier,
@@ -95,7 +97,9 @@ pub struct Rooms {
     state_entries: state_entries::StateEntries,
     recent_transactions: std::sync::Mutex<transactions::RecentTransactions>,
     push_rules: Arc<crate::users::PushRules>,
-    /// Woken when events were queued for other servers (the federation sender waits on it).
+    /// Typing notices and receipts for other servers; its wake-up is also rung when events
+    /// were queued for them (the federation sender waits on it).
+    edus: Arc<EduQueue>,
     outbound: Arc<tokio::sync::Notify>,
 }
 
@@ -127,6 +131,7 @@ impl Rooms {
         signing_key: Arc<SigningKey>,
         notifier: Arc<Notifier>,
         push_rules: Arc<crate::users::PushRules>,
+        edus: Arc<EduQueue>,
     ) -> Result<Self> {
         let last_position = store.max_stream_ordering().await?;
         let timeline = stream::TimelineStream::new(last_position);
@@ -148,7 +153,8 @@ impl Rooms {
             state_entries: state_entries::StateEntries::default(),
             recent_transactions: std::sync::Mutex::default(),
             push_rules,
-            outbound: Arc::default(),
+            outbound: edus.wake(),
+            edus,
         })
     }
 

@@ -374,6 +374,7 @@ mod tests {
     use super::{NotificationCounts, NotificationsQuery, UnreadCounts};
     use crate::{
         Config,
+        federation::edus::EduQueue,
         keys::SigningKey,
         ratelimit::RateLimiter,
         rooms::{CreateRoom, ReceiptKind, ReceiptThread, Rooms, Transaction},
@@ -412,14 +413,16 @@ mod tests {
                 .expect("a signing key");
             let notifier = Arc::new(Notifier::default());
             let push_rules = Arc::new(PushRules::new(store.clone()));
+            let edus = Arc::new(EduQueue::new(store.clone(), config.server_name.clone()));
             let users = Users::new(
                 store.clone(),
                 config.clone(),
                 Arc::new(RateLimiter::new(config.rate_limits.clone())),
                 notifier.clone(),
                 push_rules.clone(),
+                edus.clone(),
             );
-            let rooms = Rooms::new(store, config, Arc::new(key), notifier, push_rules)
+            let rooms = Rooms::new(store, config, Arc::new(key), notifier, push_rules, edus)
                 .await
                 .expect("rooms start");
             Self {

@@ -55,11 +55,7 @@ pub struct Members {
 const MAX_SCANNED: usize = 2_000;
 
 impl Rooms {
-    pub(super) async fn membership(
-        &self,
-        room_id: &RoomId,
-        user_id: &UserId,
-    ) -> Result<Option<String>> {
+    pub async fn membership(&self, room_id: &RoomId, user_id: &UserId) -> Result<Option<String>> {
         Ok(self
             .store
             .current_membership(room_id, user_id)

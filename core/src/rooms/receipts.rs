@@ -205,6 +205,7 @@ impl Rooms {
         row: &EventRow,
         thread: &ReceiptThread,
     ) -> Result<()> {
+        let ts = now_ms();
         let stored = self
             .store
             .put_receipt(NewReceipt {
@@ -214,17 +215,62 @@ impl Rooms {
                 thread_id: thread.stored(),
                 event_id: row.event_id.clone(),
                 event_stream_ordering: row.stream_ordering,
-                ts: now_ms(),
+                ts,
             })
             .await?;
-        if stored.is_some() {
-            // A private receipt is the user's alone; either kind resets their unread counts.
-            match kind {
-                ReceiptKind::ReadPrivate => self.notifier.wake([user_id]),
-                _ => self.wake_room(room_id).await?,
-            }
+        if stored.is_none() {
+            return Ok(());
         }
-        Ok(())
+        // A private receipt is the user's alone; either kind resets their unread counts.
+        if kind == ReceiptKind::ReadPrivate {
+            self.notifier.wake([user_id]);
+            return Ok(());
+        }
+        self.wake_room(room_id).await?;
+        if user_id.server_name() != self.config.server_name {
+            return Ok(());
+        }
+        let mut data = serde_json::json!({ "ts": ts });
+        if let Some(thread_id) = thread.stored() {
+            data["thread_id"] = thread_id.into();
+        }
+        let content = serde_json::json!({
+            room_id.as_str(): { "m.read": { user_id.as_str(): {
+                "event_ids": [row.event_id],
+                "data": data,
+            } } }
+        });
+        self.edus.to_room(room_id, "m.receipt", content, None).await
+    }
+
+    /// An `m.receipt` EDU of `origin`: each `m.read` receipt of one of its users joined to the
+    /// room, for an event this server has, is stored as if the user had sent it here.
+    pub async fn receive_read_receipt(
+        &self,
+        origin: &ruma::ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        event_id: &EventId,
+        thread_id: Option<&str>,
+    ) -> Result<()> {
+        if user_id.server_name() != origin
+            || self.membership(room_id, user_id).await?.as_deref() != Some("join")
+        {
+            return Ok(());
+        }
+        let Ok(row) = self.event_in_room(room_id, event_id).await else {
+            return Ok(());
+        };
+        let thread = match thread_id {
+            None => ReceiptThread::Unthreaded,
+            Some("main") => ReceiptThread::Main,
+            Some(root) => match EventId::parse(root) {
+                Ok(root) => ReceiptThread::Thread(root),
+                Err(_) => return Ok(()),
+            },
+        };
+        self.store_receipt(user_id, room_id, ReceiptKind::Read, &row, &thread)
+            .await
     }
 
     /// Moves the `m.fully_read` marker to the event unless it already points at a later one.

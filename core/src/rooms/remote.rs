@@ -1,10 +1,11 @@
-//! The room graph's side of federation: the join template another server asks for
-//! (`make_join`), events received from other servers, the state handed to a joining server,
+//! The room graph's side of federation: the join and leave templates another server asks
+//! for (`make_join`, `make_leave`), events received from other servers, the state handed to a joining server,
 //! and persisting a room this server joins through another.
 //!
 //! Received events are accepted when they extend this server's latest events (the room's
-//! forward extremities); merging forks with state resolution is not wired in yet, so an event
-//! built on other predecessors is refused with a clear reason.
+//! forward extremities), or when they are concurrent events that need no state resolution
+//! (see `concurrent_extremities`); merging other forks with state resolution is not wired in
+//! yet, so such an event is refused with a clear reason.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -30,22 +31,24 @@ impl Rooms {
         Ok(self.store.room_version(room_id).await?)
     }
 
-    /// `make_join`: an unsigned join event for `user_id` on the room's latest events, if the
-    /// room's rules let them join and their server supports the room's version.
-    pub async fn join_template(
+    /// `make_join` and `make_leave`: an unsigned member event of `user_id` with `membership`
+    /// on the room's latest events, if the room's rules allow it and (for joins) the user's
+    /// server supports the room's version.
+    pub async fn member_template(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
-        supported_versions: &[RoomVersionId],
+        membership: &str,
+        supported_versions: Option<&[RoomVersionId]>,
     ) -> Result<(RoomVersionId, JsonValue)> {
         let guard = self.lock(room_id).await?;
         let room = guard
             .as_ref()
             .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;
-        if !supported_versions.contains(&room.version) {
+        if supported_versions.is_some_and(|versions| !versions.contains(&room.version)) {
             return Err(Error::IncompatibleRoomVersion(room.version.clone()));
         }
-        let content = json!({ "membership": "join" });
+        let content = json!({ "membership": membership });
         let raw_content = serde_json::value::to_raw_value(&content)
             .map_err(|e| Error::Internal(e.to_string()))?;
         let auth_events = room
@@ -68,12 +71,14 @@ impl Rooms {
             "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
         });
         // The template as an event, to ask the auth rules whether the join would be allowed.
-        let probe_id =
-            OwnedEventId::try_from("$join_template").map_err(|e| Error::Internal(e.to_string()))?;
+        let probe_id = OwnedEventId::try_from("$member_template")
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let probe = Pdu::from_json(probe_id, room_id, Arc::from(template.to_string()))
             .map_err(|e| Error::Internal(e.to_string()))?;
         room.authorize(&probe, &auth_events).map_err(|reason| {
-            Error::Forbidden(format!("{user_id} may not join {room_id}: {reason}"))
+            Error::Forbidden(format!(
+                "{user_id} may not {membership} in {room_id}: {reason}"
+            ))
         })?;
         Ok((room.version.clone(), template))
     }
@@ -105,14 +110,16 @@ impl Rooms {
         prev.sort();
         let mut latest = room.extremities.clone();
         latest.sort();
-        if prev != latest {
-            return Err(Error::Unknown(format!(
-                "{event_id} is not built on this server's latest events of {room_id} \
-                 (forks are not merged yet)"
-            )));
-        }
+        let extremities = if prev == latest {
+            None
+        } else {
+            Some(self.concurrent_extremities(room, &pdu).await?)
+        };
         let auth_events = self.known_events(room_id, &pdu.auth_events).await?;
         let (_, row) = self.accept(room, pdu, &auth_events, None)?;
+        if let Some(extremities) = extremities {
+            room.extremities = extremities;
+        }
         let pending = match self
             .enqueue(room, vec![row], None, EventSource::Received)
             .await
@@ -125,6 +132,51 @@ impl Rooms {
         };
         drop(guard);
         self.committed(room_id, pending).await
+    }
+
+    /// For an event that is not built on the room's latest events: the room's forward
+    /// extremities once it is added, if it is a concurrent event whose branch needs no state
+    /// resolution. That is a non-state event whose predecessors are all in this server's
+    /// timeline of the room with the room's current state after them (say, messages sent on
+    /// two servers at once): the state before it is the current state, and the branches merge
+    /// when the next event names both. Other forks are refused with the reason.
+    async fn concurrent_extremities(
+        &self,
+        room: &RoomState,
+        pdu: &Pdu,
+    ) -> Result<Vec<OwnedEventId>> {
+        let refuse = |why: &str| {
+            Err(Error::Unknown(format!(
+                "{} is not built on this server's latest events of {} and {why} \
+                 (merging such forks is not supported yet)",
+                pdu.event_id, room.room_id
+            )))
+        };
+        if pdu.state_key.is_some() {
+            return refuse("is a state event");
+        }
+        let rows = self.store.events(&pdu.prev_events).await?;
+        for prev in &pdu.prev_events {
+            let Some(row) = rows.iter().find(|row| &row.event_id == prev) else {
+                return refuse(&format!("its predecessor {prev} is unknown here"));
+            };
+            if row.room_id != room.room_id || row.stream_ordering == 0 {
+                return refuse(&format!("its predecessor {prev} is not in the timeline"));
+            }
+            if row.state_after != room.state_group {
+                return refuse(&format!(
+                    "the room's state changed since its predecessor {prev}"
+                ));
+            }
+        }
+        let mut extremities: Vec<OwnedEventId> = room
+            .extremities
+            .iter()
+            .filter(|id| !pdu.prev_events.contains(id))
+            .cloned()
+            .collect();
+        extremities.push(pdu.event_id.clone());
+        Ok(extremities)
     }
 
     /// Events of the room by ID (timeline or outliers); every one must be known.

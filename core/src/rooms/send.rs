@@ -139,13 +139,22 @@ impl Rooms {
         let room = guard
             .as_mut()
             .ok_or_else(|| Error::NotFound(room_id.to_string()))?;
-        if target_pdu.sender != sender {
-            let needed = required_level(room, "redact", 50);
-            if power_level(room, sender) < needed {
-                return Err(Error::Forbidden(format!(
-                    "You need power level {needed} (the room's \"redact\" level) to redact other users' events"
-                )));
-            }
+        let needed = required_level(room, "redact", 50);
+        let admin = power_level(room, sender) >= needed;
+        if target_pdu.sender != sender && !admin {
+            return Err(Error::Forbidden(format!(
+                "You need power level {needed} (the room's \"redact\" level) to redact other users' events"
+            )));
+        }
+        let room_type = room
+            .get(&StateEventType::RoomCreate, "")
+            .and_then(|create| create.content_value()["type"].as_str().map(str::to_owned));
+        if !admin && !target_pdu.is_state() && crate::im::recall::applies_in(room_type.as_deref()) {
+            crate::im::recall::check_window(
+                self.config.im.recall_window_secs,
+                target_pdu.origin_server_ts,
+                ruma::MilliSecondsSinceUnixEpoch::now(),
+            )?;
         }
         let new = NewEvent {
             kind: TimelineEventType::RoomRedaction,

@@ -32,6 +32,7 @@ use crate::{
 
 use super::{
     Direction, Rooms,
+    out_of_band::stripped,
     push::NotificationCounts,
     read::{TimelineScan, allowed_by, matches_filter, own_membership, parse},
     token::StreamToken,
@@ -41,7 +42,7 @@ use super::{
 /// Timeline events per room when the filter sets no limit (Synapse's default).
 const DEFAULT_TIMELINE_LIMIT: usize = 10;
 /// The state types shown for an invite or a knock (spec: "Stripped state").
-const STRIPPED_STATE_TYPES: [&str; 7] = [
+pub(super) const STRIPPED_STATE_TYPES: [&str; 7] = [
     "m.room.create",
     "m.room.join_rules",
     "m.room.name",
@@ -686,26 +687,28 @@ impl Rooms {
 
     /// The stripped state shown with an invite or a knock: a few descriptive state events as
     /// of the membership event, and the membership event itself.
+    /// An invite from another server to a room this server is not in shows the stripped
+    /// state that server sent.
     async fn stripped_state<T>(&self, membership: &EventRow) -> Result<Vec<Raw<T>>> {
-        let entries = self.store.state_group(membership.state_before).await?;
-        let ids: Vec<OwnedEventId> = entries
-            .into_iter()
-            .filter(|entry| STRIPPED_STATE_TYPES.contains(&entry.event_type.as_str()))
-            .map(|entry| entry.event_id)
-            .collect();
-        let mut rows = self.store.events(&ids).await?;
-        rows.push(membership.clone());
-        rows.iter()
-            .map(|row| {
-                let pdu = parse(row)?;
-                Ok(raw(&json!({
-                    "type": pdu.kind.to_string(),
-                    "state_key": pdu.state_key,
-                    "sender": pdu.sender,
-                    "content": pdu.content_value(),
-                })))
-            })
-            .collect()
+        let mut events = match self.invite_stripped_state(membership).await? {
+            Some(sent) => sent,
+            None => {
+                let entries = self.store.state_group(membership.state_before).await?;
+                let ids: Vec<OwnedEventId> = entries
+                    .into_iter()
+                    .filter(|entry| STRIPPED_STATE_TYPES.contains(&entry.event_type.as_str()))
+                    .map(|entry| entry.event_id)
+                    .collect();
+                self.store
+                    .events(&ids)
+                    .await?
+                    .iter()
+                    .map(|row| parse(row).map(|pdu| stripped(&pdu)))
+                    .collect::<Result<_>>()?
+            }
+        };
+        events.push(stripped(&parse(membership)?));
+        Ok(events.iter().map(raw).collect())
     }
 
     /// Wakes the room's local joined members' syncs (a receipt or typing change).

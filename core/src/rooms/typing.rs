@@ -18,6 +18,10 @@ use super::Rooms;
 /// stay "typing" for long.
 pub const MAX_TYPING_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long a typing notice from another server lasts: `m.typing` carries no timeout, and
+/// senders renew it while the user types (Synapse's receiving side waits 30 s too).
+const REMOTE_TYPING_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct RoomTyping {
     /// User → when their notice expires (ms since the epoch).
@@ -162,6 +166,41 @@ impl Rooms {
             ));
         }
         self.require_joined(user_id, room_id).await?;
+        let timeout_given = timeout.is_some();
+        let now = now_ms();
+        if self.typing.set(room_id, user_id, timeout, now) {
+            self.wake_room(room_id).await?;
+        }
+        // Renewals are sent too: other servers expire a notice that is not renewed. One not
+        // sent within its timeout is not sent at all.
+        let timeout = timeout
+            .unwrap_or(REMOTE_TYPING_TIMEOUT)
+            .min(MAX_TYPING_TIMEOUT);
+        let expires = now.saturating_add(i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX));
+        let content = serde_json::json!({
+            "room_id": room_id,
+            "user_id": user_id,
+            "typing": timeout_given,
+        });
+        self.edus
+            .to_room(room_id, "m.typing", content, Some(expires))
+            .await
+    }
+
+    /// An `m.typing` EDU of `origin`: applied when its user is of that server and joined.
+    pub async fn receive_typing(
+        &self,
+        origin: &ruma::ServerName,
+        room_id: &RoomId,
+        user_id: &UserId,
+        typing: bool,
+    ) -> Result<()> {
+        if user_id.server_name() != origin
+            || self.membership(room_id, user_id).await?.as_deref() != Some("join")
+        {
+            return Ok(());
+        }
+        let timeout = typing.then_some(REMOTE_TYPING_TIMEOUT);
         if self.typing.set(room_id, user_id, timeout, now_ms()) {
             self.wake_room(room_id).await?;
         }

@@ -45,6 +45,19 @@ const MEMBERSHIP_MOVED: &str = "EXISTS (SELECT 1 FROM events e \
      AND e.stream_ordering > $2 AND e.stream_ordering <= $3)";
 
 impl Store {
+    /// Records that a remote user's devices or keys changed.
+    pub async fn record_remote_device_list_change(&self, user_id: &UserId) -> Result<()> {
+        let user = user_id.to_string();
+        let position = self
+            .writer
+            .write(move |conn| {
+                Box::pin(async move { record_device_list_changes(conn, &[user.as_str()]).await })
+            })
+            .await?;
+        self.device_lists_committed(position);
+        Ok(())
+    }
+
     /// The device list stream's current position.
     pub fn device_list_position(&self) -> i64 {
         self.positions.device_lists()

@@ -5,13 +5,96 @@ use sqlx::Row;
 use super::{Result, Store};
 
 impl Store {
-    /// Destinations with events waiting to be sent.
+    /// Destinations with events or EDUs waiting to be sent.
     pub async fn outbox_destinations(&self) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT DISTINCT destination FROM federation_outbox")
-                .fetch_all(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT destination FROM federation_outbox \
+             UNION SELECT destination FROM federation_outbox_edus",
         )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Queues one EDU (JSON) for each of `destinations`.
+    pub async fn queue_edus(
+        &self,
+        destinations: Vec<String>,
+        edu: String,
+        expires_ts: Option<i64>,
+    ) -> Result<()> {
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    for destination in &destinations {
+                        sqlx::query(
+                            "INSERT INTO federation_outbox_edus (destination, edu, expires_ts) \
+                             VALUES ($1, $2, $3)",
+                        )
+                        .bind(destination)
+                        .bind(&edu)
+                        .bind(expires_ts)
+                        .execute(&mut *conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The oldest `limit` EDUs queued for `destination`: (ID, EDU JSON, expiry).
+    pub async fn outbox_edus(
+        &self,
+        destination: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Option<i64>)>> {
+        let rows = sqlx::query(
+            "SELECT id, edu, expires_ts FROM federation_outbox_edus \
+             WHERE destination = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(destination)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect()
+    }
+
+    /// `destination` accepted (or will never need) the EDUs queued for it up to `id`.
+    pub async fn outbox_edus_sent(&self, destination: &str, id: i64) -> Result<()> {
+        self.writer
+            .execute(
+                "DELETE FROM federation_outbox_edus WHERE destination = $1 AND id <= $2",
+                vec![destination.into(), id.into()],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The servers other than `own` with a user joined to `room_id`.
+    pub async fn servers_in_room(&self, room_id: &ruma::RoomId, own: &str) -> Result<Vec<String>> {
+        let users: Vec<String> = sqlx::query_scalar(
+            "SELECT state_key FROM current_state \
+             WHERE room_id = $1 AND event_type = 'm.room.member' AND membership = 'join'",
+        )
+        .bind(room_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(servers_of(users, own))
+    }
+
+    /// The servers other than `own` with a user sharing a joined room with `user_id`.
+    pub async fn servers_sharing_a_room(
+        &self,
+        user_id: &ruma::UserId,
+        own: &str,
+    ) -> Result<Vec<String>> {
+        let users: Vec<String> = sqlx::query_scalar(super::presence::USERS_SHARING_A_ROOM)
+            .bind(user_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(servers_of(users, own))
     }
 
     /// The oldest `limit` events queued for `destination`: (position, PDU JSON).
@@ -73,4 +156,17 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// The distinct server names of `users` other than `own`, sorted.
+fn servers_of(users: Vec<String>, own: &str) -> Vec<String> {
+    let mut servers: Vec<String> = users
+        .iter()
+        .filter_map(|user| user.split_once(':').map(|(_, server)| server))
+        .filter(|server| *server != own)
+        .map(str::to_owned)
+        .collect();
+    servers.sort();
+    servers.dedup();
+    servers
 }

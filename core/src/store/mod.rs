@@ -14,8 +14,10 @@ mod e2e_keys;
 mod event_writer;
 mod federation_queue;
 mod filters;
+mod im;
 mod key_backup;
 mod media;
+mod out_of_band;
 mod positions;
 mod presence;
 mod profiles;
@@ -47,10 +49,12 @@ pub use e2e_keys::{
     ClaimedKey, KeyClaim, KeyUpload, StoredDeviceKeys, StoredSignature, UploadedKey,
 };
 use event_writer::EventWriter;
+pub use im::{FriendRequestRow, MomentRow, MuteRow};
 pub use key_backup::{
     BackupKey, BackupKeyScope, BackupKeysState, BackupVersion, PutBackupKeys, ReplaceRule,
 };
 pub use media::{MediaRow, NewMedia, ThumbnailRow};
+pub use out_of_band::{OutOfBandInvite, OutOfBandMembership};
 pub use presence::StoredPresence;
 pub use push::{PushNotification, UnreadPushCount};
 pub use receipts::{NewReceipt, Receipt};

@@ -15,6 +15,11 @@ fn check_settable(data_type: &str, room_id: Option<&RoomId>) -> Result<()> {
         ("m.fully_read", Some(_)) => Err(Error::ServerControlled(
             "Cannot set m.fully_read through this API: use /read_markers".to_owned(),
         )),
+        ("im.tessera.friends", _) => Err(Error::ServerControlled(
+            "Cannot set im.tessera.friends through this API: use the friends endpoints of \
+             /_matrix/client/unstable/im.tessera"
+                .to_owned(),
+        )),
         ("", _) => Err(Error::BadJson(
             "The account data type must not be empty".to_owned(),
         )),

@@ -33,9 +33,29 @@ impl Users {
         Ok(())
     }
 
-    /// The user's device list changed: the syncs that track it learn of it.
-    pub(super) async fn device_list_changed(&self, user_id: &UserId) -> Result<()> {
-        Ok(self.notifier.wake_room_mates(&self.store, user_id).await?)
+    /// Those of `candidates` the user no longer has were deleted: the syncs that track the
+    /// user's device list learn of it, and so do the other servers sharing a room with them.
+    pub(super) async fn devices_deleted(
+        &self,
+        user_id: &UserId,
+        candidates: &[OwnedDeviceId],
+    ) -> Result<()> {
+        self.notifier.wake_room_mates(&self.store, user_id).await?;
+        let remaining = self.device_ids(user_id).await?;
+        for device_id in candidates.iter().filter(|id| !remaining.contains(id)) {
+            self.edus.device_changed(user_id, device_id, true).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn device_ids(&self, user_id: &UserId) -> Result<Vec<OwnedDeviceId>> {
+        Ok(self
+            .store
+            .devices(user_id)
+            .await?
+            .into_iter()
+            .map(|device| device.device_id)
+            .collect())
     }
 
     /// Deletes devices; IDs the user does not have are ignored, as the spec's
@@ -47,7 +67,7 @@ impl Users {
     ) -> Result<u64> {
         let deleted = self.store.delete_devices(user_id, device_ids).await?;
         if deleted > 0 {
-            self.device_list_changed(user_id).await?;
+            self.devices_deleted(user_id, device_ids).await?;
         }
         Ok(deleted)
     }

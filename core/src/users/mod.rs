@@ -17,6 +17,7 @@ use std::sync::Arc;
 use rand::{Rng, distributions::Uniform};
 use ruma::{DeviceId, OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 
+use crate::federation::edus::EduQueue;
 use crate::{
     Config, Error, Result,
     ratelimit::RateLimiter,
@@ -71,6 +72,8 @@ pub struct Users {
     shared_secret: shared_secret::Nonces,
     notifier: Arc<Notifier>,
     push_rules: Arc<PushRules>,
+    /// Device list updates for other servers.
+    edus: Arc<EduQueue>,
 }
 
 impl Users {
@@ -80,8 +83,10 @@ impl Users {
         rate_limiter: Arc<RateLimiter>,
         notifier: Arc<Notifier>,
         push_rules: Arc<PushRules>,
+        edus: Arc<EduQueue>,
     ) -> Self {
         Self {
+            edus,
             store,
             config,
             rate_limiter,
@@ -202,8 +207,9 @@ impl Users {
 
     /// Ends every session of the user and deletes all devices (spec: `POST /logout/all`).
     pub async fn logout_all(&self, user_id: &UserId) -> Result<()> {
+        let before = self.device_ids(user_id).await?;
         self.store.delete_devices_except(user_id, None).await?;
-        self.device_list_changed(user_id).await
+        self.devices_deleted(user_id, &before).await
     }
 
     /// Sets a new password and ends the sessions `keep` does not keep, atomically.
@@ -216,11 +222,12 @@ impl Users {
         check_password_policy(password)?;
         let hash = secrets::hash_password(password.to_owned()).await?;
         let ends_sessions = !matches!(keep, KeepSessions::All);
+        let before = self.device_ids(user_id).await?;
         if !self.store.set_password_hash(user_id, &hash, keep).await? {
             return Err(Error::NotFound(format!("No active account {user_id}")));
         }
         if ends_sessions {
-            self.device_list_changed(user_id).await?;
+            self.devices_deleted(user_id, &before).await?;
         }
         Ok(())
     }
@@ -228,10 +235,11 @@ impl Users {
     /// Deactivates the account for good: sessions, devices and profile are removed, the ID stays
     /// taken.
     pub async fn deactivate(&self, user_id: &UserId) -> Result<()> {
+        let before = self.device_ids(user_id).await?;
         if !self.store.deactivate_account(user_id).await? {
             return Err(Error::NotFound(format!("No active account {user_id}")));
         }
-        self.device_list_changed(user_id).await
+        self.devices_deleted(user_id, &before).await
     }
 
     pub async fn list(&self) -> Result<Vec<crate::store::Account>> {

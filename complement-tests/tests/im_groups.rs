@@ -1,0 +1,319 @@
+//! Group administration: announcements (state event, pinned), mute all, muting one member for a
+//! while (lifted automatically, also across a restart) and the member limit.
+
+use std::time::Duration;
+
+use complement_tests::im::IM;
+use complement_tests::rooms::text;
+use complement_tests::{Response, TestServer, User, enc, json, wait_until};
+
+const PASSWORD: &str = "im-groups-pw";
+
+/// Alice's public group with Bob joined as an ordinary member.
+async fn group(server: &TestServer) -> (User, User, String) {
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Hiking" }))
+        .await;
+    bob.join_room(&room_id).await;
+    (alice, bob, room_id)
+}
+
+fn group_path(room_id: &str, rest: &str) -> String {
+    format!("{IM}/groups/{}{rest}", enc(room_id))
+}
+
+async fn mute(admin: &User, room_id: &str, user_id: &str, secs: u64) -> Response {
+    admin
+        .client
+        .put(
+            &group_path(room_id, &format!("/mutes/{}", enc(user_id))),
+            json!({ "duration_secs": secs }),
+        )
+        .await
+}
+
+/// Waits until `user` may send in the room again.
+async fn wait_until_unmuted(user: &User, room_id: &str) {
+    wait_until("the mute to be lifted", Duration::from_secs(30), || {
+        let user = user.clone();
+        let room_id = room_id.to_owned();
+        async move {
+            let resp = user
+                .send_event(&room_id, "m.room.message", text("back"))
+                .await;
+            (resp.status == 200).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn announcements_are_state_and_pinned_and_need_admin_power() {
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = group(&server).await;
+    let first = alice
+        .client
+        .put(
+            &group_path(&room_id, "/announcement"),
+            json!({ "text": "Meet at 8" }),
+        )
+        .await
+        .ok();
+    let state = alice
+        .state_content(&room_id, "im.tessera.announcement", "")
+        .await;
+    assert_eq!(state["text"], "Meet at 8");
+    assert_eq!(state["author"], alice.user_id.as_str());
+    assert!(state["ts"].as_u64().is_some(), "{state}");
+    let second = alice
+        .client
+        .put(
+            &group_path(&room_id, "/announcement"),
+            json!({ "text": "Meet at 9 instead" }),
+        )
+        .await
+        .ok();
+    let pinned = bob
+        .state_content(&room_id, "m.room.pinned_events", "")
+        .await;
+    assert_eq!(
+        pinned["pinned"],
+        json!([second["event_id"]]),
+        "{pinned} {first}"
+    );
+
+    bob.client
+        .put(
+            &group_path(&room_id, "/announcement"),
+            json!({ "text": "me!" }),
+        )
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    alice
+        .client
+        .put(
+            &group_path(&room_id, "/announcement"),
+            json!({ "text": " " }),
+        )
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    alice
+        .client
+        .put(
+            &group_path(&room_id, "/announcement"),
+            json!({ "text": "a".repeat(2001) }),
+        )
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+}
+
+#[tokio::test]
+async fn mute_all_silences_members_but_not_admins() {
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = group(&server).await;
+    alice
+        .client
+        .put(&group_path(&room_id, "/mute_all"), json!({ "muted": true }))
+        .await
+        .ok();
+    bob.send_event(&room_id, "m.room.message", text("hello?"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    alice.send_text(&room_id, "quiet please").await;
+    bob.client
+        .put(
+            &group_path(&room_id, "/mute_all"),
+            json!({ "muted": false }),
+        )
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    alice
+        .client
+        .put(
+            &group_path(&room_id, "/mute_all"),
+            json!({ "muted": false }),
+        )
+        .await
+        .ok();
+    bob.send_text(&room_id, "thanks").await;
+    alice
+        .client
+        .put(
+            &group_path(&room_id, "/mute_all"),
+            json!({ "muted": "yes" }),
+        )
+        .await
+        .assert_error(400, "M_BAD_JSON");
+}
+
+#[tokio::test]
+async fn a_muted_member_speaks_again_when_the_time_is_up() {
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = group(&server).await;
+    let resp = mute(&alice, &room_id, &bob.user_id, 1).await.ok();
+    assert!(resp["until_ts"].as_u64().is_some(), "{resp}");
+    bob.send_event(&room_id, "m.room.message", text("can I talk?"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    wait_until_unmuted(&bob, &room_id).await;
+    let levels = alice
+        .state_content(&room_id, "m.room.power_levels", "")
+        .await;
+    assert!(
+        levels["users"].get(bob.user_id.as_str()).is_none(),
+        "{levels}"
+    );
+
+    // Bad input and power.
+    mute(&alice, &room_id, &bob.user_id, 0)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    mute(&alice, &room_id, &bob.user_id, 31 * 24 * 3600)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    mute(&bob, &room_id, &alice.user_id, 60)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    mute(&alice, &room_id, &server.user_id("nobody"), 60)
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+
+    // Lifted early by hand.
+    mute(&alice, &room_id, &bob.user_id, 3600).await.ok();
+    alice
+        .client
+        .request(
+            complement_tests::Method::DELETE,
+            &group_path(&room_id, &format!("/mutes/{}", enc(&bob.user_id))),
+            None,
+        )
+        .await
+        .ok();
+    bob.send_text(&room_id, "free").await;
+}
+
+#[tokio::test]
+async fn a_mute_is_lifted_after_a_restart_too() {
+    let mut server = TestServer::start().await;
+    let (alice, bob, room_id) = group(&server).await;
+    mute(&alice, &room_id, &bob.user_id, 5).await.ok();
+    server.stop();
+    server.run().await;
+    let bob = User {
+        client: server.client().with_token(&bob.access_token),
+        ..bob
+    };
+    bob.send_event(&room_id, "m.room.message", text("still muted?"))
+        .await
+        .assert_status(403);
+    wait_until_unmuted(&bob, &room_id).await;
+}
+
+#[tokio::test]
+async fn joins_and_invites_beyond_the_member_limit_are_refused() {
+    let server = TestServer::builder()
+        .set("im.group_member_limit", 3)
+        .start()
+        .await;
+    let (alice, _bob, room_id) = group(&server).await;
+    let carol = server.client().register("carol", PASSWORD).await;
+    let dave = server.client().register("dave", PASSWORD).await;
+    carol.join_room(&room_id).await;
+    let refused = dave
+        .client
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/join", enc(&room_id)),
+            json!({}),
+        )
+        .await;
+    refused.assert_error(403, "M_FORBIDDEN");
+    assert!(
+        refused.json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit of 3 members"),
+        "{}",
+        refused.json
+    );
+    alice
+        .client
+        .post(
+            &format!("/_matrix/client/v3/rooms/{}/invite", enc(&room_id)),
+            json!({ "user_id": dave.user_id }),
+        )
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    carol.leave_room(&room_id).await;
+    dave.join_room(&room_id).await;
+}
+
+#[tokio::test]
+async fn join_requests_by_knock_are_approved_or_denied_by_admins() {
+    let server = TestServer::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let carol = server.client().register("carol", PASSWORD).await;
+    let dave = server.client().register("dave", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({
+            "preset": "private_chat",
+            "invite": [bob.user_id],
+            "initial_state": [{ "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" } }],
+        }))
+        .await;
+    bob.join_room(&room_id).await;
+    for (knocker, reason) in [(&carol, "friend of Bob"), (&dave, "hi")] {
+        knocker
+            .client
+            .post(
+                &format!("/_matrix/client/v3/knock/{}", enc(&room_id)),
+                json!({ "reason": reason }),
+            )
+            .await
+            .ok();
+    }
+    let knocks = alice
+        .client
+        .get(&group_path(&room_id, "/knocks"))
+        .await
+        .ok();
+    assert_eq!(
+        knocks["knocks"],
+        json!([
+            { "user_id": carol.user_id, "reason": "friend of Bob" },
+            { "user_id": dave.user_id, "reason": "hi" },
+        ]),
+        "{knocks}"
+    );
+    let answer = |user: &User, knocker: &User, verdict: &str| {
+        let path = group_path(
+            &room_id,
+            &format!("/knocks/{}/{verdict}", enc(&knocker.user_id)),
+        );
+        let client = user.client.clone();
+        async move { client.post(&path, json!({})).await }
+    };
+    // Denying kicks the knock: Bob lacks the kick level.
+    answer(&bob, &dave, "deny")
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    answer(&alice, &carol, "approve").await.ok();
+    carol.join_room(&room_id).await;
+    answer(&alice, &dave, "deny").await.ok();
+    assert_eq!(
+        alice
+            .membership_of(&room_id, &dave.user_id)
+            .await
+            .as_deref(),
+        Some("leave")
+    );
+    answer(&alice, &dave, "approve")
+        .await
+        .assert_error(404, "M_NOT_FOUND");
+    dave.client
+        .get(&group_path(&room_id, "/knocks"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

@@ -1,0 +1,143 @@
+//! Memberships of local users in rooms this server is not in (spec: Server-Server API,
+//! "Inviting to a room", "Leaving Rooms (Rejecting Invites)"): an invite another server sent,
+//! and the user's rejection of it. They are shown by sync like any membership, but the room
+//! stays unknown here until the user joins it through another server.
+
+use std::sync::Arc;
+
+use ruma::{RoomId, RoomVersionId, UserId};
+use serde_json::{Value as JsonValue, json};
+
+use super::{Rooms, recent};
+use crate::{
+    Error, Result,
+    events::Pdu,
+    store::{EventRow, OutOfBandInvite, OutOfBandMembership},
+};
+
+impl Rooms {
+    /// Stores `pdu`, a member event of a local user in a room this server is not in, and wakes
+    /// the user's sync. `invite`: for invites, the room's version and the stripped state sent
+    /// with it. Storing the same event again changes nothing.
+    pub async fn store_out_of_band_membership(
+        &self,
+        pdu: &Pdu,
+        invite: Option<(RoomVersionId, Vec<JsonValue>)>,
+    ) -> Result<()> {
+        let user_id = pdu
+            .state_key
+            .as_deref()
+            .and_then(|key| UserId::parse(key).ok())
+            .filter(|user| user.server_name() == self.config.server_name)
+            .ok_or_else(|| Error::BadJson("The event is not about a local user".to_owned()))?;
+        let membership = pdu
+            .membership()
+            .ok_or_else(|| Error::BadJson("The event is not a member event".to_owned()))?;
+        // The room's lock orders this against a join of the same room.
+        let slot = self.slot(&pdu.room_id);
+        let mut guard = slot.lock_owned().await;
+        // A room known here whose local members all left: its cached state would miss this.
+        *guard = None;
+        if self.store.event(&pdu.event_id).await?.is_some() {
+            return Ok(());
+        }
+        let allocation = self.timeline.allocate(1);
+        let invite = invite
+            .map(|(version, stripped)| {
+                serde_json::to_string(&stripped).map(|stripped| (version, stripped))
+            })
+            .transpose()
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        self.store
+            .persist_out_of_band_membership(OutOfBandMembership {
+                stream_ordering: allocation.start,
+                event_id: pdu.event_id.clone(),
+                room_id: pdu.room_id.clone(),
+                user_id: user_id.clone(),
+                sender: pdu.sender.to_string(),
+                membership,
+                origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+                depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+                json: pdu.json.clone(),
+                invite,
+            })
+            .await?;
+        self.recent.committed(vec![recent::Change {
+            position: allocation.start,
+            room_id: pdu.room_id.clone(),
+            member: Some(user_id.clone()),
+            relates_to: None,
+            redacts: None,
+            row: Some(EventRow {
+                stream_ordering: allocation.start,
+                event_id: pdu.event_id.clone(),
+                room_id: pdu.room_id.clone(),
+                state_before: 0,
+                state_after: 0,
+                replaces_state: None,
+                redacted_by: None,
+                json: pdu.json.clone(),
+            }),
+        }]);
+        drop(allocation);
+        self.notifier.wake(std::iter::once(&*user_id));
+        Ok(())
+    }
+
+    /// Whether this server takes part in the room: it knows it and a local user is joined.
+    pub async fn is_participating(&self, room_id: &RoomId) -> Result<bool> {
+        if self.store.room_version(room_id).await?.is_none() {
+            return Ok(false);
+        }
+        let server_name = &self.config.server_name;
+        Ok(self
+            .store
+            .joined_members(room_id)
+            .await?
+            .iter()
+            .any(|user| user.server_name() == server_name))
+    }
+
+    /// The user's pending invite from another server to a room this server is not in.
+    pub async fn out_of_band_invite(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Option<OutOfBandInvite>> {
+        Ok(self.store.out_of_band_invite(room_id, user_id).await?)
+    }
+
+    /// The stripped state sent with an out-of-band invite, if `event` is one.
+    pub(super) async fn invite_stripped_state(
+        &self,
+        event: &EventRow,
+    ) -> Result<Option<Vec<JsonValue>>> {
+        self.store
+            .invite_stripped_state(&event.event_id)
+            .await?
+            .map(|stored| {
+                serde_json::from_str(&stored)
+                    .map_err(|e| Error::Internal(format!("stored stripped state: {e}")))
+            })
+            .transpose()
+    }
+}
+
+/// An event in the stripped form shown with invites and knocks (spec: "Stripped state").
+pub(super) fn stripped(pdu: &Pdu) -> JsonValue {
+    json!({
+        "type": pdu.kind.to_string(),
+        "state_key": pdu.state_key,
+        "sender": pdu.sender,
+        "content": pdu.content_value(),
+    })
+}
+
+/// The state events sent with an invite to another server (spec: "Stripped state"; since
+/// v1.16 sent over federation as full PDUs): the room's descriptive state.
+pub(super) fn invite_state_pdus<'a>(state: impl Iterator<Item = &'a Arc<Pdu>>) -> Vec<Arc<str>> {
+    state
+        .filter(|pdu| super::sync::STRIPPED_STATE_TYPES.contains(&pdu.kind.to_string().as_str()))
+        .map(|pdu| pdu.json.clone())
+        .collect()
+}
