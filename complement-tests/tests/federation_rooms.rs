@@ -323,3 +323,45 @@ async fn messages_sent_on_both_servers_at_once_reach_both() {
         .await;
     }
 }
+
+#[tokio::test]
+async fn a_server_that_missed_events_fetches_them_from_the_sender_of_the_next() {
+    // Spec: Server-Server API, "Backfilling and retrieving missing events": hs2 missed Alice's
+    // message (it was down, and Alice's server is down now). Bob's reply names it as its
+    // predecessor, so hs2 asks Bob's server for the events between.
+    let mut federation = Federation::start(3).await;
+    let (alice, bob, room_id) = joined(&federation).await;
+    let carol = federation.servers[2]
+        .client()
+        .register("carol", PASSWORD)
+        .await;
+    let joined = carol
+        .client
+        .post(
+            &format!(
+                "{V3}/join/{}?server_name={}",
+                enc(&room_id),
+                federated_server_name(0)
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room_id.as_str(), "{joined}");
+    alice.send_text(&room_id, "base").await;
+    wait_for_history(&carol, &room_id, &["base"]).await;
+
+    federation.servers[2].stop();
+    alice.send_text(&room_id, "while hs2 is down").await;
+    wait_for_history(&bob, &room_id, &["base", "while hs2 is down"]).await;
+    federation.servers[0].stop();
+    bob.send_text(&room_id, "reply from hs1").await;
+    federation.servers[2].run().await;
+
+    wait_for_history(
+        &carol,
+        &room_id,
+        &["base", "while hs2 is down", "reply from hs1"],
+    )
+    .await;
+}

@@ -2,6 +2,7 @@
 //! the client API: request parsing into ruma types and the one mapping of errors to errcodes.
 
 pub mod edge;
+mod events;
 mod extract;
 mod keys;
 mod membership;
@@ -65,6 +66,27 @@ pub fn router() -> Router<Arc<Services>> {
         .route(
             "/_matrix/federation/v2/invite/{room_id}/{event_id}",
             put(membership::invite),
+        )
+        .route(
+            "/_matrix/federation/v1/event/{event_id}",
+            get(events::event),
+        )
+        .route("/_matrix/federation/v1/state/{room_id}", get(events::state))
+        .route(
+            "/_matrix/federation/v1/state_ids/{room_id}",
+            get(events::state_ids),
+        )
+        .route(
+            "/_matrix/federation/v1/event_auth/{room_id}/{event_id}",
+            get(events::event_auth),
+        )
+        .route(
+            "/_matrix/federation/v1/backfill/{room_id}",
+            get(events::backfill),
+        )
+        .route(
+            "/_matrix/federation/v1/get_missing_events/{room_id}",
+            post(events::missing_events),
         )
         .route(
             "/_matrix/federation/v1/send/{txn_id}",

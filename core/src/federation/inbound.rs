@@ -107,6 +107,19 @@ impl Services {
             Ok(checked) => checked,
             Err(e) => return (None, Err(e.to_string())),
         };
+        let prev_events: Vec<OwnedEventId> = checked
+            .object
+            .get("prev_events")
+            .and_then(|prev| match prev {
+                CanonicalJsonValue::Array(ids) => Some(ids),
+                _ => None,
+            })
+            .into_iter()
+            .flatten()
+            .filter_map(|id| id.as_str().and_then(|id| OwnedEventId::try_from(id).ok()))
+            .collect();
+        self.fill_gap(origin, &room_id, &rules, &checked.event_id, &prev_events)
+            .await;
         let json = match serde_json::to_string(&checked.object) {
             Ok(json) => json,
             Err(e) => return (Some(checked.event_id), Err(e.to_string())),

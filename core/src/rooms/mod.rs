@@ -24,10 +24,13 @@ mod remote;
 pub mod resolve;
 mod search;
 mod send;
+mod served;
 mod state;
 mod state_entries;
 mod stream;
 mod sync;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod tests;
 pub mod token;
@@ -63,6 +66,7 @@ pub use relations::{RELATIONS_RECURSION_DEPTH, RelationsPage, RelationsRequest, 
 pub use search::{
     ContextRequest, SearchContext, SearchGroup, SearchRequest, SearchResult, SearchResults,
 };
+pub use served::{MAX_SERVED_EVENTS, ServedEvents};
 pub use state::RoomState;
 pub use sync::{RoomPositions, RoomsSyncRequest, account_data_event};
 pub use typing::{MAX_TYPING_TIMEOUT, TypingSnapshot};

@@ -31,6 +31,15 @@ impl Rooms {
         Ok(self.store.room_version(room_id).await?)
     }
 
+    /// The room's forward extremities: its latest events, which nothing here follows yet.
+    pub async fn extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
+        let guard = self.lock(room_id).await?;
+        Ok(guard
+            .as_ref()
+            .map(|room| room.extremities.clone())
+            .unwrap_or_default())
+    }
+
     /// `make_join` and `make_leave`: an unsigned member event of `user_id` with `membership`
     /// on the room's latest events, if the room's rules allow it and (for joins) the user's
     /// server supports the room's version.
@@ -203,6 +212,19 @@ impl Rooms {
         room_id: &RoomId,
         event_id: &EventId,
     ) -> Result<(Vec<Arc<str>>, Vec<Arc<str>>)> {
+        let (state, chain) = self.state_and_auth_chain_by_id(room_id, event_id).await?;
+        Ok((state.into_values().collect(), chain.into_values().collect()))
+    }
+
+    /// [`Rooms::state_and_auth_chain_before`] by event ID.
+    pub(super) async fn state_and_auth_chain_by_id(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<(
+        HashMap<OwnedEventId, Arc<str>>,
+        HashMap<OwnedEventId, Arc<str>>,
+    )> {
         let row = self
             .store
             .event(event_id)
@@ -217,11 +239,26 @@ impl Rooms {
             .map(|entry| entry.event_id)
             .collect();
         let state = self.store.events(&state_ids).await?;
-        let mut chain: HashMap<OwnedEventId, Arc<str>> = HashMap::new();
-        let mut next: Vec<OwnedEventId> = Vec::new();
+        let mut auth_events = Vec::new();
         for row in &state {
-            next.extend(parse(row)?.auth_events);
+            auth_events.extend(parse(row)?.auth_events);
         }
+        let chain = self.auth_chain_of(auth_events).await?;
+        Ok((
+            state
+                .into_iter()
+                .map(|row| (row.event_id, row.json))
+                .collect(),
+            chain,
+        ))
+    }
+
+    /// `events` and every event they reach through `auth_events`, as stored.
+    pub(super) async fn auth_chain_of(
+        &self,
+        mut next: Vec<OwnedEventId>,
+    ) -> Result<HashMap<OwnedEventId, Arc<str>>> {
+        let mut chain: HashMap<OwnedEventId, Arc<str>> = HashMap::new();
         while !next.is_empty() {
             next.retain(|id| !chain.contains_key(id));
             next.sort();
@@ -238,10 +275,7 @@ impl Rooms {
                 chain.insert(row.event_id, row.json);
             }
         }
-        Ok((
-            state.into_iter().map(|row| row.json).collect(),
-            chain.into_values().collect(),
-        ))
+        Ok(chain)
     }
 
     /// Persists a room joined through another server: `state` is the room's state before the

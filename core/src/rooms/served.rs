@@ -1,0 +1,265 @@
+//! Events served to other servers (spec: Server-Server API, "Retrieving events", "Backfilling
+//! and retrieving missing events", "Room State Resolution"): single events, the state at an
+//! event with its auth chain, an event's auth chain, history before given events, and the
+//! events missing between two sets.
+//!
+//! A server reads a room's events only while one of its users is joined to it. (Synapse also
+//! filters each event by the history visibility the server had at the time; that finer filter
+//! is not applied yet.)
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
+};
+
+use ruma::{EventId, OwnedEventId, RoomId, ServerName, UInt};
+
+use super::{Rooms, read::parse};
+use crate::{Error, Result, events::Pdu, store::EventRow};
+
+/// Stored PDUs by event ID.
+pub type ServedEvents = HashMap<OwnedEventId, Arc<str>>;
+
+/// The most events one `/backfill` or `/get_missing_events` answer holds.
+pub const MAX_SERVED_EVENTS: usize = 100;
+
+/// Events read per round while walking the graph.
+const WALK_BATCH: usize = 500;
+
+impl Rooms {
+    /// Refuses `server` unless one of its users is joined to the room.
+    async fn check_server_in_room(&self, room_id: &RoomId, server: &ServerName) -> Result<()> {
+        let in_room = self
+            .store
+            .joined_members(room_id)
+            .await?
+            .iter()
+            .any(|user| user.server_name() == server);
+        if in_room {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(format!(
+                "{server} has no user in {room_id}"
+            )))
+        }
+    }
+
+    /// `GET /event/{eventId}`: the stored PDU.
+    pub async fn event_for_server(
+        &self,
+        server: &ServerName,
+        event_id: &EventId,
+    ) -> Result<Arc<str>> {
+        let row = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("Unknown event {event_id}")))?;
+        self.check_server_in_room(&row.room_id, server).await?;
+        Ok(row.json)
+    }
+
+    /// `GET /state/{roomId}` and `/state_ids/{roomId}`: the room's state before `event_id`
+    /// (as Synapse serves it) and that state's auth chain, by event ID.
+    pub async fn state_for_server(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<(ServedEvents, ServedEvents)> {
+        self.check_server_in_room(room_id, server).await?;
+        self.state_and_auth_chain_by_id(room_id, event_id).await
+    }
+
+    /// `GET /event_auth/{roomId}/{eventId}`: the event's full auth chain.
+    pub async fn auth_chain_for_server(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<Vec<Arc<str>>> {
+        self.check_server_in_room(room_id, server).await?;
+        let row = self.room_event(room_id, event_id).await?;
+        let chain = self.auth_chain_of(parse(&row)?.auth_events).await?;
+        Ok(chain.into_values().collect())
+    }
+
+    /// `GET /backfill/{roomId}`: up to `limit` events of the room's history, from the events
+    /// `from` backwards through their predecessors, newest first (the `from` events
+    /// included, as Synapse does).
+    pub async fn backfill_for_server(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        from: &[OwnedEventId],
+        limit: UInt,
+    ) -> Result<Vec<Arc<str>>> {
+        self.check_server_in_room(room_id, server).await?;
+        let limit = served_limit(limit);
+        let mut found = self
+            .walk_back(room_id, from.to_vec(), &HashSet::new(), 0, limit)
+            .await?;
+        found.sort_by_key(|(pdu, _)| std::cmp::Reverse(pdu.depth));
+        Ok(found.into_iter().map(|(pdu, _)| pdu.json).collect())
+    }
+
+    /// `POST /get_missing_events/{roomId}`: up to `limit` predecessors of `latest` (not
+    /// `latest` themselves) back to `earliest`, none deeper than `min_depth`, oldest first.
+    pub async fn missing_events_for_server(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        earliest: &[OwnedEventId],
+        latest: &[OwnedEventId],
+        limit: UInt,
+        min_depth: UInt,
+    ) -> Result<Vec<Arc<str>>> {
+        self.check_server_in_room(room_id, server).await?;
+        let limit = served_limit(limit);
+        let mut start = Vec::new();
+        for event_id in latest {
+            start.extend(parse(&self.room_event(room_id, event_id).await?)?.prev_events);
+        }
+        let stop: HashSet<OwnedEventId> = earliest.iter().chain(latest).cloned().collect();
+        let mut found = self
+            .walk_back(room_id, start, &stop, u64::from(min_depth), limit)
+            .await?;
+        found.sort_by_key(|(pdu, position)| (pdu.depth, *position));
+        Ok(found.into_iter().map(|(pdu, _)| pdu.json).collect())
+    }
+
+    /// Timeline events of the room reached from `start` through `prev_events`, breadth first,
+    /// up to `limit`; `stop` events and those below `min_depth` are neither taken nor walked
+    /// through. Each comes with its timeline position.
+    async fn walk_back(
+        &self,
+        room_id: &RoomId,
+        start: Vec<OwnedEventId>,
+        stop: &HashSet<OwnedEventId>,
+        min_depth: u64,
+        limit: usize,
+    ) -> Result<Vec<(Pdu, i64)>> {
+        let mut seen: HashSet<OwnedEventId> = stop.clone();
+        let mut queue: VecDeque<OwnedEventId> = VecDeque::new();
+        for id in start {
+            if seen.insert(id.clone()) {
+                queue.push_back(id);
+            }
+        }
+        let mut found = Vec::new();
+        while !queue.is_empty() && found.len() < limit {
+            let batch: Vec<OwnedEventId> = queue.drain(..queue.len().min(WALK_BATCH)).collect();
+            let rows = self.store.events(&batch).await?;
+            let by_id: HashMap<&OwnedEventId, &EventRow> =
+                rows.iter().map(|row| (&row.event_id, row)).collect();
+            for id in &batch {
+                let Some(row) = by_id.get(id) else {
+                    continue;
+                };
+                if row.room_id != room_id || row.stream_ordering == 0 {
+                    continue;
+                }
+                let pdu = parse(row)?;
+                if u64::from(pdu.depth) < min_depth {
+                    continue;
+                }
+                for prev in &pdu.prev_events {
+                    if seen.insert(prev.clone()) {
+                        queue.push_back(prev.clone());
+                    }
+                }
+                found.push((pdu, row.stream_ordering));
+                if found.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn room_event(&self, room_id: &RoomId, event_id: &EventId) -> Result<EventRow> {
+        self.store
+            .event(event_id)
+            .await?
+            .filter(|row| row.room_id == room_id)
+            .ok_or_else(|| Error::NotFound(format!("Unknown event {event_id} in {room_id}")))
+    }
+}
+
+fn served_limit(limit: UInt) -> usize {
+    usize::try_from(u64::from(limit))
+        .unwrap_or(usize::MAX)
+        .min(MAX_SERVED_EVENTS)
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{server_name, uint};
+
+    use super::*;
+    use crate::rooms::testing::{TestRooms, user};
+
+    #[tokio::test]
+    async fn history_is_walked_back_and_missing_events_found_between_two_sets() {
+        let rooms = TestRooms::start().await;
+        let room_id = rooms.room(&[]).await;
+        let mut messages = Vec::new();
+        for n in 0..6 {
+            messages.push(rooms.text(&user("alice"), &room_id, &format!("m{n}")).await);
+        }
+        let own = server_name!("a.test");
+        let bodies = |jsons: Vec<Arc<str>>| -> Vec<String> {
+            jsons
+                .iter()
+                .filter_map(|json| {
+                    let event: serde_json::Value = serde_json::from_str(json).ok()?;
+                    event["content"]["body"].as_str().map(str::to_owned)
+                })
+                .collect()
+        };
+
+        // Backfill from m5: m5 itself and its predecessors, newest first, up to the limit.
+        let backfilled = rooms
+            .rooms
+            .backfill_for_server(own, &room_id, &messages[5..], uint!(3))
+            .await
+            .unwrap();
+        assert_eq!(bodies(backfilled), ["m5", "m4", "m3"]);
+
+        // Missing between m1 (known to the asker) and m5 (what it received): m2..m4, in order.
+        let missing = rooms
+            .rooms
+            .missing_events_for_server(
+                own,
+                &room_id,
+                &messages[1..2],
+                &messages[5..],
+                uint!(10),
+                uint!(0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(bodies(missing), ["m2", "m3", "m4"]);
+
+        // A server without a user in the room reads nothing of it.
+        let outsider = server_name!("elsewhere.test");
+        assert!(matches!(
+            rooms.rooms.event_for_server(outsider, &messages[0]).await,
+            Err(Error::Forbidden(_))
+        ));
+        assert!(matches!(
+            rooms
+                .rooms
+                .backfill_for_server(outsider, &room_id, &messages[5..], uint!(3))
+                .await,
+            Err(Error::Forbidden(_))
+        ));
+        assert!(
+            rooms
+                .rooms
+                .event_for_server(own, &messages[0])
+                .await
+                .is_ok()
+        );
+    }
+}
