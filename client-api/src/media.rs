@@ -24,12 +24,11 @@ use ruma::{
             get_content_as_filename, get_content_thumbnail, get_media_config, get_media_preview,
         },
     },
-    media::Method as RumaMethod,
 };
 use serde_json::value::to_raw_value;
 use tessera_core::{
     Services,
-    media::{Access, Content, Method, ThumbnailRequest, UploadInfo, content_disposition},
+    media::{Access, Content, ThumbnailRequest, UploadInfo, content_disposition},
     ratelimit::Action,
     users::Caller,
 };
@@ -87,8 +86,7 @@ async fn download(
 ) -> Result<Response, ApiError> {
     let r = req.body;
     let content = s
-        .media
-        .download(
+        .download_media(
             &r.server_name,
             &r.media_id,
             r.timeout_ms,
@@ -104,8 +102,7 @@ async fn download_as(
 ) -> Result<Response, ApiError> {
     let r = req.body;
     let content = s
-        .media
-        .download(
+        .download_media(
             &r.server_name,
             &r.media_id,
             r.timeout_ms,
@@ -121,8 +118,7 @@ async fn legacy_download(
 ) -> Result<Response, ApiError> {
     let r = req.body;
     let content = s
-        .media
-        .download(&r.server_name, &r.media_id, r.timeout_ms, Access::Legacy)
+        .download_media(&r.server_name, &r.media_id, r.timeout_ms, Access::Legacy)
         .await?;
     Ok(content_response(content, None))
 }
@@ -133,8 +129,7 @@ async fn legacy_download_as(
 ) -> Result<Response, ApiError> {
     let r = req.body;
     let content = s
-        .media
-        .download(&r.server_name, &r.media_id, r.timeout_ms, Access::Legacy)
+        .download_media(&r.server_name, &r.media_id, r.timeout_ms, Access::Legacy)
         .await?;
     Ok(content_response(content, Some(&r.filename)))
 }
@@ -144,7 +139,7 @@ async fn thumbnail(
     req: Ruma<authed::get_content_thumbnail::v1::Request>,
 ) -> Result<Response, ApiError> {
     let r = req.body;
-    let request = thumbnail_request(r.width, r.height, r.method, r.animated)?;
+    let request = ThumbnailRequest::parse(r.width, r.height, r.method, r.animated)?;
     thumbnail_response(
         &s,
         &r.server_name,
@@ -161,7 +156,7 @@ async fn legacy_thumbnail(
     req: Ruma<get_content_thumbnail::v3::Request>,
 ) -> Result<Response, ApiError> {
     let r = req.body;
-    let request = thumbnail_request(r.width, r.height, r.method, r.animated)?;
+    let request = ThumbnailRequest::parse(r.width, r.height, r.method, r.animated)?;
     thumbnail_response(
         &s,
         &r.server_name,
@@ -182,45 +177,9 @@ async fn thumbnail_response(
     access: Access,
 ) -> Result<Response, ApiError> {
     let content = s
-        .media
-        .thumbnail(server_name, media_id, request, timeout, access)
+        .thumbnail_media(server_name, media_id, request, timeout, access)
         .await?;
     Ok(content_response(content, None))
-}
-
-fn thumbnail_request(
-    width: ruma::UInt,
-    height: ruma::UInt,
-    method: Option<RumaMethod>,
-    animated: Option<bool>,
-) -> Result<ThumbnailRequest, ApiError> {
-    let method = match method {
-        Some(RumaMethod::Crop) => Method::Crop,
-        // Scale when unspecified, as Synapse does.
-        None | Some(RumaMethod::Scale) => Method::Scale,
-        Some(other) => {
-            return Err(ApiError::new(
-                http::StatusCode::BAD_REQUEST,
-                "M_INVALID_PARAM",
-                format!("Unknown thumbnail method {other:?}; use crop or scale"),
-            ));
-        }
-    };
-    let dimension = |value: ruma::UInt, name: &str| {
-        u32::try_from(value).map_err(|_| {
-            ApiError::new(
-                http::StatusCode::BAD_REQUEST,
-                "M_UNKNOWN",
-                format!("{name} is too large"),
-            )
-        })
-    };
-    Ok(ThumbnailRequest {
-        width: dimension(width, "width")?,
-        height: dimension(height, "height")?,
-        method,
-        animated: animated.unwrap_or(false),
-    })
 }
 
 async fn preview(

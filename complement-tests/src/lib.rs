@@ -14,6 +14,7 @@
 mod client;
 pub mod federation;
 pub mod im;
+pub mod media;
 mod postgres;
 pub mod rooms;
 mod server;

@@ -236,7 +236,9 @@ impl From<MediaError> for ApiError {
                 Self::new(S::BAD_REQUEST, "M_UNKNOWN", message)
             }
             MediaError::Disabled(_) => Self::unrecognized(message),
-            MediaError::PreviewFailed(_) => Self::new(S::BAD_GATEWAY, "M_UNKNOWN", message),
+            MediaError::PreviewFailed(_) | MediaError::Remote(_) => {
+                Self::new(S::BAD_GATEWAY, "M_UNKNOWN", message)
+            }
             MediaError::Store(e) => Self::internal(e.to_string()),
             MediaError::Storage(e) => Self::internal(format!("media storage: {e}")),
             MediaError::Internal(e) => Self::internal(e),

@@ -5,6 +5,7 @@ pub mod edge;
 mod events;
 mod extract;
 mod keys;
+mod media;
 mod membership;
 mod query;
 mod transactions;
@@ -87,6 +88,14 @@ pub fn router() -> Router<Arc<Services>> {
         .route(
             "/_matrix/federation/v1/get_missing_events/{room_id}",
             post(events::missing_events),
+        )
+        .route(
+            "/_matrix/federation/v1/media/download/{media_id}",
+            get(media::download),
+        )
+        .route(
+            "/_matrix/federation/v1/media/thumbnail/{media_id}",
+            get(media::thumbnail),
         )
         .route(
             "/_matrix/federation/v1/send/{txn_id}",

@@ -106,9 +106,13 @@ impl FederationClient {
                 server: destination.to_owned(),
                 reason: e.to_string(),
             })?;
-        let (status, body) = self.execute(destination, &target, request).await?;
-        let response = http::Response::builder()
-            .status(status)
+        let (status, content_type, body) = self.execute(destination, &target, request).await?;
+        let mut response = http::Response::builder().status(status);
+        // Multipart answers (federation media) are parsed by their boundary.
+        if let Some(content_type) = content_type {
+            response = response.header(header::CONTENT_TYPE, content_type);
+        }
+        let response = response
             .body(&body[..])
             .map_err(|e| bad_response(destination, e.to_string()))?;
         R::IncomingResponse::try_from_http_response(response)
@@ -128,7 +132,7 @@ impl FederationClient {
                 server: destination.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(self.execute(destination, &target, request).await?.1)
+        Ok(self.execute(destination, &target, request).await?.2)
     }
 
     /// An unauthenticated POST of JSON (the notary key query).
@@ -146,7 +150,7 @@ impl FederationClient {
                 server: destination.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(self.execute(destination, &target, request).await?.1)
+        Ok(self.execute(destination, &target, request).await?.2)
     }
 
     /// Discovers where `destination` is and pins discovered addresses for the connection.
@@ -178,12 +182,13 @@ impl FederationClient {
     }
 
     /// Sends a request to a discovered destination; a non-success status becomes `Remote`.
+    /// Answers the status, the content type and the body.
     async fn execute(
         &self,
         server: &ServerName,
         target: &Destination,
         mut request: http::Request<Vec<u8>>,
-    ) -> Result<(StatusCode, Bytes), FederationError> {
+    ) -> Result<(StatusCode, Option<HeaderValue>, Bytes), FederationError> {
         if let Ok(host) = HeaderValue::from_str(&target.host_header) {
             request.headers_mut().insert(header::HOST, host);
         }
@@ -200,6 +205,7 @@ impl FederationClient {
             .await
             .map_err(|e| unreachable(server, &e))?;
         let status = response.status();
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
         if response
             .content_length()
             .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
@@ -219,7 +225,7 @@ impl FederationClient {
         if !status.is_success() {
             return Err(remote_error(server, status, &body));
         }
-        Ok((status, body))
+        Ok((status, content_type, body))
     }
 }
 

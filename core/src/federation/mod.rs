@@ -11,6 +11,7 @@ mod inbound;
 mod invite;
 mod join;
 mod leave;
+mod media;
 mod missing;
 mod pdu;
 mod queries;

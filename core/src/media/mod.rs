@@ -2,8 +2,8 @@
 //! `/create` first), streamed downloads, thumbnails, the freeze of the unauthenticated legacy
 //! endpoints, and URL previews.
 //!
-//! Only media of this server is served: fetching remote media needs the outbound federation
-//! client, which does not exist yet, so remote media answers "not found".
+//! Media of other servers are served from a cache here, filled over federation by
+//! `Services::download_media` (see `crate::federation::media`).
 
 mod disposition;
 mod preview;
@@ -72,6 +72,9 @@ pub enum MediaError {
     /// A URL preview could not be made (502 `M_UNKNOWN`... see the edge).
     #[error("{0}")]
     PreviewFailed(String),
+    /// Media of another server could not be fetched from it (502 `M_UNKNOWN`).
+    #[error("{0}")]
+    Remote(String),
     #[error(transparent)]
     Storage(#[from] object_store::Error),
     #[error(transparent)]
@@ -112,6 +115,37 @@ pub struct ThumbnailRequest {
     pub height: u32,
     pub method: Method,
     pub animated: bool,
+}
+
+impl ThumbnailRequest {
+    /// A thumbnail request as the client and federation endpoints take it.
+    pub fn parse(
+        width: UInt,
+        height: UInt,
+        method: Option<ruma::media::Method>,
+        animated: Option<bool>,
+    ) -> Result<Self> {
+        let method = match method {
+            Some(ruma::media::Method::Crop) => Method::Crop,
+            // Scale when unspecified, as Synapse does.
+            None | Some(ruma::media::Method::Scale) => Method::Scale,
+            Some(other) => {
+                return Err(MediaError::InvalidParam(format!(
+                    "Unknown thumbnail method {other:?}; use crop or scale"
+                )));
+            }
+        };
+        let dimension = |value: UInt, name: &str| {
+            u32::try_from(value)
+                .map_err(|_| MediaError::CannotThumbnail(format!("{name} is too large")))
+        };
+        Ok(Self {
+            width: dimension(width, "width")?,
+            height: dimension(height, "height")?,
+            method,
+            animated: animated.unwrap_or(false),
+        })
+    }
 }
 
 pub struct Media {
@@ -284,7 +318,7 @@ impl Media {
         let row = self
             .uploaded_row(server_name, media_id, timeout, access)
             .await?;
-        let body = self.storage.read(&content_key(media_id)).await?;
+        let body = self.storage.read(&content_key(&row.media_id)).await?;
         Ok(Content {
             content_type: served_content_type(row.content_type.as_deref()),
             filename: row.filename,
@@ -304,6 +338,7 @@ impl Media {
     ) -> Result<Content> {
         let (width, height) =
             thumbnail::served_size(request.width, request.height, request.method)?;
+        let requested_media_id = media_id;
         let row = self
             .uploaded_row(server_name, media_id, timeout, access)
             .await?;
@@ -314,6 +349,8 @@ impl Media {
             )));
         }
         let method = request.method.as_str();
+        // Remote media are cached under their server's name (see `stored_id`).
+        let media_id = row.media_id.as_str();
         let key = thumbnail_key(media_id, width, height, method, request.animated);
         let cached = self
             .cached_thumbnail(media_id, width, height, method, request.animated)
@@ -343,7 +380,7 @@ impl Media {
         .map_err(|e| MediaError::Internal(format!("thumbnailing panicked: {e}")))??;
         match outcome {
             thumbnail::Outcome::Original => {
-                self.download(server_name, media_id, Duration::ZERO, access)
+                self.download(server_name, requested_media_id, Duration::ZERO, access)
                     .await
             }
             thumbnail::Outcome::Thumbnail(thumb) => {
@@ -472,11 +509,16 @@ impl Media {
             ));
         }
         if server_name != self.config.server_name {
-            return Err(MediaError::NotFound(
-                "Media of other servers cannot be fetched yet: this server has no outbound \
-                 federation"
-                    .to_owned(),
-            ));
+            let row = self
+                .store
+                .media(&remote_media_id(server_name, media_id))
+                .await?
+                .ok_or_else(|| {
+                    MediaError::NotFound(format!(
+                        "mxc://{server_name}/{media_id} is not cached on this server"
+                    ))
+                })?;
+            return self.check_legacy_cutoff(row, access);
         }
         let timeout = timeout.min(Duration::from_millis(
             self.config.media.max_download_wait_ms,
@@ -497,6 +539,12 @@ impl Media {
                 return Err(MediaError::NotYetUploaded);
             }
         };
+        self.check_legacy_cutoff(row, access)
+    }
+
+    /// The legacy endpoints serve only media uploaded (or, for remote media, fetched) before
+    /// the freeze.
+    fn check_legacy_cutoff(&self, row: MediaRow, access: Access) -> Result<MediaRow> {
         let cutoff =
             i64::try_from(self.config.media.unauthenticated_media_cutoff_ms).unwrap_or(i64::MAX);
         if access == Access::Legacy && row.uploaded_ts.is_some_and(|t| t >= cutoff) {
@@ -507,6 +555,54 @@ impl Media {
             ));
         }
         Ok(row)
+    }
+
+    /// Whether `mxc://server_name/media_id` of another server is cached here.
+    pub async fn is_cached(&self, server_name: &ServerName, media_id: &str) -> Result<bool> {
+        Ok(self
+            .store
+            .media(&remote_media_id(server_name, media_id))
+            .await?
+            .is_some())
+    }
+
+    /// Caches media of another server, fetched over federation. A copy cached meanwhile by
+    /// another request stands.
+    pub async fn cache_remote(
+        &self,
+        server_name: &ServerName,
+        media_id: &str,
+        content_type: Option<&str>,
+        filename: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        if bytes.len() as u64 > self.config.media.max_upload_size {
+            return Err(MediaError::TooLarge(format!(
+                "mxc://{server_name}/{media_id} is larger than this server's limit of {} bytes",
+                self.config.media.max_upload_size
+            )));
+        }
+        let stored_id = remote_media_id(server_name, media_id);
+        let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
+        self.storage
+            .put(&content_key(&stored_id), Bytes::from(bytes))
+            .await?;
+        let inserted = self
+            .store
+            .insert_media(NewMedia {
+                media_id: &stored_id,
+                uploader: None,
+                content_type,
+                filename,
+                size,
+                now: now_ms(),
+            })
+            .await;
+        match inserted {
+            Ok(()) => Ok(()),
+            Err(_) if self.store.media(&stored_id).await?.is_some() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn mxc(&self, media_id: &str) -> OwnedMxcUri {
@@ -560,7 +656,13 @@ pub fn is_valid_media_id(media_id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Storage key of local content, fanned out by the ID's first characters.
+/// The ID remote media are cached under: their server's name and media ID. Local media IDs
+/// never hold a `/`, so the two cannot meet.
+fn remote_media_id(server_name: &ServerName, media_id: &str) -> String {
+    format!("{server_name}/{media_id}")
+}
+
+/// Storage key of content, fanned out by the ID's first characters.
 fn content_key(media_id: &str) -> String {
     let fan = media_id.get(..2).unwrap_or(media_id);
     format!("local/{fan}/{media_id}")
