@@ -28,6 +28,11 @@ pub fn federated_server_name(i: usize) -> String {
 }
 
 impl Federation {
+    /// Registers `localpart` on server `i`.
+    pub async fn register(&self, i: usize, localpart: &str, password: &str) -> crate::User {
+        self.servers[i].client().register(localpart, password).await
+    }
+
     /// Starts `count` servers with the harness defaults.
     pub async fn start(count: usize) -> Self {
         Self::start_with(count, |_, builder| builder).await

@@ -18,14 +18,8 @@ const DELIVERY: Duration = Duration::from_secs(30);
 
 /// Alice on hs0 with a public room `#edus`, Bob on hs1 joined to it.
 async fn joined(federation: &Federation) -> (User, User, String) {
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let room_id = alice
         .create_room(json!({ "preset": "public_chat", "room_alias_name": "edus" }))
         .await;

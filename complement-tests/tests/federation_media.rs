@@ -14,14 +14,8 @@ const V1: &str = "/_matrix/client/v1/media";
 #[tokio::test]
 async fn remote_media_is_fetched_cached_and_thumbnailed() {
     let mut federation = Federation::start(2).await;
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let png = encoded(gradient(640, 480), ImageFormat::Png);
     let mxc = upload(
         &federation.servers[0],
@@ -90,10 +84,7 @@ async fn remote_media_is_fetched_cached_and_thumbnailed() {
 #[tokio::test]
 async fn unknown_remote_media_is_not_found() {
     let federation = Federation::start(2).await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let unknown = format!("{}/NoSuchMedia123", federated_server_name(0));
     get_bytes(
         &federation.servers[1],

@@ -147,10 +147,7 @@ async fn keys_are_published_and_vouched_for_by_a_notary() {
 async fn requests_with_bad_authorization_are_refused() {
     let federation = Federation::start(2).await;
     let https = federation.https_client();
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
     let url = format!(
         "{}/_matrix/federation/v1/query/profile?user_id={}",
         federation.federation_url(0),
@@ -206,14 +203,8 @@ async fn requests_with_bad_authorization_are_refused() {
 #[tokio::test]
 async fn device_keys_are_queried_and_claimed_across_servers() {
     let federation = Federation::start(2).await;
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let mut account = Account::new();
     let identity = account.identity_keys();
     let mut device_keys = json!({

@@ -48,14 +48,8 @@ async fn wait_for_history(user: &User, room_id: &str, expected: &[&str]) {
 
 /// Alice on hs0 with a public room `#lobby`, Bob on hs1 joined to it by alias.
 async fn joined(federation: &Federation) -> (User, User, String) {
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let room_id = alice
         .create_room(json!({ "preset": "public_chat", "room_alias_name": "lobby" }))
         .await;
@@ -117,10 +111,7 @@ async fn messages_sent_while_a_server_is_down_arrive_when_it_is_back() {
 #[tokio::test]
 async fn joining_an_unknown_remote_room_fails_cleanly() {
     let federation = Federation::start(2).await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let alias = format!("#missing:{}", federated_server_name(0));
     bob.client
         .post(&format!("{V3}/join/{}", enc(&alias)), json!({}))
@@ -176,14 +167,8 @@ async fn a_remote_invite_reaches_the_invitee_who_joins_through_the_inviting_serv
     // keeps it with the room's stripped state, and the invitee joins through the inviter's
     // server without naming it.
     let federation = Federation::start(2).await;
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let room_id = alice
         .create_room(json!({ "preset": "private_chat", "name": "Trip planning" }))
         .await;
@@ -229,14 +214,8 @@ async fn a_remote_invite_can_be_rejected() {
     // Spec: Server-Server API, "Leaving Rooms (Rejecting Invites)": make_leave/send_leave
     // through the inviting server.
     let federation = Federation::start(2).await;
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
-    let bob = federation.servers[1]
-        .client()
-        .register("bob", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
     let room_id = alice
         .create_room(json!({ "preset": "private_chat", "invite": [bob.user_id] }))
         .await;
@@ -264,10 +243,7 @@ async fn a_remote_invite_can_be_rejected() {
 #[tokio::test]
 async fn an_invite_the_remote_server_refuses_is_not_stored() {
     let federation = Federation::start(2).await;
-    let alice = federation.servers[0]
-        .client()
-        .register("alice", PASSWORD)
-        .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
     let room_id = alice.create_room(json!({ "preset": "private_chat" })).await;
     let nobody = format!("@nobody:{}", federated_server_name(1));
     alice
@@ -331,10 +307,7 @@ async fn a_server_that_missed_events_fetches_them_from_the_sender_of_the_next() 
     // predecessor, so hs2 asks Bob's server for the events between.
     let mut federation = Federation::start(3).await;
     let (alice, bob, room_id) = joined(&federation).await;
-    let carol = federation.servers[2]
-        .client()
-        .register("carol", PASSWORD)
-        .await;
+    let carol = federation.register(2, "carol", PASSWORD).await;
     let joined = carol
         .client
         .post(

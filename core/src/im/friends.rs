@@ -297,27 +297,13 @@ impl Im {
                 Error::NotFound(format!("There is no friend request from {requester}"))
             })?;
         self.store.delete_friend_request(requester, user_id).await?;
-        if self
-            .rooms
-            .membership(&request.room_id, user_id)
-            .await?
-            .as_deref()
-            == Some("invite")
-        {
-            self.rooms
-                .change_membership(
-                    &request.room_id,
-                    MembershipChange {
-                        sender: user_id,
-                        target: user_id,
-                        membership: "leave",
-                        reason: Some("Friend request rejected"),
-                    },
-                    false,
-                )
-                .await?;
-        }
-        Ok(())
+        self.withdraw_invite(
+            &request.room_id,
+            user_id,
+            user_id,
+            "Friend request rejected",
+        )
+        .await
     }
 
     /// Withdraws the user's request to `target`, and the invite that carried it.
@@ -330,27 +316,39 @@ impl Im {
                 Error::NotFound(format!("You have no pending friend request to {target}"))
             })?;
         self.store.delete_friend_request(user_id, target).await?;
-        if self
-            .rooms
-            .membership(&request.room_id, target)
-            .await?
-            .as_deref()
-            == Some("invite")
-        {
-            self.rooms
-                .change_membership(
-                    &request.room_id,
-                    MembershipChange {
-                        sender: user_id,
-                        target,
-                        membership: "leave",
-                        reason: Some("Friend request withdrawn"),
-                    },
-                    false,
-                )
-                .await?;
+        self.withdraw_invite(
+            &request.room_id,
+            user_id,
+            target,
+            "Friend request withdrawn",
+        )
+        .await
+    }
+
+    /// Ends `target`'s invite to the room that carried a friend request, if still pending:
+    /// declined by the target, or withdrawn by the sender.
+    async fn withdraw_invite(
+        &self,
+        room_id: &RoomId,
+        sender: &UserId,
+        target: &UserId,
+        reason: &str,
+    ) -> Result<()> {
+        if self.rooms.membership(room_id, target).await?.as_deref() != Some("invite") {
+            return Ok(());
         }
-        Ok(())
+        self.rooms
+            .change_membership(
+                room_id,
+                MembershipChange {
+                    sender,
+                    target,
+                    membership: "leave",
+                    reason: Some(reason),
+                },
+                false,
+            )
+            .await
     }
 
     /// Ends a friendship: the friend leaves both lists and the user leaves the DM room.

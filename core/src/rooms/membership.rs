@@ -257,18 +257,7 @@ impl Rooms {
         row.json = signed.json.clone();
         room.state
             .insert((StateEventType::RoomMember, target.to_string()), signed);
-        let pending = match self
-            .enqueue(room, vec![row], None, EventSource::Local)
-            .await
-        {
-            Ok(pending) => pending,
-            Err(e) => {
-                *guard = None;
-                return Err(e);
-            }
-        };
-        drop(guard);
-        self.committed(room_id, pending).await
+        self.commit_locked(guard, row, EventSource::Local).await
     }
 
     /// The member event of a membership change, checked against the room's current state,

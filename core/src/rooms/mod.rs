@@ -383,6 +383,40 @@ impl Rooms {
         Ok(self.store.enqueue_events(batch).await?)
     }
 
+    /// [`Rooms::enqueue`] of one event's row, with the room's lock: if it cannot be queued,
+    /// the room's cached state (which already holds the event) is dropped.
+    async fn enqueue_locked(
+        &self,
+        guard: &mut tokio::sync::OwnedMutexGuard<Option<RoomState>>,
+        row: NewEventRow,
+        source: EventSource,
+    ) -> Result<Pending<()>> {
+        let room = guard
+            .as_mut()
+            .ok_or_else(|| Error::Internal("room not loaded".to_owned()))?;
+        let queued = self.enqueue(room, vec![row], None, source).await;
+        if queued.is_err() {
+            **guard = None;
+        }
+        queued
+    }
+
+    /// [`Rooms::enqueue_locked`], then releases the lock and waits for the commit.
+    async fn commit_locked(
+        &self,
+        mut guard: tokio::sync::OwnedMutexGuard<Option<RoomState>>,
+        row: NewEventRow,
+        source: EventSource,
+    ) -> Result<()> {
+        let pending = self.enqueue_locked(&mut guard, row, source).await?;
+        let room_id = guard
+            .as_ref()
+            .map(|room| room.room_id.clone())
+            .ok_or_else(|| Error::Internal("room not loaded".to_owned()))?;
+        drop(guard);
+        self.committed(&room_id, pending).await
+    }
+
     /// The write of events just appended: their timeline positions, push actions, where they
     /// are sent, and what happens once they commit.
     async fn batch(

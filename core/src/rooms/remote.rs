@@ -129,18 +129,7 @@ impl Rooms {
         if let Some(extremities) = extremities {
             room.extremities = extremities;
         }
-        let pending = match self
-            .enqueue(room, vec![row], None, EventSource::Received)
-            .await
-        {
-            Ok(pending) => pending,
-            Err(e) => {
-                *guard = None;
-                return Err(e);
-            }
-        };
-        drop(guard);
-        self.committed(room_id, pending).await
+        self.commit_locked(guard, row, EventSource::Received).await
     }
 
     /// For an event that is not built on the room's latest events: the room's forward

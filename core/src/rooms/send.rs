@@ -202,16 +202,9 @@ impl Rooms {
             return self.event_pdu(&room_id, event_id).await;
         }
         let (pdu, row) = self.append(room, sender, new, transaction.map(|t| (sender, t)))?;
-        let pending = match self
-            .enqueue(room, vec![row], None, EventSource::Local)
-            .await
-        {
-            Ok(pending) => pending,
-            Err(e) => {
-                *guard = None;
-                return Err(e);
-            }
-        };
+        let pending = self
+            .enqueue_locked(&mut guard, row, EventSource::Local)
+            .await?;
         if let Some(key) = &key {
             self.recent_transactions()
                 .insert(key.clone(), pdu.event_id.clone());

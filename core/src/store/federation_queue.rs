@@ -74,13 +74,12 @@ impl Store {
 
     /// The servers other than `own` with a user joined to `room_id`.
     pub async fn servers_in_room(&self, room_id: &ruma::RoomId, own: &str) -> Result<Vec<String>> {
-        let users: Vec<String> = sqlx::query_scalar(
-            "SELECT state_key FROM current_state \
-             WHERE room_id = $1 AND event_type = 'm.room.member' AND membership = 'join'",
-        )
-        .bind(room_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
+        let users = self
+            .joined_members(room_id)
+            .await?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         Ok(servers_of(users, own))
     }
 
