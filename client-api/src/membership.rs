@@ -95,14 +95,21 @@ async fn knock(
     req: Ruma<knock_room::v3::Request>,
 ) -> ApiResult<knock_room::v3::Response> {
     let caller = req.caller()?;
-    let room_id = s.rooms.resolve(&req.body.room_id_or_alias).await?;
-    let change = MembershipChange {
-        sender: &caller.user_id,
-        target: &caller.user_id,
-        membership: "knock",
-        reason: req.body.reason.as_deref(),
+    let (room_id, servers) = match <&ruma::RoomId>::try_from(&*req.body.room_id_or_alias) {
+        Ok(room_id) => {
+            let mut servers = req.body.via.clone();
+            servers.extend(room_id.server_name().map(ToOwned::to_owned));
+            (room_id.to_owned(), servers)
+        }
+        Err(alias) => s.resolve_alias(alias).await?,
     };
-    s.rooms.change_membership(&room_id, change, false).await?;
+    s.knock(
+        &caller.user_id,
+        &room_id,
+        &servers,
+        req.body.reason.as_deref(),
+    )
+    .await?;
     Ok(RumaResponse(knock_room::v3::Response::new(room_id)))
 }
 

@@ -338,3 +338,76 @@ async fn a_server_that_missed_events_fetches_them_from_the_sender_of_the_next() 
     )
     .await;
 }
+
+/// A private room of Alice's on hs0 that others knock to enter, and Bob on hs1.
+async fn knock_room(federation: &Federation) -> (User, User, String) {
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({
+            "preset": "private_chat",
+            "name": "Book club",
+            "initial_state": [{
+                "type": "m.room.join_rules", "state_key": "", "content": { "join_rule": "knock" },
+            }],
+        }))
+        .await;
+    (alice, bob, room_id)
+}
+
+async fn knock(user: &User, room_id: &str) {
+    let knocked = user
+        .client
+        .post(
+            &format!(
+                "{V3}/knock/{}?via={}",
+                enc(room_id),
+                federated_server_name(0)
+            ),
+            json!({ "reason": "I read a lot" }),
+        )
+        .await
+        .ok();
+    assert_eq!(knocked["room_id"], room_id, "{knocked}");
+}
+
+#[tokio::test]
+async fn a_remote_user_knocks_and_is_let_in() {
+    // Spec: Server-Server API, "Knocking upon a room": make_knock/send_knock through the
+    // room's server; being let in is an invite, then a join.
+    let federation = Federation::start(2).await;
+    let (alice, bob, room_id) = knock_room(&federation).await;
+    knock(&bob, &room_id).await;
+
+    wait_for_membership(&alice, &room_id, &bob.user_id, "knock").await;
+    // Bob's sync shows the knock, with the room's name from the knock's answer.
+    let synced = bob.initial_sync().await;
+    let knock_state = room(&synced, "knock", &room_id)["knock_state"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        knock_state
+            .iter()
+            .any(|event| event["type"] == "m.room.name" && event["content"]["name"] == "Book club"),
+        "{synced}"
+    );
+
+    alice.invite_user(&room_id, &bob.user_id).await;
+    wait_for_invite(&bob, &room_id).await;
+    bob.join_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "join").await;
+}
+
+#[tokio::test]
+async fn a_remote_knock_can_be_rescinded() {
+    let federation = Federation::start(2).await;
+    let (alice, bob, room_id) = knock_room(&federation).await;
+    knock(&bob, &room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "knock").await;
+    // Leaving rescinds the knock through the server knocked through.
+    bob.leave_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "leave").await;
+    let synced = bob.initial_sync().await;
+    assert!(room(&synced, "knock", &room_id).is_null(), "{synced}");
+}

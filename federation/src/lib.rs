@@ -65,6 +65,14 @@ pub fn router() -> Router<Arc<Services>> {
             put(membership::send_leave),
         )
         .route(
+            "/_matrix/federation/v1/make_knock/{room_id}/{user_id}",
+            get(membership::make_knock),
+        )
+        .route(
+            "/_matrix/federation/v1/send_knock/{room_id}/{event_id}",
+            put(membership::send_knock),
+        )
+        .route(
             "/_matrix/federation/v2/invite/{room_id}/{event_id}",
             put(membership::invite),
         )

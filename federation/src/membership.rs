@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use ruma::api::federation::membership::{
-    create_invite,
+    RawStrippedState, create_invite,
     create_join_event::{self, v2::RoomState},
-    create_leave_event, prepare_join_event, prepare_leave_event,
+    create_knock_event, create_leave_event, prepare_join_event, prepare_knock_event,
+    prepare_leave_event,
 };
 use serde_json::value::RawValue;
 use tessera_core::Services;
@@ -96,6 +97,49 @@ pub async fn send_leave(
     )
     .await?;
     Ok(RumaResponse(create_leave_event::v2::Response::new()))
+}
+
+/// `GET /_matrix/federation/v1/make_knock/{roomId}/{userId}`.
+pub async fn make_knock(
+    State(s): State<Arc<Services>>,
+    request: Signed<prepare_knock_event::v1::Request>,
+) -> Result<RumaResponse<prepare_knock_event::v1::Response>, ApiError> {
+    let body = &request.body;
+    check_user_of_origin(&request.origin, &body.user_id)?;
+    let (version, template) = s
+        .rooms
+        .member_template(&body.room_id, &body.user_id, "knock", Some(&body.ver))
+        .await?;
+    Ok(RumaResponse(prepare_knock_event::v1::Response::new(
+        version,
+        raw_template(&template)?,
+    )))
+}
+
+/// `PUT /_matrix/federation/v1/send_knock/{roomId}/{eventId}`: checks and persists the knock,
+/// then answers with the room's descriptive state for the knocking user's client.
+pub async fn send_knock(
+    State(s): State<Arc<Services>>,
+    request: Signed<create_knock_event::v1::Request>,
+) -> Result<RumaResponse<create_knock_event::v1::Response>, ApiError> {
+    let body = &request.body;
+    s.receive_member_event(
+        &request.origin,
+        &body.room_id,
+        &body.event_id,
+        &body.pdu,
+        "knock",
+    )
+    .await?;
+    let state = s
+        .rooms
+        .invite_state(&body.room_id)
+        .await?
+        .into_iter()
+        .map(|json| RawValue::from_string(json.to_string()).map(RawStrippedState::Pdu))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(RumaResponse(create_knock_event::v1::Response::new(state)))
 }
 
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`: an invite of a local user, answered

@@ -178,7 +178,7 @@ impl Services {
                 .filter_map(stripped_event)
                 .collect();
             self.rooms
-                .store_out_of_band_membership(&pdu, Some((version.clone(), stripped)))
+                .store_out_of_band_membership(&pdu, Some((version.clone(), stripped, None)))
                 .await?;
         }
         RawValue::from_string(pdu.json.to_string()).map_err(|e| Error::Internal(e.to_string()))
@@ -215,7 +215,7 @@ fn invitee(
 /// A stripped state event sent with an invite, as shown to the invitee's client; events that
 /// are not state events are dropped. Since v1.16 these arrive as full PDUs (whose signatures
 /// are not checked: they are only descriptive, as the spec allows).
-fn stripped_event(state: &RawStrippedState) -> Option<JsonValue> {
+pub(super) fn stripped_event(state: &RawStrippedState) -> Option<JsonValue> {
     let json = match state {
         RawStrippedState::Pdu(json) => json.get(),
         #[allow(deprecated)]

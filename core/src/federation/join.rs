@@ -35,6 +35,13 @@ pub const FEDERATED_ROOM_VERSIONS: [RoomVersionId; 10] = [
     RoomVersionId::V12,
 ];
 
+/// What is asked of a remote server for a room this server is not in.
+#[derive(Clone, Copy)]
+pub(super) enum RemoteMembership {
+    Join,
+    Knock,
+}
+
 impl Services {
     /// Joins `user_id` to `room_id`: locally if this server is in the room, otherwise through
     /// the first of `servers` that lets them in.
@@ -48,28 +55,53 @@ impl Services {
         if self.rooms.room_version(room_id).await?.is_some() {
             return self.rooms.join(user_id, room_id, reason).await;
         }
-        // An invite from another server names a server in the room: its sender's.
-        let inviter_server = match self.rooms.out_of_band_invite(room_id, user_id).await? {
-            Some(invite) => Some(invite.sender()?.server_name().to_owned()),
+        self.through_first_of(servers, user_id, room_id, RemoteMembership::Join, reason)
+            .await
+    }
+
+    /// Joins or knocks through each server that may be in the room: the given `servers`,
+    /// then the one a pending invite or knock names, until one succeeds.
+    pub(super) async fn through_first_of(
+        &self,
+        servers: &[OwnedServerName],
+        user_id: &UserId,
+        room_id: &RoomId,
+        membership: RemoteMembership,
+        reason: Option<&str>,
+    ) -> Result<()> {
+        let what = match membership {
+            RemoteMembership::Join => "join",
+            RemoteMembership::Knock => "knock",
+        };
+        // An invite from another server names a server in the room (its sender's), as does a
+        // knock (the one knocked through).
+        let resident = match self.rooms.out_of_band_invite(room_id, user_id).await? {
+            Some(invite) => Some(invite.resident_server()?),
             None => None,
         };
         let mut candidates: Vec<&OwnedServerName> = Vec::new();
-        for server in servers.iter().chain(&inviter_server) {
+        for server in servers.iter().chain(&resident) {
             if *server != self.config.server_name && !candidates.contains(&server) {
                 candidates.push(server);
             }
         }
         if candidates.is_empty() {
             return Err(Error::NotFound(format!(
-                "Room {room_id} is not known to this server, and no server to join it through was given"
+                "Room {room_id} is not known to this server, and no server to {what} it through was given"
             )));
         }
         let mut last_error = None;
         for server in candidates {
-            match self.join_through(server, user_id, room_id, reason).await {
+            let attempt = match membership {
+                RemoteMembership::Join => self.join_through(server, user_id, room_id, reason).await,
+                RemoteMembership::Knock => {
+                    self.knock_through(server, user_id, room_id, reason).await
+                }
+            };
+            match attempt {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    tracing::info!(%room_id, %server, error = %e, "remote join failed");
+                    tracing::info!(%room_id, %server, error = %e, "remote {what} failed");
                     last_error = Some(e);
                 }
             }

@@ -18,7 +18,7 @@ use crate::{
 };
 
 impl Services {
-    /// `user_id` leaves the room, or rejects their invite to it.
+    /// `user_id` leaves the room, rejects their invite to it, or rescinds their knock.
     pub async fn leave(
         &self,
         user_id: &UserId,
@@ -41,9 +41,10 @@ impl Services {
         self.rooms.change_membership(room_id, change, false).await
     }
 
-    /// Rejects an invite through the server that sent it. When that server cannot be
-    /// reached or refuses, the invite is still rejected here (as Synapse does): the user
-    /// asked to be rid of it, and the room's servers only learn of it later, if ever.
+    /// Rejects an invite through the server that sent it, or rescinds a knock through the
+    /// server knocked through. When that server cannot be reached or refuses, it is still
+    /// done here (as Synapse does): the user asked to be rid of it, and the room's servers
+    /// only learn of it later, if ever.
     async fn reject_remote_invite(
         &self,
         user_id: &UserId,
@@ -51,7 +52,7 @@ impl Services {
         reason: Option<&str>,
         invite: OutOfBandInvite,
     ) -> Result<()> {
-        let server = invite.sender()?.server_name().to_owned();
+        let server = invite.resident_server()?;
         let leave = match self.remote_leave(&server, user_id, room_id, reason).await {
             Ok(leave) => leave,
             Err(e) => {
@@ -107,10 +108,10 @@ impl Services {
         reason: Option<&str>,
         invite: &OutOfBandInvite,
     ) -> Result<Pdu> {
-        let rules = invite
-            .room_version
+        let version = &invite.room.version;
+        let rules = version
             .rules()
-            .ok_or_else(|| Error::UnsupportedRoomVersion(invite.room_version.to_string()))?;
+            .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))?;
         let depth = serde_json::from_str::<serde_json::Value>(&invite.event.json)
             .ok()
             .and_then(|event| event["depth"].as_u64())

@@ -10,6 +10,7 @@ pub mod edus;
 mod inbound;
 mod invite;
 mod join;
+mod knock;
 mod leave;
 mod media;
 mod missing;

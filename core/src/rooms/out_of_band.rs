@@ -5,24 +5,25 @@
 
 use std::sync::Arc;
 
-use ruma::{RoomId, RoomVersionId, UserId};
+use ruma::{OwnedServerName, RoomId, RoomVersionId, UserId};
 use serde_json::{Value as JsonValue, json};
 
 use super::{Rooms, recent};
 use crate::{
     Error, Result,
     events::Pdu,
-    store::{EventRow, OutOfBandInvite, OutOfBandMembership},
+    store::{EventRow, OutOfBandInvite, OutOfBandMembership, OutOfBandRoom},
 };
 
 impl Rooms {
     /// Stores `pdu`, a member event of a local user in a room this server is not in, and wakes
-    /// the user's sync. `invite`: for invites, the room's version and the stripped state sent
-    /// with it. Storing the same event again changes nothing.
+    /// the user's sync. `room`: for invites and knocks, the room's version, the stripped state
+    /// that came with it, and for knocks the server knocked through. Storing the same event
+    /// again changes nothing.
     pub async fn store_out_of_band_membership(
         &self,
         pdu: &Pdu,
-        invite: Option<(RoomVersionId, Vec<JsonValue>)>,
+        room: Option<(RoomVersionId, Vec<JsonValue>, Option<OwnedServerName>)>,
     ) -> Result<()> {
         let user_id = pdu
             .state_key
@@ -42,9 +43,13 @@ impl Rooms {
             return Ok(());
         }
         let allocation = self.timeline.allocate(1);
-        let invite = invite
-            .map(|(version, stripped)| {
-                serde_json::to_string(&stripped).map(|stripped| (version, stripped))
+        let room = room
+            .map(|(version, stripped, via)| {
+                serde_json::to_string(&stripped).map(|stripped_state| OutOfBandRoom {
+                    version,
+                    stripped_state,
+                    via,
+                })
             })
             .transpose()
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -59,7 +64,7 @@ impl Rooms {
                 origin_server_ts: i64::from(pdu.origin_server_ts.get()),
                 depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
                 json: pdu.json.clone(),
-                invite,
+                room,
             })
             .await?;
         self.recent.committed(vec![recent::Change {
@@ -98,7 +103,8 @@ impl Rooms {
             .any(|user| user.server_name() == server_name))
     }
 
-    /// The user's pending invite from another server to a room this server is not in.
+    /// The user's pending invite from another server, or knock, in a room this server is not
+    /// in.
     pub async fn out_of_band_invite(
         &self,
         room_id: &RoomId,
@@ -107,7 +113,16 @@ impl Rooms {
         Ok(self.store.out_of_band_invite(room_id, user_id).await?)
     }
 
-    /// The stripped state sent with an out-of-band invite, if `event` is one.
+    /// The room's descriptive state events, sent with invites and knock answers.
+    pub async fn invite_state(&self, room_id: &RoomId) -> Result<Vec<Arc<str>>> {
+        let guard = self.lock(room_id).await?;
+        Ok(guard
+            .as_ref()
+            .map(|room| invite_state_pdus(room.state.values()))
+            .unwrap_or_default())
+    }
+
+    /// The stripped state sent with an out-of-band invite or knock, if `event` is one.
     pub(super) async fn invite_stripped_state(
         &self,
         event: &EventRow,

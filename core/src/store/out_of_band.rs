@@ -1,15 +1,17 @@
-//! Memberships in rooms this server is not in: invites from other servers and their
-//! rejections (see migration 0013). They take a timeline position so that sync reports them,
+//! Memberships in rooms this server is not in: invites from other servers, knocks of local
+//! users, and their rejections or rescissions (see migration 0013). They take a timeline position so that sync reports them,
 //! but belong to no state group.
 
 use std::sync::Arc;
 
-use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{
+    OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId,
+};
 use sqlx::Row;
 
 use super::{EventRow, Result, Store};
 
-/// An invite or a rejection to store.
+/// An invite, knock, rejection or rescinded knock to store.
 #[derive(Debug, Clone)]
 pub struct OutOfBandMembership {
     pub stream_ordering: i64,
@@ -21,28 +23,39 @@ pub struct OutOfBandMembership {
     pub origin_server_ts: i64,
     pub depth: i64,
     pub json: Arc<str>,
-    /// For invites: the room's version and the stripped state sent with the invite (a JSON
-    /// array).
-    pub invite: Option<(RoomVersionId, String)>,
+    /// For invites and knocks: the room as this server knows it.
+    pub room: Option<OutOfBandRoom>,
 }
 
-/// A pending invite to a room this server is not in.
+/// What is known of a room this server is not in, from an invite to it or a knock on it.
+#[derive(Debug, Clone)]
+pub struct OutOfBandRoom {
+    pub version: RoomVersionId,
+    /// The stripped state sent with the invite or the knock's answer (a JSON array).
+    pub stripped_state: String,
+    /// For knocks: the server knocked through.
+    pub via: Option<OwnedServerName>,
+}
+
+/// A pending invite or knock in a room this server is not in.
 #[derive(Debug, Clone)]
 pub struct OutOfBandInvite {
     pub event: EventRow,
-    pub room_version: RoomVersionId,
-    pub stripped_state: String,
+    pub room: OutOfBandRoom,
 }
 
 impl OutOfBandInvite {
-    /// The user who sent the invite.
-    pub fn sender(&self) -> std::result::Result<OwnedUserId, super::StoreError> {
+    /// A server in the room: the one knocked through, or the inviter's.
+    pub fn resident_server(&self) -> std::result::Result<OwnedServerName, super::StoreError> {
+        if let Some(via) = &self.room.via {
+            return Ok(via.clone());
+        }
         #[derive(serde::Deserialize)]
         struct Sender {
             sender: OwnedUserId,
         }
         serde_json::from_str::<Sender>(&self.event.json)
-            .map(|event| event.sender)
+            .map(|event| event.sender.server_name().to_owned())
             .map_err(|e| super::StoreError::Corrupt(format!("stored invite: {e}")))
     }
 }
@@ -81,14 +94,15 @@ impl Store {
                     .bind(&membership.membership)
                     .execute(&mut *conn)
                     .await?;
-                    if let Some((version, stripped_state)) = &membership.invite {
+                    if let Some(room) = &membership.room {
                         sqlx::query(
-                            "INSERT INTO invite_states (event_id, room_version, stripped_state) \
-                             VALUES ($1, $2, $3)",
+                            "INSERT INTO invite_states (event_id, room_version, stripped_state, \
+                             via_server) VALUES ($1, $2, $3, $4)",
                         )
                         .bind(membership.event_id.as_str())
-                        .bind(version.as_str())
-                        .bind(stripped_state)
+                        .bind(room.version.as_str())
+                        .bind(&room.stripped_state)
+                        .bind(room.via.as_ref().map(|via| via.as_str()))
                         .execute(&mut *conn)
                         .await?;
                     }
@@ -98,19 +112,18 @@ impl Store {
             .await
     }
 
-    /// The user's pending invite to `room_id`, if it came from another server for a room this
-    /// server is not in.
+    /// The user's pending invite to or knock on `room_id`, a room this server is not in.
     pub async fn out_of_band_invite(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
     ) -> Result<Option<OutOfBandInvite>> {
         let Some(row) = sqlx::query(&format!(
-            "SELECT {}, i.room_version, i.stripped_state FROM current_state c \
+            "SELECT {}, i.room_version, i.stripped_state, i.via_server FROM current_state c \
              JOIN events e ON e.event_id = c.event_id \
              JOIN invite_states i ON i.event_id = c.event_id \
              WHERE c.room_id = $1 AND c.event_type = 'm.room.member' AND c.state_key = $2 \
-             AND c.membership = 'invite'",
+             AND c.membership IN ('invite', 'knock')",
             super::rooms::EVENT_COLUMNS
                 .split(", ")
                 .map(|column| format!("e.{column}"))
@@ -124,10 +137,14 @@ impl Store {
         else {
             return Ok(None);
         };
+        let via: Option<String> = row.try_get("via_server")?;
         Ok(Some(OutOfBandInvite {
             event: super::rooms::event_row(&row)?,
-            room_version: super::stored_id(row.try_get::<String, _>("room_version")?)?,
-            stripped_state: row.try_get("stripped_state")?,
+            room: OutOfBandRoom {
+                version: super::stored_id(row.try_get::<String, _>("room_version")?)?,
+                stripped_state: row.try_get("stripped_state")?,
+                via: via.map(super::stored_id).transpose()?,
+            },
         }))
     }
 
