@@ -411,3 +411,37 @@ async fn a_remote_knock_can_be_rescinded() {
     let synced = bob.initial_sync().await;
     assert!(room(&synced, "knock", &room_id).is_null(), "{synced}");
 }
+
+#[tokio::test]
+async fn the_group_member_limit_holds_for_remote_joins() {
+    let federation = Federation::start_with(2, |i, builder| {
+        if i == 0 {
+            builder.set("im.group_member_limit", 2)
+        } else {
+            builder
+        }
+    })
+    .await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let carol = federation.register(0, "carol", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "room_alias_name": "full" }))
+        .await;
+    carol.join_room(&room_id).await;
+    let alias = format!("#full:{}", federated_server_name(0));
+    let refused = bob
+        .client
+        .post(&format!("{V3}/join/{}", enc(&alias)), json!({}))
+        .await;
+    refused.assert_error(403, "M_FORBIDDEN");
+    assert!(
+        refused.json["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("limit of 2 members"),
+        "{}",
+        refused.json
+    );
+    assert_eq!(alice.membership_of(&room_id, &bob.user_id).await, None);
+}

@@ -57,6 +57,14 @@ impl Rooms {
         if supported_versions.is_some_and(|versions| !versions.contains(&room.version)) {
             return Err(Error::IncompatibleRoomVersion(room.version.clone()));
         }
+        // A group's member limit holds for users of other servers too; an invited user's
+        // place is already counted.
+        let current = room
+            .get(&StateEventType::RoomMember, user_id.as_str())
+            .and_then(|pdu| pdu.membership());
+        if membership == "join" && current.as_deref() != Some("invite") {
+            crate::im::group_admin::check_member_limit(room, self.config.im.group_member_limit)?;
+        }
         let content = json!({ "membership": membership });
         let raw_content = serde_json::value::to_raw_value(&content)
             .map_err(|e| Error::Internal(e.to_string()))?;
