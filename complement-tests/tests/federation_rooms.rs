@@ -445,3 +445,52 @@ async fn the_group_member_limit_holds_for_remote_joins() {
     );
     assert_eq!(alice.membership_of(&room_id, &bob.user_id).await, None);
 }
+
+#[tokio::test]
+async fn a_state_change_and_a_message_sent_at_once_reach_both_servers() {
+    // The topic changes on one server while a message is sent on the other: each server takes
+    // the other's event as concurrent (hs0 checks Bob's message against the state it was sent
+    // on, before the topic), and both end with the new topic and both events.
+    let mut federation = Federation::start(2).await;
+    let (alice, bob, room_id) = joined(&federation).await;
+    alice.send_text(&room_id, "base").await;
+    wait_for_history(&bob, &room_id, &["base"]).await;
+
+    federation.servers[1].stop();
+    alice
+        .set_state(
+            &room_id,
+            "m.room.topic",
+            "",
+            json!({ "topic": "Alice's topic" }),
+        )
+        .await;
+    federation.servers[0].stop();
+    federation.servers[1].run().await;
+    bob.send_text(&room_id, "from bob").await;
+    federation.servers[0].run().await;
+
+    for user in [&alice, &bob] {
+        wait_until(
+            &format!("{} to see both events", user.user_id),
+            DELIVERY,
+            || async {
+                let mut seen = history(user, &room_id).await;
+                seen.sort();
+                let topic = user
+                    .client
+                    .get(&complement_tests::rooms::state_path(
+                        &room_id,
+                        "m.room.topic",
+                        "",
+                    ))
+                    .await;
+                (seen == ["base", "from bob"] && topic.json["topic"] == "Alice's topic")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+    alice.send_text(&room_id, "merged").await;
+    wait_for_history(&bob, &room_id, &["base", "from bob", "merged"]).await;
+}

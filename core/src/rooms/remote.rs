@@ -4,8 +4,9 @@
 //!
 //! Received events are accepted when they extend this server's latest events (the room's
 //! forward extremities), or when they are concurrent events that need no state resolution
-//! (see `concurrent_extremities`); merging other forks with state resolution is not wired in
-//! yet, so such an event is refused with a clear reason.
+//! (see `concurrent_extremities`): messages and state changes racing each other. Merging other
+//! forks with state resolution is not wired in yet, so such an event is refused with a clear
+//! reason.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -15,7 +16,7 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{EventSource, RoomState, Rooms, read::parse};
+use super::{EventSource, RoomState, Rooms, read::parse, state::StateKey};
 use crate::{
     Error, Result,
     events::Pdu,
@@ -127,12 +128,15 @@ impl Rooms {
         prev.sort();
         let mut latest = room.extremities.clone();
         latest.sort();
+        let auth_events = self.known_events(room_id, &pdu.auth_events).await?;
         let extremities = if prev == latest {
             None
         } else {
-            Some(self.concurrent_extremities(room, &pdu).await?)
+            Some(
+                self.concurrent_extremities(room, &pdu, &auth_events)
+                    .await?,
+            )
         };
-        let auth_events = self.known_events(room_id, &pdu.auth_events).await?;
         let (_, row) = self.accept(room, pdu, &auth_events, None)?;
         if let Some(extremities) = extremities {
             room.extremities = extremities;
@@ -142,14 +146,18 @@ impl Rooms {
 
     /// For an event that is not built on the room's latest events: the room's forward
     /// extremities once it is added, if it is a concurrent event whose branch needs no state
-    /// resolution. That is a non-state event whose predecessors are all in this server's
-    /// timeline of the room with the room's current state after them (say, messages sent on
-    /// two servers at once): the state before it is the current state, and the branches merge
+    /// resolution. Its predecessors must all be in this server's timeline of the room, and
+    /// either the room's state has not changed since them (the branches differ by this event
+    /// alone, so resolving them gives the current state plus this event), or it is a non-state
+    /// event on one older state, which it must also pass the auth rules against (the current
+    /// state is checked when it is accepted; failing that, it is refused rather than
+    /// soft-failed). Messages sent on two servers at once are such events; the branches merge
     /// when the next event names both. Other forks are refused with the reason.
     async fn concurrent_extremities(
         &self,
         room: &RoomState,
         pdu: &Pdu,
+        auth_events: &[Arc<Pdu>],
     ) -> Result<Vec<OwnedEventId>> {
         let refuse = |why: &str| {
             Err(Error::Unknown(format!(
@@ -158,10 +166,8 @@ impl Rooms {
                 pdu.event_id, room.room_id
             )))
         };
-        if pdu.state_key.is_some() {
-            return refuse("is a state event");
-        }
         let rows = self.store.events(&pdu.prev_events).await?;
+        let mut groups = Vec::with_capacity(pdu.prev_events.len());
         for prev in &pdu.prev_events {
             let Some(row) = rows.iter().find(|row| &row.event_id == prev) else {
                 return refuse(&format!("its predecessor {prev} is unknown here"));
@@ -169,11 +175,25 @@ impl Rooms {
             if row.room_id != room.room_id || row.stream_ordering == 0 {
                 return refuse(&format!("its predecessor {prev} is not in the timeline"));
             }
-            if row.state_after != room.state_group {
-                return refuse(&format!(
-                    "the room's state changed since its predecessor {prev}"
-                ));
+            groups.push(row.state_after);
+        }
+        groups.sort_unstable();
+        groups.dedup();
+        if groups != [room.state_group] {
+            if pdu.state_key.is_some() {
+                return refuse("is a state event on a state that has changed since");
             }
+            let [group] = groups[..] else {
+                return refuse("its predecessors have different states");
+            };
+            let mut before = room.clone();
+            before.state = self.state_of_group(group).await?;
+            before.authorize(pdu, auth_events).map_err(|reason| {
+                Error::Forbidden(format!(
+                    "{} is not allowed by the state it was sent on: {reason}",
+                    pdu.event_id
+                ))
+            })?;
         }
         let mut extremities: Vec<OwnedEventId> = room
             .extremities
@@ -183,6 +203,31 @@ impl Rooms {
             .collect();
         extremities.push(pdu.event_id.clone());
         Ok(extremities)
+    }
+
+    /// The state of a stored state group, as the PDUs.
+    async fn state_of_group(&self, group: i64) -> Result<HashMap<StateKey, Arc<Pdu>>> {
+        let entries = self.store.state_group(group).await?;
+        let ids: Vec<OwnedEventId> = entries.iter().map(|entry| entry.event_id.clone()).collect();
+        let pdus: HashMap<OwnedEventId, Arc<Pdu>> = self
+            .store
+            .events(&ids)
+            .await?
+            .iter()
+            .map(|row| parse(row).map(|pdu| (row.event_id.clone(), Arc::new(pdu))))
+            .collect::<Result<_>>()?;
+        entries
+            .into_iter()
+            .map(|entry| {
+                let pdu = pdus.get(&entry.event_id).cloned().ok_or_else(|| {
+                    Error::Internal(format!("state event {} is missing", entry.event_id))
+                })?;
+                Ok((
+                    (StateEventType::from(entry.event_type), entry.state_key),
+                    pdu,
+                ))
+            })
+            .collect()
     }
 
     /// Events of the room by ID (timeline or outliers); every one must be known.
