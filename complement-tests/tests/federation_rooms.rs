@@ -494,3 +494,62 @@ async fn a_state_change_and_a_message_sent_at_once_reach_both_servers() {
     alice.send_text(&room_id, "merged").await;
     wait_for_history(&bob, &room_id, &["base", "from bob", "merged"]).await;
 }
+
+#[tokio::test]
+async fn a_server_denied_by_the_room_acl_is_kept_out() {
+    // Spec: Server-Server API, "Server Access Control Lists": PDUs from a denied server are
+    // dropped and its users cannot join.
+    let federation = Federation::start(3).await;
+    let (alice, bob, room_id) = joined(&federation).await;
+    // A second room without an ACL, to know when hs0 has processed what hs1 sent before.
+    let probe_room = alice
+        .create_room(json!({ "preset": "public_chat", "room_alias_name": "probe" }))
+        .await;
+    let probe_alias = format!("#probe:{}", federated_server_name(0));
+    bob.client
+        .post(&format!("{V3}/join/{}", enc(&probe_alias)), json!({}))
+        .await
+        .ok();
+    bob.send_text(&room_id, "before the ACL").await;
+    wait_for_history(&alice, &room_id, &["before the ACL"]).await;
+
+    alice
+        .set_state(
+            &room_id,
+            "m.room.server_acl",
+            "",
+            json!({
+                "allow": ["*"],
+                "deny": [federated_server_name(1), federated_server_name(2)],
+                "allow_ip_literals": false,
+            }),
+        )
+        .await;
+    // Bob's server learns of the ACL (it applies it too) before Bob sends again.
+    wait_until("hs1 to have the ACL", DELIVERY, || async {
+        let acl = bob
+            .client
+            .get(&complement_tests::rooms::state_path(
+                &room_id,
+                "m.room.server_acl",
+                "",
+            ))
+            .await;
+        (acl.status == 200).then_some(())
+    })
+    .await;
+    bob.send_text(&room_id, "after the ACL").await;
+    bob.send_text(&probe_room, "probe").await;
+    // hs1 sends to hs0 in order: once the probe is in, the denied message was seen and dropped.
+    wait_for_history(&alice, &probe_room, &["probe"]).await;
+    assert_eq!(history(&alice, &room_id).await, ["before the ACL"]);
+
+    // A user of another denied server cannot join the room (hs1's own users still can join
+    // there: a server does not apply a room's ACL to itself).
+    let dave = federation.register(2, "dave", PASSWORD).await;
+    let alias = format!("#lobby:{}", federated_server_name(0));
+    dave.client
+        .post(&format!("{V3}/join/{}", enc(&alias)), json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}

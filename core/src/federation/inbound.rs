@@ -98,6 +98,16 @@ impl Services {
         let Some(rules) = version.rules() else {
             return (None, Err(format!("unknown room version {version}")));
         };
+        match self.rooms.server_allowed(&room_id, origin).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return (
+                    None,
+                    Err(format!("{origin} is denied by the server ACL of {room_id}")),
+                );
+            }
+            Err(e) => return (None, Err(e.to_string())),
+        }
         let checked = match self
             .federation
             .keys
@@ -134,8 +144,9 @@ impl Services {
 }
 
 impl Services {
-    /// One EDU. Those naming users of another server than `origin`, or rooms the user is not
-    /// joined to, are ignored (spec: EDUs are about the sending server's own users). Presence
+    /// One EDU. Those naming users of another server than `origin`, rooms the user is not
+    /// joined to, or rooms whose server ACL denies `origin`, are ignored (spec: EDUs are about
+    /// the sending server's own users). Presence
     /// is not kept yet; unknown types are ignored.
     async fn receive_edu(&self, origin: &ServerName, edu: &Raw<Edu>) -> Result<()> {
         let edu = match edu.deserialize() {
@@ -147,12 +158,18 @@ impl Services {
         };
         match edu {
             Edu::Typing(typing) => {
+                if !self.rooms.server_allowed(&typing.room_id, origin).await? {
+                    return Ok(());
+                }
                 self.rooms
                     .receive_typing(origin, &typing.room_id, &typing.user_id, typing.typing)
                     .await
             }
             Edu::Receipt(receipts) => {
                 for (room_id, map) in &receipts.receipts {
+                    if !self.rooms.server_allowed(room_id, origin).await? {
+                        continue;
+                    }
                     for (user_id, receipt) in &map.read {
                         let thread = match &receipt.data.thread {
                             ReceiptThread::Main => Some("main"),
@@ -208,6 +225,7 @@ impl Services {
         let rules = version
             .rules()
             .ok_or_else(|| Error::Internal(format!("unknown room version {version}")))?;
+        self.rooms.check_server_acl(room_id, origin).await?;
         let checked = self
             .federation
             .keys

@@ -162,6 +162,11 @@ impl Services {
         {
             return Err(Error::NotFound(format!("{invitee} does not exist")));
         }
+        // In a room this server takes part in, the room's server ACL applies to the inviter.
+        let participating = self.rooms.is_participating(room_id).await?;
+        if participating {
+            self.rooms.check_server_acl(room_id, origin).await?;
+        }
         let mut object = checked.object;
         hash_and_sign_event(
             self.config.server_name.as_str(),
@@ -171,7 +176,7 @@ impl Services {
         )
         .map_err(|e| Error::Internal(format!("cannot sign the invite: {e}")))?;
         let pdu = pdu_of(checked.event_id, room_id, &object)?;
-        if !self.rooms.is_participating(room_id).await? {
+        if !participating {
             let stripped = request
                 .invite_room_state
                 .iter()

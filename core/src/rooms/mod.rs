@@ -25,6 +25,7 @@ pub mod resolve;
 mod search;
 mod send;
 mod served;
+mod server_acl;
 mod state;
 mod state_entries;
 mod stream;

@@ -51,6 +51,8 @@ impl Rooms {
         membership: &str,
         supported_versions: Option<&[RoomVersionId]>,
     ) -> Result<(RoomVersionId, JsonValue)> {
+        self.check_server_acl(room_id, user_id.server_name())
+            .await?;
         let guard = self.lock(room_id).await?;
         let room = guard
             .as_ref()

@@ -3,7 +3,8 @@
 //! event with its auth chain, an event's auth chain, history before given events, and the
 //! events missing between two sets.
 //!
-//! A server reads a room's events only while one of its users is joined to it. (Synapse also
+//! A server reads a room's events only while one of its users is joined to it and the room's
+//! server ACL allows it. (Synapse also
 //! filters each event by the history visibility the server had at the time; that finer filter
 //! is not applied yet.)
 
@@ -35,13 +36,12 @@ impl Rooms {
             .await?
             .iter()
             .any(|user| user.server_name() == server);
-        if in_room {
-            Ok(())
-        } else {
-            Err(Error::Forbidden(format!(
+        if !in_room {
+            return Err(Error::Forbidden(format!(
                 "{server} has no user in {room_id}"
-            )))
+            )));
         }
+        self.check_server_acl(room_id, server).await
     }
 
     /// `GET /event/{eventId}`: the stored PDU.
