@@ -21,7 +21,8 @@ use crate::{
     extract::Signed,
 };
 
-fn raw(jsons: Vec<Arc<str>>) -> Result<Vec<Box<RawValue>>, ApiError> {
+/// Stored PDUs as the raw JSON of an answer.
+pub(crate) fn raw_pdus(jsons: Vec<Arc<str>>) -> Result<Vec<Box<RawValue>>, ApiError> {
     jsons
         .into_iter()
         .map(|json| RawValue::from_string(json.to_string()))
@@ -38,7 +39,7 @@ pub async fn event(
         .rooms
         .event_for_server(&request.origin, &request.body.event_id)
         .await?;
-    let pdu = raw(vec![json])?.remove(0);
+    let pdu = raw_pdus(vec![json])?.remove(0);
     Ok(RumaResponse(get_event::v1::Response::new(
         s.config.server_name.clone(),
         MilliSecondsSinceUnixEpoch::now(),
@@ -57,8 +58,8 @@ pub async fn state(
         .state_for_server(&request.origin, &body.room_id, &body.event_id)
         .await?;
     Ok(RumaResponse(get_room_state::v1::Response::new(
-        raw(auth_chain.into_values().collect())?,
-        raw(state.into_values().collect())?,
+        raw_pdus(auth_chain.into_values().collect())?,
+        raw_pdus(state.into_values().collect())?,
     )))
 }
 
@@ -89,7 +90,7 @@ pub async fn event_auth(
         .auth_chain_for_server(&request.origin, &body.room_id, &body.event_id)
         .await?;
     Ok(RumaResponse(get_event_authorization::v1::Response::new(
-        raw(chain)?,
+        raw_pdus(chain)?,
     )))
 }
 
@@ -106,7 +107,7 @@ pub async fn backfill(
     Ok(RumaResponse(get_backfill::v1::Response::new(
         s.config.server_name.clone(),
         MilliSecondsSinceUnixEpoch::now(),
-        raw(pdus)?,
+        raw_pdus(pdus)?,
     )))
 }
 
@@ -127,7 +128,7 @@ pub async fn missing_events(
             body.min_depth,
         )
         .await?;
-    Ok(RumaResponse(get_missing_events::v1::Response::new(raw(
-        events,
-    )?)))
+    Ok(RumaResponse(get_missing_events::v1::Response::new(
+        raw_pdus(events)?,
+    )))
 }

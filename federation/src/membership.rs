@@ -16,6 +16,7 @@ use tessera_core::Services;
 
 use crate::{
     edge::{ApiError, RumaResponse},
+    events::raw_pdus,
     extract::Signed,
 };
 
@@ -50,16 +51,9 @@ pub async fn send_join(
         .rooms
         .state_and_auth_chain_before(room_id, &body.event_id)
         .await?;
-    let raw = |jsons: Vec<Arc<str>>| {
-        jsons
-            .into_iter()
-            .map(|json| RawValue::from_string(json.to_string()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ApiError::internal(e.to_string()))
-    };
     let mut room_state = RoomState::new();
-    room_state.state = raw(state)?;
-    room_state.auth_chain = raw(auth_chain)?;
+    room_state.state = raw_pdus(state)?;
+    room_state.auth_chain = raw_pdus(auth_chain)?;
     Ok(RumaResponse(create_join_event::v2::Response::new(
         room_state,
     )))
@@ -131,14 +125,10 @@ pub async fn send_knock(
         "knock",
     )
     .await?;
-    let state = s
-        .rooms
-        .invite_state(&body.room_id)
-        .await?
+    let state = raw_pdus(s.rooms.invite_state(&body.room_id).await?)?
         .into_iter()
-        .map(|json| RawValue::from_string(json.to_string()).map(RawStrippedState::Pdu))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+        .map(RawStrippedState::Pdu)
+        .collect();
     Ok(RumaResponse(create_knock_event::v1::Response::new(state)))
 }
 

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ruma::{OwnedServerName, RoomId, ServerName, UserId};
+use ruma::{OwnedServerName, ServerName, UserId};
 use serde_json::{Value as JsonValue, json};
 use tokio::sync::Notify;
 
@@ -31,18 +31,15 @@ impl EduQueue {
         self.wake.clone()
     }
 
-    /// Queues an EDU for every other server with a user joined to the room.
-    pub async fn to_room(
+    /// Queues an EDU of a room for its other servers (`RoomState::remote_servers`).
+    pub async fn to_servers(
         &self,
-        room_id: &RoomId,
+        servers: &[OwnedServerName],
         edu_type: &str,
         content: JsonValue,
         expires_ts: Option<i64>,
     ) -> Result<()> {
-        let servers = self
-            .store
-            .servers_in_room(room_id, self.server_name.as_str())
-            .await?;
+        let servers = servers.iter().map(ToString::to_string).collect();
         self.to(servers, edu_type, content, expires_ts).await
     }
 

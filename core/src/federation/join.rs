@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use crate::{
     Error, Result, Services,
     events::{Pdu, reference_event_id},
+    rooms::member_content,
 };
 
 /// The room versions this server can take part in over federation: those whose event format
@@ -75,7 +76,7 @@ impl Services {
         };
         // An invite from another server names a server in the room (its sender's), as does a
         // knock (the one knocked through).
-        let resident = match self.rooms.out_of_band_invite(room_id, user_id).await? {
+        let resident = match self.rooms.pending_membership(room_id, user_id).await? {
             Some(invite) => Some(invite.resident_server()?),
             None => None,
         };
@@ -130,11 +131,10 @@ impl Services {
         let rules = version
             .rules()
             .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))?;
-        let mut content = serde_json::json!({ "membership": "join" });
-        if let Some(reason) = reason {
-            content["reason"] = reason.into();
-        }
-        let content = self.rooms.with_profile(user_id, content).await?;
+        let content = self
+            .rooms
+            .with_profile(user_id, member_content("join", reason))
+            .await?;
         let (event_id, object) =
             self.sign_member_template(&template.event, user_id, room_id, content, &rules)?;
         let pdu =

@@ -13,7 +13,10 @@ use super::{
     invite::stripped_event,
     join::{RemoteMembership, pdu_of},
 };
-use crate::{Error, Result, Services, rooms::MembershipChange};
+use crate::{
+    Error, Result, Services,
+    rooms::{MembershipChange, member_content},
+};
 
 impl Services {
     /// `user_id` knocks on the room: locally if this server knows it, otherwise through the
@@ -59,11 +62,10 @@ impl Services {
                     "{room_id} is version {version}, which this server cannot knock on"
                 ))
             })?;
-        let mut content = serde_json::json!({ "membership": "knock" });
-        if let Some(reason) = reason {
-            content["reason"] = reason.into();
-        }
-        let content = self.rooms.with_profile(user_id, content).await?;
+        let content = self
+            .rooms
+            .with_profile(user_id, member_content("knock", reason))
+            .await?;
         let (event_id, object) =
             self.sign_member_template(&template.event, user_id, room_id, content, &rules)?;
         let pdu =

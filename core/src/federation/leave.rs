@@ -13,8 +13,8 @@ use super::join::pdu_of;
 use crate::{
     Error, Result, Services,
     events::{Pdu, reference_event_id},
-    rooms::MembershipChange,
-    store::OutOfBandInvite,
+    rooms::{MembershipChange, member_content},
+    store::PendingMembership,
 };
 
 impl Services {
@@ -32,10 +32,10 @@ impl Services {
             reason,
         };
         if self.rooms.room_version(room_id).await?.is_none()
-            && let Some(invite) = self.rooms.out_of_band_invite(room_id, user_id).await?
+            && let Some(pending) = self.rooms.pending_membership(room_id, user_id).await?
         {
             return self
-                .reject_remote_invite(user_id, room_id, reason, invite)
+                .leave_out_of_band(user_id, room_id, reason, pending)
                 .await;
         }
         self.rooms.change_membership(room_id, change, false).await
@@ -45,19 +45,19 @@ impl Services {
     /// server knocked through. When that server cannot be reached or refuses, it is still
     /// done here (as Synapse does): the user asked to be rid of it, and the room's servers
     /// only learn of it later, if ever.
-    async fn reject_remote_invite(
+    async fn leave_out_of_band(
         &self,
         user_id: &UserId,
         room_id: &RoomId,
         reason: Option<&str>,
-        invite: OutOfBandInvite,
+        pending: PendingMembership,
     ) -> Result<()> {
-        let server = invite.resident_server()?;
+        let server = pending.resident_server()?;
         let leave = match self.remote_leave(&server, user_id, room_id, reason).await {
             Ok(leave) => leave,
             Err(e) => {
                 tracing::info!(%room_id, %server, error = %e, "rejecting the invite here only");
-                self.local_rejection(user_id, room_id, reason, &invite)?
+                self.local_rejection(user_id, room_id, reason, &pending)?
             }
         };
         self.rooms.store_out_of_band_membership(&leave, None).await
@@ -86,7 +86,7 @@ impl Services {
             &template.event,
             user_id,
             room_id,
-            leave_content(reason),
+            member_content("leave", reason),
             &rules,
         )?;
         let pdu =
@@ -106,13 +106,13 @@ impl Services {
         user_id: &UserId,
         room_id: &RoomId,
         reason: Option<&str>,
-        invite: &OutOfBandInvite,
+        pending: &PendingMembership,
     ) -> Result<Pdu> {
-        let version = &invite.room.version;
+        let version = &pending.room.version;
         let rules = version
             .rules()
             .ok_or_else(|| Error::UnsupportedRoomVersion(version.to_string()))?;
-        let depth = serde_json::from_str::<serde_json::Value>(&invite.event.json)
+        let depth = serde_json::from_str::<serde_json::Value>(&pending.event.json)
             .ok()
             .and_then(|event| event["depth"].as_u64())
             .unwrap_or(0);
@@ -121,9 +121,9 @@ impl Services {
             "sender": user_id,
             "state_key": user_id,
             "type": "m.room.member",
-            "content": leave_content(reason),
-            "prev_events": [invite.event.event_id],
-            "auth_events": [invite.event.event_id],
+            "content": member_content("leave", reason),
+            "prev_events": [pending.event.event_id],
+            "auth_events": [pending.event.event_id],
             "depth": depth.saturating_add(1),
             "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
         });
@@ -142,12 +142,4 @@ impl Services {
             reference_event_id(&object, &rules).map_err(|e| Error::Internal(e.to_string()))?;
         pdu_of(event_id, room_id, &object)
     }
-}
-
-fn leave_content(reason: Option<&str>) -> serde_json::Value {
-    let mut content = json!({ "membership": "leave" });
-    if let Some(reason) = reason {
-        content["reason"] = reason.into();
-    }
-    content
 }

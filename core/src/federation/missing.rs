@@ -40,6 +40,11 @@ impl Services {
         event_id: &OwnedEventId,
         prev_events: &[OwnedEventId],
     ) -> Result<()> {
+        // Most PDUs extend the room's latest events, held in memory: no query for those.
+        let extremities = self.rooms.extremities(room_id).await?;
+        if prev_events.iter().all(|id| extremities.contains(id)) {
+            return Ok(());
+        }
         let known = self.store.events(prev_events).await?;
         let missing = prev_events.iter().any(|id| {
             !known
@@ -51,7 +56,7 @@ impl Services {
         }
         let mut request = get_missing_events::v1::Request::new(
             room_id.to_owned(),
-            self.rooms.extremities(room_id).await?,
+            extremities,
             vec![event_id.clone()],
         );
         request.limit = UInt::from(MISSING_EVENTS_LIMIT);

@@ -67,6 +67,7 @@ pub use relations::{RELATIONS_RECURSION_DEPTH, RelationsPage, RelationsRequest, 
 pub use search::{
     ContextRequest, SearchContext, SearchGroup, SearchRequest, SearchResult, SearchResults,
 };
+pub use send::member_content;
 pub use served::{MAX_SERVED_EVENTS, ServedEvents};
 pub use state::RoomState;
 pub use sync::{RoomPositions, RoomsSyncRequest, account_data_event};

@@ -12,7 +12,7 @@ use super::{Rooms, recent};
 use crate::{
     Error, Result,
     events::Pdu,
-    store::{EventRow, OutOfBandInvite, OutOfBandMembership, OutOfBandRoom},
+    store::{EventRow, OutOfBandMembership, OutOfBandRoom, PendingMembership},
 };
 
 impl Rooms {
@@ -94,23 +94,18 @@ impl Rooms {
         if self.store.room_version(room_id).await?.is_none() {
             return Ok(false);
         }
-        let server_name = &self.config.server_name;
-        Ok(self
-            .store
-            .joined_members(room_id)
-            .await?
-            .iter()
-            .any(|user| user.server_name() == server_name))
+        self.has_joined_member(room_id, &self.config.server_name)
+            .await
     }
 
     /// The user's pending invite from another server, or knock, in a room this server is not
     /// in.
-    pub async fn out_of_band_invite(
+    pub async fn pending_membership(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
-    ) -> Result<Option<OutOfBandInvite>> {
-        Ok(self.store.out_of_band_invite(room_id, user_id).await?)
+    ) -> Result<Option<PendingMembership>> {
+        Ok(self.store.pending_membership(room_id, user_id).await?)
     }
 
     /// The room's descriptive state events, sent with invites and knock answers.

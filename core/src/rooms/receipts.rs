@@ -158,7 +158,11 @@ impl Rooms {
         Ok(())
     }
 
-    async fn event_in_room(&self, room_id: &RoomId, event_id: &EventId) -> Result<EventRow> {
+    pub(super) async fn event_in_room(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+    ) -> Result<EventRow> {
         self.store
             .event(event_id)
             .await?
@@ -240,7 +244,10 @@ impl Rooms {
                 "data": data,
             } } }
         });
-        self.edus.to_room(room_id, "m.receipt", content, None).await
+        let servers = self.remote_servers(room_id).await?;
+        self.edus
+            .to_servers(&servers, "m.receipt", content, None)
+            .await
     }
 
     /// An `m.receipt` EDU of `origin`: each `m.read` receipt of one of its users joined to the

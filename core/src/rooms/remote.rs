@@ -32,6 +32,18 @@ impl Rooms {
         Ok(self.store.room_version(room_id).await?)
     }
 
+    /// The other servers with users joined to the room, as cached with its state.
+    pub(super) async fn remote_servers(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Arc<[ruma::OwnedServerName]>> {
+        let mut guard = self.lock(room_id).await?;
+        Ok(guard
+            .as_mut()
+            .map(|room| room.remote_servers(&self.config.server_name))
+            .unwrap_or_default())
+    }
+
     /// The room's forward extremities: its latest events, which nothing here follows yet.
     pub async fn extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
         let guard = self.lock(room_id).await?;
@@ -269,12 +281,7 @@ impl Rooms {
         HashMap<OwnedEventId, Arc<str>>,
         HashMap<OwnedEventId, Arc<str>>,
     )> {
-        let row = self
-            .store
-            .event(event_id)
-            .await?
-            .filter(|row| row.room_id == room_id)
-            .ok_or_else(|| Error::NotFound(format!("Unknown event {event_id}")))?;
+        let row = self.event_in_room(room_id, event_id).await?;
         let state_ids: Vec<OwnedEventId> = self
             .store
             .state_group(row.state_before)

@@ -331,7 +331,8 @@ fn level_value(value: &JsonValue) -> Option<i64> {
 }
 
 /// The default content of a member event.
-pub(super) fn member_content(membership: &str, reason: Option<&str>) -> JsonValue {
+/// The content of a member event with `membership` and, if given, its `reason`.
+pub fn member_content(membership: &str, reason: Option<&str>) -> JsonValue {
     let mut content = json!({ "membership": membership });
     if let Some(reason) = reason {
         content["reason"] = JsonValue::String(reason.to_owned());

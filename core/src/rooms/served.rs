@@ -28,15 +28,23 @@ pub const MAX_SERVED_EVENTS: usize = 100;
 const WALK_BATCH: usize = 500;
 
 impl Rooms {
-    /// Refuses `server` unless one of its users is joined to the room.
-    async fn check_server_in_room(&self, room_id: &RoomId, server: &ServerName) -> Result<()> {
-        let in_room = self
+    /// Whether one of `server`'s users is joined to the room.
+    pub(super) async fn has_joined_member(
+        &self,
+        room_id: &RoomId,
+        server: &ServerName,
+    ) -> Result<bool> {
+        Ok(self
             .store
             .joined_members(room_id)
             .await?
             .iter()
-            .any(|user| user.server_name() == server);
-        if !in_room {
+            .any(|user| user.server_name() == server))
+    }
+
+    /// Refuses `server` unless one of its users is joined to the room and its ACL allows it.
+    async fn check_server_in_room(&self, room_id: &RoomId, server: &ServerName) -> Result<()> {
+        if !self.has_joined_member(room_id, server).await? {
             return Err(Error::Forbidden(format!(
                 "{server} has no user in {room_id}"
             )));
@@ -79,7 +87,7 @@ impl Rooms {
         event_id: &EventId,
     ) -> Result<Vec<Arc<str>>> {
         self.check_server_in_room(room_id, server).await?;
-        let row = self.room_event(room_id, event_id).await?;
+        let row = self.event_in_room(room_id, event_id).await?;
         let chain = self.auth_chain_of(parse(&row)?.auth_events).await?;
         Ok(chain.into_values().collect())
     }
@@ -118,7 +126,7 @@ impl Rooms {
         let limit = served_limit(limit);
         let mut start = Vec::new();
         for event_id in latest {
-            start.extend(parse(&self.room_event(room_id, event_id).await?)?.prev_events);
+            start.extend(parse(&self.event_in_room(room_id, event_id).await?)?.prev_events);
         }
         let stop: HashSet<OwnedEventId> = earliest.iter().chain(latest).cloned().collect();
         let mut found = self
@@ -175,14 +183,6 @@ impl Rooms {
             }
         }
         Ok(found)
-    }
-
-    async fn room_event(&self, room_id: &RoomId, event_id: &EventId) -> Result<EventRow> {
-        self.store
-            .event(event_id)
-            .await?
-            .filter(|row| row.room_id == room_id)
-            .ok_or_else(|| Error::NotFound(format!("Unknown event {event_id} in {room_id}")))
     }
 }
 

@@ -182,8 +182,9 @@ impl Rooms {
             "user_id": user_id,
             "typing": timeout_given,
         });
+        let servers = self.remote_servers(room_id).await?;
         self.edus
-            .to_room(room_id, "m.typing", content, Some(expires))
+            .to_servers(&servers, "m.typing", content, Some(expires))
             .await
     }
 

@@ -72,17 +72,6 @@ impl Store {
         Ok(())
     }
 
-    /// The servers other than `own` with a user joined to `room_id`.
-    pub async fn servers_in_room(&self, room_id: &ruma::RoomId, own: &str) -> Result<Vec<String>> {
-        let users = self
-            .joined_members(room_id)
-            .await?
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        Ok(servers_of(users, own))
-    }
-
     /// The servers other than `own` with a user sharing a joined room with `user_id`.
     pub async fn servers_sharing_a_room(
         &self,

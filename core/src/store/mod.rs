@@ -54,7 +54,7 @@ pub use key_backup::{
     BackupKey, BackupKeyScope, BackupKeysState, BackupVersion, PutBackupKeys, ReplaceRule,
 };
 pub use media::{MediaRow, NewMedia, ThumbnailRow};
-pub use out_of_band::{OutOfBandInvite, OutOfBandMembership, OutOfBandRoom};
+pub use out_of_band::{OutOfBandMembership, OutOfBandRoom, PendingMembership};
 pub use presence::StoredPresence;
 pub use push::{PushNotification, UnreadPushCount};
 pub use receipts::{NewReceipt, Receipt};

@@ -39,12 +39,12 @@ pub struct OutOfBandRoom {
 
 /// A pending invite or knock in a room this server is not in.
 #[derive(Debug, Clone)]
-pub struct OutOfBandInvite {
+pub struct PendingMembership {
     pub event: EventRow,
     pub room: OutOfBandRoom,
 }
 
-impl OutOfBandInvite {
+impl PendingMembership {
     /// A server in the room: the one knocked through, or the inviter's.
     pub fn resident_server(&self) -> std::result::Result<OwnedServerName, super::StoreError> {
         if let Some(via) = &self.room.via {
@@ -113,11 +113,11 @@ impl Store {
     }
 
     /// The user's pending invite to or knock on `room_id`, a room this server is not in.
-    pub async fn out_of_band_invite(
+    pub async fn pending_membership(
         &self,
         room_id: &RoomId,
         user_id: &UserId,
-    ) -> Result<Option<OutOfBandInvite>> {
+    ) -> Result<Option<PendingMembership>> {
         let Some(row) = sqlx::query(&format!(
             "SELECT {}, i.room_version, i.stripped_state, i.via_server FROM current_state c \
              JOIN events e ON e.event_id = c.event_id \
@@ -138,7 +138,7 @@ impl Store {
             return Ok(None);
         };
         let via: Option<String> = row.try_get("via_server")?;
-        Ok(Some(OutOfBandInvite {
+        Ok(Some(PendingMembership {
             event: super::rooms::event_row(&row)?,
             room: OutOfBandRoom {
                 version: super::stored_id(row.try_get::<String, _>("room_version")?)?,
