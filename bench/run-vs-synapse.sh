@@ -2,7 +2,7 @@
 # Runs a tessera-bench scenario against Tessera and then Synapse on this machine (loopback only)
 # and prints both reports and the Tessera/Synapse ratios. Everything it makes lives in bench/work/.
 #
-# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|media|all] [--only tessera|synapse]
+# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|media|e2ee|all] [--only tessera|synapse]
 #                                [--shared-secret-registration]
 #                                [--tessera-depth LIST] [--synapse-depth LIST]
 #                                [-- extra `tessera-bench SCENARIO` options, e.g. --users 100]
@@ -43,9 +43,9 @@ case $only in
     *) echo "--only takes tessera or synapse" >&2; exit 2 ;;
 esac
 case $scenario in
-    all) scenarios=(auth send messages rooms sync media) ;;
-    auth | send | messages | rooms | sync | media) scenarios=("$scenario") ;;
-    *) echo "--scenario takes auth, send, messages, rooms, sync, media or all" >&2; exit 2 ;;
+    all) scenarios=(auth send messages rooms sync media e2ee) ;;
+    auth | send | messages | rooms | sync | media | e2ee) scenarios=("$scenario") ;;
+    *) echo "--scenario takes auth, send, messages, rooms, sync, media, e2ee or all" >&2; exit 2 ;;
 esac
 
 machine="$(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"

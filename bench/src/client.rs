@@ -40,6 +40,7 @@ impl From<reqwest::Error> for RequestError {
 #[derive(Debug, Clone)]
 pub struct Session {
     pub user_id: String,
+    pub device_id: String,
     pub access_token: String,
 }
 
@@ -243,6 +244,101 @@ impl CsClient {
         sync_batch_from(&response)
     }
 
+    /// `POST /keys/upload` of `keys` (`device_keys`, `one_time_keys`); returns how many
+    /// unclaimed `signed_curve25519` one-time keys the device has according to the server.
+    pub async fn upload_keys(&self, access_token: &str, keys: &Value) -> Result<u64, RequestError> {
+        let response = self
+            .expect_ok(
+                Method::POST,
+                "/_matrix/client/v3/keys/upload",
+                Some(access_token),
+                Some(keys),
+            )
+            .await?;
+        // The spec lets a server leave out algorithms the device has no keys of.
+        Ok(response["one_time_key_counts"]["signed_curve25519"]
+            .as_u64()
+            .unwrap_or(0))
+    }
+
+    /// `POST /keys/query` for every device of `user_ids`; returns how many devices' keys came
+    /// back.
+    pub async fn query_keys(
+        &self,
+        access_token: &str,
+        user_ids: &[&str],
+    ) -> Result<usize, RequestError> {
+        let all_devices: serde_json::Map<String, Value> = user_ids
+            .iter()
+            .map(|user_id| ((*user_id).to_owned(), json!([])))
+            .collect();
+        let body = json!({ "device_keys": all_devices });
+        let response = self
+            .expect_ok(
+                Method::POST,
+                "/_matrix/client/v3/keys/query",
+                Some(access_token),
+                Some(&body),
+            )
+            .await?;
+        let users = response["device_keys"].as_object().ok_or_else(|| {
+            RequestError::Malformed(format!("no `device_keys` object in {response}"))
+        })?;
+        Ok(users
+            .values()
+            .filter_map(Value::as_object)
+            .map(|d| d.len())
+            .sum())
+    }
+
+    /// `POST /keys/claim` of `one_time_keys` (user ID -> device ID -> algorithm); returns how
+    /// many `signed_curve25519` one-time keys came back (a fallback key has another key ID).
+    pub async fn claim_keys(
+        &self,
+        access_token: &str,
+        one_time_keys: &Value,
+    ) -> Result<usize, RequestError> {
+        let body = json!({ "one_time_keys": one_time_keys });
+        let response = self
+            .expect_ok(
+                Method::POST,
+                "/_matrix/client/v3/keys/claim",
+                Some(access_token),
+                Some(&body),
+            )
+            .await?;
+        let users = response["one_time_keys"].as_object().ok_or_else(|| {
+            RequestError::Malformed(format!("no `one_time_keys` object in {response}"))
+        })?;
+        Ok(users
+            .values()
+            .filter_map(Value::as_object)
+            .flat_map(|devices| devices.values().filter_map(Value::as_object))
+            .flat_map(|keys| keys.keys())
+            .filter(|key_id| key_id.starts_with("signed_curve25519:"))
+            .count())
+    }
+
+    /// `PUT /sendToDevice/{eventType}/{txnId}` of `messages` (user ID -> device ID or `*` ->
+    /// content); `txn_id` must be unique per access token.
+    pub async fn send_to_device(
+        &self,
+        access_token: &str,
+        event_type: &str,
+        txn_id: &str,
+        messages: &Value,
+    ) -> Result<(), RequestError> {
+        let path = format!(
+            "/_matrix/client/v3/sendToDevice/{}/{}",
+            percent_encode(event_type),
+            percent_encode(txn_id)
+        );
+        let body = json!({ "messages": messages });
+        self.expect_ok(Method::PUT, &path, Some(access_token), Some(&body))
+            .await
+            .map(drop)
+    }
+
     /// `POST /_matrix/media/v3/upload` of `length` bytes (Synapse refuses uploads without a
     /// Content-Length, which a streamed body does not get by itself); returns the `mxc://` URI.
     pub async fn upload(
@@ -378,16 +474,28 @@ pub struct SyncBatch {
     pub joined_rooms: usize,
     /// The bodies of the `m.room.message` events in the joined rooms' timelines.
     pub message_bodies: Vec<String>,
+    /// The contents of the to-device events.
+    pub to_device_contents: Vec<Value>,
 }
 
 fn sync_batch_from(response: &Value) -> Result<SyncBatch, RequestError> {
     let next_batch = string_field(response, "next_batch")?;
-    // `rooms` and its sections may be left out when empty.
+    // `rooms`, `to_device` and their sections may be left out when empty.
+    let to_device_contents = response["to_device"]["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|event| event["content"].clone())
+                .collect()
+        })
+        .unwrap_or_default();
     let Some(joined) = response["rooms"]["join"].as_object() else {
         return Ok(SyncBatch {
             next_batch,
             joined_rooms: 0,
             message_bodies: Vec::new(),
+            to_device_contents,
         });
     };
     let message_bodies = joined
@@ -401,6 +509,7 @@ fn sync_batch_from(response: &Value) -> Result<SyncBatch, RequestError> {
         next_batch,
         joined_rooms: joined.len(),
         message_bodies,
+        to_device_contents,
     })
 }
 
@@ -441,6 +550,7 @@ fn registration_mac(shared_secret: &str, nonce: &str, username: &str, password: 
 fn session_from(response: &Value) -> Result<Session, RequestError> {
     Ok(Session {
         user_id: string_field(response, "user_id")?,
+        device_id: string_field(response, "device_id")?,
         access_token: string_field(response, "access_token")?,
     })
 }
@@ -489,8 +599,18 @@ mod tests {
         assert_eq!(batch.joined_rooms, 2);
         assert_eq!(batch.message_bodies, ["one"]);
 
+        assert!(batch.to_device_contents.is_empty());
+
         let empty = sync_batch_from(&json!({ "next_batch": "s43" })).unwrap();
         assert_eq!((empty.joined_rooms, empty.message_bodies.len()), (0, 0));
+        let to_device = sync_batch_from(&json!({
+            "next_batch": "s44",
+            "to_device": { "events": [
+                { "type": "m.room.encrypted", "sender": "@a:localhost", "content": { "n": 1 } },
+            ] },
+        }))
+        .unwrap();
+        assert_eq!(to_device.to_device_contents, [json!({ "n": 1 })]);
         assert!(sync_batch_from(&json!({ "rooms": {} })).is_err());
     }
 

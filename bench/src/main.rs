@@ -42,6 +42,10 @@ enum Command {
     /// Upload and download throughput, thumbnail latency, server memory during a large download.
     #[command(args_override_self = true)]
     Media(scenarios::media::MediaArgs),
+    /// Time /keys/query and /keys/claim for --devices devices and sendToDevice to
+    /// --fanout-devices devices, each in one request.
+    #[command(args_override_self = true)]
+    E2ee(scenarios::e2ee::E2eeArgs),
     /// Print reports saved with --json, and the ratios between two of them.
     Compare(compare::CompareArgs),
 }
@@ -58,6 +62,7 @@ async fn main() -> ExitCode {
         Command::Rooms(args) => publish(scenarios::rooms::run(args).await, &args.common),
         Command::Sync(args) => publish(scenarios::sync::run(args).await, &args.common),
         Command::Media(args) => publish(scenarios::media::run(args).await, &args.common),
+        Command::E2ee(args) => publish(scenarios::e2ee::run(args).await, &args.common),
         Command::Compare(args) => compare::run(args).map(|output| {
             print!("{output}");
             ExitCode::SUCCESS

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::{Router, extract::State};
 use ruma::{
-    OwnedServerName,
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
         directory::{
@@ -14,13 +13,10 @@ use ruma::{
         },
         room::{Visibility, aliases, get_summary},
     },
-    directory::RoomNetwork,
+    directory::{Filter, RoomNetwork},
     events::room::member::MembershipState,
 };
-use tessera_core::{
-    Services,
-    rooms::{PublicRoomsPage, PublicRoomsQuery},
-};
+use tessera_core::Services;
 use tessera_federation::edge::{ApiError, RumaResponse};
 
 use crate::{route::RumaRoutes, ruma_wrapper::Ruma};
@@ -82,42 +78,24 @@ async fn local_aliases(
     Ok(RumaResponse(aliases::v3::Response::new(aliases)))
 }
 
-/// Only this server's directory can be listed: another server's needs federation queries.
-fn local_directory(s: &Services, server: Option<&OwnedServerName>) -> Result<(), ApiError> {
-    match server {
-        Some(server) if *server != s.config.server_name => Err(ApiError::unrecognized(format!(
-            "This server cannot fetch the room directory of {server}"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn limit(limit: Option<ruma::UInt>) -> Option<usize> {
-    limit.map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX))
-}
-
 async fn public_rooms(
     State(s): State<Arc<Services>>,
     req: Ruma<get_public_rooms::v3::Request>,
 ) -> ApiResult<get_public_rooms::v3::Response> {
-    local_directory(&s, req.body.server.as_ref())?;
-    let query = PublicRoomsQuery {
-        limit: limit(req.body.limit),
-        since: req.body.since.clone(),
-        ..PublicRoomsQuery::default()
-    };
-    let page = s.rooms.public_rooms(query).await?;
-    let PublicRoomsPage {
-        chunk,
-        next_batch,
-        prev_batch,
-        total_room_count_estimate,
-    } = page;
-    let mut response = get_public_rooms::v3::Response::new(chunk);
-    response.next_batch = next_batch;
-    response.prev_batch = prev_batch;
-    response.total_room_count_estimate =
-        Some(total_room_count_estimate.try_into().unwrap_or_default());
+    let body = req.body;
+    let page = s
+        .public_rooms(
+            body.server.as_deref(),
+            body.limit,
+            body.since,
+            Filter::default(),
+            RoomNetwork::Matrix,
+        )
+        .await?;
+    let mut response = get_public_rooms::v3::Response::new(page.chunk);
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total_room_count_estimate);
     Ok(RumaResponse(response))
 }
 
@@ -125,36 +103,21 @@ async fn public_rooms_filtered(
     State(s): State<Arc<Services>>,
     req: Ruma<get_public_rooms_filtered::v3::Request>,
 ) -> ApiResult<get_public_rooms_filtered::v3::Response> {
-    local_directory(&s, req.body.server.as_ref())?;
-    let body = &req.body;
-    let query = PublicRoomsQuery {
-        limit: limit(body.limit),
-        since: body.since.clone(),
-        search_term: body
-            .filter
-            .generic_search_term
-            .clone()
-            .filter(|term| !term.trim().is_empty()),
-        room_types: body
-            .filter
-            .room_types
-            .iter()
-            .map(|kind| kind.as_str().map(str::to_owned))
-            .collect(),
-        third_party_network: matches!(body.room_network, RoomNetwork::ThirdParty(_)),
-    };
-    let PublicRoomsPage {
-        chunk,
-        next_batch,
-        prev_batch,
-        total_room_count_estimate,
-    } = s.rooms.public_rooms(query).await?;
+    let body = req.body;
+    let page = s
+        .public_rooms(
+            body.server.as_deref(),
+            body.limit,
+            body.since,
+            body.filter,
+            body.room_network,
+        )
+        .await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
-    response.chunk = chunk;
-    response.next_batch = next_batch;
-    response.prev_batch = prev_batch;
-    response.total_room_count_estimate =
-        Some(total_room_count_estimate.try_into().unwrap_or_default());
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total_room_count_estimate);
     Ok(RumaResponse(response))
 }
 

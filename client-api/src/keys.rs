@@ -102,7 +102,7 @@ async fn upload_signatures(
     let caller = req.caller()?;
     let failures = s
         .e2ee
-        .upload_signatures(caller, &req.body.signed_keys)
+        .upload_signatures(caller, &req.body.signed_keys, &s.federation.client)
         .await?;
     let mut response = upload_signatures::v3::Response::new();
     for failure in failures {

@@ -57,6 +57,15 @@ impl Client {
 
     /// The same server and token, connecting from another loopback source address (e.g.
     /// 127.0.0.2), so that the server sees another client IP.
+    /// A client of `base_url` over an HTTP client made elsewhere (for TLS settings).
+    pub(crate) fn with_http(http: reqwest::Client, base_url: &str) -> Self {
+        Self {
+            http,
+            base_url: base_url.to_owned(),
+            token: None,
+        }
+    }
+
     pub fn from_address(&self, local_address: IpAddr) -> Self {
         Client {
             http: http_client(Some(local_address)),
@@ -151,7 +160,7 @@ impl Client {
         self.request(Method::PUT, path, Some(body)).await
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         path: &str,

@@ -10,7 +10,10 @@ use rcgen::{
 use tempfile::TempDir;
 use toml::{Table, Value};
 
-use crate::server::{ServerBuilder, TestServer, free_port};
+use crate::{
+    Client, Method, Response,
+    server::{ServerBuilder, TestServer, free_port},
+};
 
 /// Servers started together, each knowing where the others are.
 pub struct Federation {
@@ -130,5 +133,53 @@ impl Federation {
     /// `https://<name of server i>:<its TLS port>`.
     pub fn federation_url(&self, i: usize) -> String {
         format!("https://{}:{}", federated_server_name(i), self.tls_ports[i])
+    }
+
+    /// A request to server `to`'s federation API signed with server `from`'s own key (spec:
+    /// "Request Authentication"): exactly what `from` would send, for requests no client
+    /// action makes, such as malformed ones.
+    pub async fn signed_request(
+        &self,
+        from: usize,
+        to: usize,
+        method: Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Response {
+        let key_file = std::fs::read_to_string(self.servers[from].signing_key_path())
+            .expect("read the signing key");
+        let [algorithm, version, seed] = key_file.split_whitespace().collect::<Vec<_>>()[..] else {
+            panic!("unexpected signing key file: {key_file}");
+        };
+        let seed: [u8; 32] = vodozemac::base64_decode(seed)
+            .expect("the seed is base64")
+            .try_into()
+            .expect("a 32-byte seed");
+        let key = vodozemac::Ed25519SecretKey::from_slice(&seed);
+        let (origin, destination) = (federated_server_name(from), federated_server_name(to));
+        let mut signed = serde_json::json!({
+            "method": method.as_str(),
+            "uri": path,
+            "origin": origin,
+            "destination": destination,
+        });
+        if let Some(body) = &body {
+            signed["content"] = body.clone();
+        }
+        // serde_json's maps are sorted: the compact form is the canonical JSON signed.
+        let signature = key.sign(signed.to_string().as_bytes()).to_base64();
+        let authorization = format!(
+            "X-Matrix origin=\"{origin}\",destination=\"{destination}\",\
+             key=\"{algorithm}:{version}\",sig=\"{signature}\""
+        );
+        let body = body.map(|b| (b.to_string().into_bytes(), "application/json"));
+        Client::with_http(self.https_client(), &self.federation_url(to))
+            .send(
+                method,
+                path,
+                body,
+                &[("Authorization".to_owned(), authorization)],
+            )
+            .await
     }
 }

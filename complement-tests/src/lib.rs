@@ -12,6 +12,7 @@
 //! - `TESSERA_TEST_LOG_LEVEL`: the server's `logging.level` (default `info`).
 
 mod client;
+pub mod e2ee;
 pub mod federation;
 pub mod im;
 pub mod media;

@@ -282,6 +282,11 @@ impl TestServer {
         &self.shared_secret
     }
 
+    /// The server's signing key file (Synapse's format: `ed25519 <version> <seed>`).
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.dir.path().join("data").join("signing.key")
+    }
+
     pub fn config_path(&self) -> &Path {
         &self.config_path
     }

@@ -304,3 +304,106 @@ async fn private_addresses_are_refused_unless_allowed() {
         response.json
     );
 }
+
+/// Spec: `GET/POST /publicRooms` with `server`, answered through the Server-Server API's
+/// `/publicRooms`.
+#[tokio::test]
+async fn the_room_directory_of_another_server_is_listed() {
+    let federation = Federation::start(2).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({
+            "preset": "public_chat", "visibility": "public", "name": "Lobby of hs0",
+        }))
+        .await;
+    alice
+        .create_room(json!({ "preset": "public_chat", "name": "Unlisted" }))
+        .await;
+    let hs0 = enc(&federated_server_name(0));
+
+    let listed = bob
+        .client
+        .get(&format!("{V3}/publicRooms?server={hs0}"))
+        .await
+        .ok();
+    let chunk = listed["chunk"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert_eq!(chunk.len(), 1, "{listed}");
+    assert_eq!(chunk[0]["room_id"], room_id, "{listed}");
+    assert_eq!(chunk[0]["name"], "Lobby of hs0", "{listed}");
+    assert_eq!(listed["total_room_count_estimate"], 1, "{listed}");
+
+    let search = |term: &str| json!({ "filter": { "generic_search_term": term }, "limit": 10 });
+    let found = bob
+        .client
+        .post(&format!("{V3}/publicRooms?server={hs0}"), search("lobby"))
+        .await
+        .ok();
+    assert_eq!(found["chunk"][0]["room_id"], room_id, "{found}");
+    let none = bob
+        .client
+        .post(
+            &format!("{V3}/publicRooms?server={hs0}"),
+            search("nothing like it"),
+        )
+        .await
+        .ok();
+    assert_eq!(none["chunk"], json!([]), "{none}");
+    // Bob's own server lists nothing: the rooms are hs0's.
+    let own = bob.client.get(&format!("{V3}/publicRooms")).await.ok();
+    assert_eq!(own["chunk"], json!([]), "{own}");
+}
+
+/// Spec: "OpenID": a user's token, checked by a third party through the federation API.
+#[tokio::test]
+async fn openid_tokens_prove_who_the_user_is() {
+    let federation = Federation::start(1).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(0, "bob", PASSWORD).await;
+    let request = |user: &str| format!("{V3}/user/{}/openid/request_token", enc(user));
+    let token = alice
+        .client
+        .post(&request(&alice.user_id), json!({}))
+        .await
+        .ok();
+    assert_eq!(token["token_type"], "Bearer", "{token}");
+    assert_eq!(
+        token["matrix_server_name"],
+        federated_server_name(0),
+        "{token}"
+    );
+    assert_eq!(token["expires_in"], 3600, "{token}");
+    alice
+        .client
+        .post(&request(&bob.user_id), json!({}))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+
+    // The third party asks without any signature, by the token alone.
+    let https = federation.https_client();
+    let userinfo = |token: &str| {
+        format!(
+            "{}/_matrix/federation/v1/openid/userinfo?access_token={}",
+            federation.federation_url(0),
+            enc(token)
+        )
+    };
+    let access_token = token["access_token"].as_str().unwrap();
+    let (status, body) = get_json(&https, &userinfo(access_token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["sub"], alice.user_id, "{body}");
+    // It stays valid until it expires.
+    let (status, _) = get_json(&https, &userinfo(access_token)).await;
+    assert_eq!(status, 200);
+    let (status, body) = get_json(&https, &userinfo("not-a-token")).await;
+    assert_eq!(
+        (status, body["errcode"].clone()),
+        (401, json!("M_UNKNOWN_TOKEN")),
+        "{body}"
+    );
+    // An access token of the Client-Server API is no OpenID token.
+    let (status, _) = get_json(&https, &userinfo(&alice.access_token)).await;
+    assert_eq!(status, 401);
+}

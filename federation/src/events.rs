@@ -7,14 +7,20 @@ use std::sync::Arc;
 use axum::extract::State;
 use ruma::{
     MilliSecondsSinceUnixEpoch,
-    api::federation::{
-        authorization::get_event_authorization,
-        backfill::get_backfill,
-        event::{get_event, get_missing_events, get_room_state, get_room_state_ids},
+    api::{
+        Direction as ApiDirection,
+        federation::{
+            authorization::get_event_authorization,
+            backfill::get_backfill,
+            event::{
+                get_event, get_event_by_timestamp, get_missing_events, get_room_state,
+                get_room_state_ids,
+            },
+        },
     },
 };
 use serde_json::value::RawValue;
-use tessera_core::Services;
+use tessera_core::{Services, rooms::Direction};
 
 use crate::{
     edge::{ApiError, RumaResponse},
@@ -130,5 +136,25 @@ pub async fn missing_events(
         .await?;
     Ok(RumaResponse(get_missing_events::v1::Response::new(
         raw_pdus(events)?,
+    )))
+}
+
+/// `GET /_matrix/federation/v1/timestamp_to_event/{roomId}`.
+pub async fn timestamp_to_event(
+    State(s): State<Arc<Services>>,
+    request: Signed<get_event_by_timestamp::v1::Request>,
+) -> Result<RumaResponse<get_event_by_timestamp::v1::Response>, ApiError> {
+    let body = &request.body;
+    let dir = match body.dir {
+        ApiDirection::Forward => Direction::Forward,
+        _ => Direction::Backward,
+    };
+    let (event_id, origin_server_ts) = s
+        .rooms
+        .event_at_timestamp_for_server(&request.origin, &body.room_id, body.ts, dir)
+        .await?;
+    Ok(RumaResponse(get_event_by_timestamp::v1::Response::new(
+        event_id,
+        origin_server_ts,
     )))
 }

@@ -7,6 +7,7 @@ mod extract;
 mod keys;
 mod media;
 mod membership;
+mod openid;
 mod query;
 mod transactions;
 mod user;
@@ -32,6 +33,14 @@ pub fn router() -> Router<Arc<Services>> {
             get(version::server_version),
         )
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
+        .route(
+            "/_matrix/federation/v1/openid/userinfo",
+            get(openid::userinfo),
+        )
+        .route(
+            "/_matrix/federation/v1/publicRooms",
+            get(query::public_rooms).post(query::public_rooms_filtered),
+        )
         .route(
             "/_matrix/federation/v1/query/directory",
             get(query::directory),
@@ -81,6 +90,10 @@ pub fn router() -> Router<Arc<Services>> {
             get(events::event),
         )
         .route("/_matrix/federation/v1/state/{room_id}", get(events::state))
+        .route(
+            "/_matrix/federation/v1/timestamp_to_event/{room_id}",
+            get(events::timestamp_to_event),
+        )
         .route(
             "/_matrix/federation/v1/state_ids/{room_id}",
             get(events::state_ids),

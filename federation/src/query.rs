@@ -1,11 +1,17 @@
-//! Queries other servers make about this one's users and aliases (spec: Server-Server API,
-//! "Query").
+//! Queries other servers make about this one's users, aliases and published rooms (spec:
+//! Server-Server API, "Query", "Public Room Directory").
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use ruma::api::federation::query::{get_profile_information, get_room_information};
-use tessera_core::Services;
+use ruma::{
+    api::federation::{
+        directory::{get_public_rooms, get_public_rooms_filtered},
+        query::{get_profile_information, get_room_information},
+    },
+    directory::Filter,
+};
+use tessera_core::{Services, rooms::PublicRoomsQuery};
 
 use crate::{
     edge::{ApiError, RumaResponse},
@@ -49,4 +55,42 @@ pub async fn directory(
     Ok(RumaResponse(get_room_information::v1::Response::new(
         room_id, servers,
     )))
+}
+
+/// `GET /_matrix/federation/v1/publicRooms`: a page of this server's published rooms.
+pub async fn public_rooms(
+    State(s): State<Arc<Services>>,
+    request: Signed<get_public_rooms::v1::Request>,
+) -> Result<RumaResponse<get_public_rooms::v1::Response>, ApiError> {
+    let body = request.body;
+    let query = PublicRoomsQuery::filtered(
+        body.limit,
+        body.since,
+        &Filter::default(),
+        &body.room_network,
+    );
+    let page = s.rooms.public_rooms(query).await?;
+    let mut response = get_public_rooms::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total_room_count_estimate);
+    Ok(RumaResponse(response))
+}
+
+/// `POST /_matrix/federation/v1/publicRooms`: the same, filtered.
+pub async fn public_rooms_filtered(
+    State(s): State<Arc<Services>>,
+    request: Signed<get_public_rooms_filtered::v1::Request>,
+) -> Result<RumaResponse<get_public_rooms_filtered::v1::Response>, ApiError> {
+    let body = request.body;
+    let query =
+        PublicRoomsQuery::filtered(body.limit, body.since, &body.filter, &body.room_network);
+    let page = s.rooms.public_rooms(query).await?;
+    let mut response = get_public_rooms_filtered::v1::Response::new();
+    response.chunk = page.chunk;
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.total_room_count_estimate = Some(page.total_room_count_estimate);
+    Ok(RumaResponse(response))
 }

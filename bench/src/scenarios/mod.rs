@@ -2,6 +2,7 @@
 //! [`ScenarioReport`](crate::stats::ScenarioReport).
 
 pub mod auth;
+pub mod e2ee;
 pub mod media;
 pub mod messages;
 pub mod rooms;

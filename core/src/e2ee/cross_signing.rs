@@ -9,7 +9,7 @@ use ruma::{
 };
 
 use super::{E2ee, signed_json};
-use crate::{Error, Result, store::StoredSignature, users::Caller};
+use crate::{Error, Result, federation::FederationClient, store::StoredSignature, users::Caller};
 
 /// The keys of one `/keys/device_signing/upload`.
 pub struct SigningKeysUpload {
@@ -197,6 +197,7 @@ impl E2ee {
         &self,
         caller: &Caller,
         signed_keys: &BTreeMap<OwnedUserId, SignedKeys>,
+        federation: &FederationClient,
     ) -> Result<Vec<SignatureFailure>> {
         let own_keys = self.store.cross_signing_keys(&caller.user_id).await?;
         let own_key = |key_type: &str| -> Result<Option<String>> {
@@ -219,7 +220,7 @@ impl E2ee {
         for (user_id, keys) in signed_keys {
             for (key_id, json) in keys {
                 match self
-                    .check_signature(caller, &signers, user_id, key_id, json.get())
+                    .check_signature(caller, &signers, user_id, key_id, json.get(), federation)
                     .await
                 {
                     Ok(signatures) => accepted.extend(signatures),
@@ -256,21 +257,21 @@ impl E2ee {
         user_id: &UserId,
         key_id: &str,
         json: &str,
+        federation: &FederationClient,
     ) -> Result<Vec<StoredSignature>, String> {
         let object: CanonicalJsonObject =
             serde_json::from_str(json).map_err(|e| format!("not a signed JSON object: {e}"))?;
         let signer = caller.user_id.as_str();
-        if !self.is_local(user_id) {
-            return Err("federation is not available on this server".to_owned());
-        }
-        let target_keys = self
-            .store
-            .cross_signing_keys(user_id)
-            .await
-            .map_err(|e| format!("cannot read the keys: {e}"))?;
-        let target_master = target_keys
-            .get("master")
-            .and_then(|json| signed_json::parse(json, "master key").ok());
+        let target_master = if self.is_local(user_id) {
+            self.store
+                .cross_signing_keys(user_id)
+                .await
+                .map_err(|e| format!("cannot read the keys: {e}"))?
+                .get("master")
+                .and_then(|json| signed_json::parse(json, "master key").ok())
+        } else {
+            self.remote_master_key(user_id, federation).await?
+        };
         let signature = |signer_key_id: String, signature: String| StoredSignature {
             target_user_id: user_id.to_owned(),
             target_key_id: key_id.to_owned(),
@@ -354,6 +355,32 @@ impl E2ee {
         let signer_key_id = format!("ed25519:{user_signing}");
         let checked = signed_json::verify(&object, signer, &signer_key_id, user_signing)?;
         Ok(vec![signature(signer_key_id, checked)])
+    }
+}
+
+impl E2ee {
+    /// The master key of a remote user, asked of their server: a local user's user-signing
+    /// key may sign it (Synapse does the same).
+    async fn remote_master_key(
+        &self,
+        user_id: &UserId,
+        federation: &FederationClient,
+    ) -> Result<Option<CanonicalJsonObject>, String> {
+        let request = ruma::api::federation::keys::get_keys::v1::Request::new(
+            [(user_id.to_owned(), Vec::new())].into(),
+        );
+        let answer = federation
+            .send(user_id.server_name(), request)
+            .await
+            .map_err(|e| format!("cannot fetch the master key of {user_id}: {e}"))?;
+        answer
+            .master_keys
+            .get(user_id)
+            .map(|key| {
+                serde_json::from_str(key.json().get())
+                    .map_err(|e| format!("the master key of {user_id} does not parse: {e}"))
+            })
+            .transpose()
     }
 }
 

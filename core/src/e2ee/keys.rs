@@ -33,6 +33,16 @@ pub struct KeyCounts {
     pub unused_fallback_keys: Vec<OneTimeKeyAlgorithm>,
 }
 
+/// Most unclaimed one-time keys a device may hold: clients keep about 50 (half of what
+/// vodozemac and libolm accounts hold); the cap keeps one device from filling the database.
+const MAX_ONE_TIME_KEYS: usize = 1000;
+
+fn too_many_one_time_keys() -> Error {
+    Error::InvalidParam(format!(
+        "A device may hold at most {MAX_ONE_TIME_KEYS} unclaimed one-time keys"
+    ))
+}
+
 /// How long remote servers are waited for when the client gives no `timeout` (spec: 10 s).
 const DEFAULT_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const MAX_REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -90,6 +100,41 @@ fn to_raw<T>(object: &CanonicalJsonObject) -> Result<Raw<T>> {
     raw(&signed_json::canonical(object))
 }
 
+/// The device keys of the calling device, checked: the caller's own user and device, and
+/// signed by the device's own ed25519 key.
+pub(super) fn self_signed_device_keys(
+    caller: &Caller,
+    keys: &Raw<DeviceKeys>,
+) -> Result<CanonicalJsonObject> {
+    let object = signed_json::parse(keys.json().get(), "device keys")?;
+    keys.deserialize()
+        .map_err(|e| Error::BadJson(format!("Invalid device keys: {e}")))?;
+    if signed_json::string_field(&object, "user_id") != Some(caller.user_id.as_str())
+        || signed_json::string_field(&object, "device_id") != Some(caller.device_id.as_str())
+    {
+        return Err(Error::InvalidParam(format!(
+            "The device keys must be those of the calling device: user {} and device {}",
+            caller.user_id, caller.device_id
+        )));
+    }
+    let signing_key_id = format!("ed25519:{}", caller.device_id);
+    let public_key = signed_json::keys(&object)
+        .into_iter()
+        .find(|(id, _)| *id == signing_key_id)
+        .map(|(_, key)| key)
+        .ok_or_else(|| {
+            Error::InvalidParam(format!("The device keys lack the key {signing_key_id}"))
+        })?;
+    signed_json::verify(
+        &object,
+        caller.user_id.as_str(),
+        &signing_key_id,
+        public_key,
+    )
+    .map_err(|e| Error::InvalidParam(format!("Invalid device keys: {e}")))?;
+    Ok(object)
+}
+
 impl E2ee {
     /// `POST /keys/upload`: stores the calling device's keys; returns its one-time key counts.
     pub async fn upload_keys(
@@ -101,18 +146,9 @@ impl E2ee {
             Some(keys) => self.new_device_keys(caller, keys).await?,
             None => None,
         };
-        let one_time_keys = uploaded_keys(&request.one_time_keys, "one-time key")?;
-        let fallback_keys = uploaded_keys(&request.fallback_keys, "fallback key")?;
-        let mut algorithms: Vec<&str> =
-            fallback_keys.iter().map(|k| k.algorithm.as_str()).collect();
-        algorithms.sort_unstable();
-        if algorithms.windows(2).any(|pair| pair[0] == pair[1]) {
-            return Err(Error::InvalidParam(
-                "Upload at most one fallback key per algorithm".to_owned(),
-            ));
-        }
-        self.check_one_time_keys_unchanged(caller, &one_time_keys)
-            .await?;
+        let (one_time_keys, fallback_keys) =
+            uploaded_key_sets(&request.one_time_keys, &request.fallback_keys)?;
+        self.check_one_time_keys(caller, &one_time_keys).await?;
         let position = self
             .store
             .upload_keys(KeyUpload {
@@ -146,32 +182,7 @@ impl E2ee {
         caller: &Caller,
         keys: &Raw<DeviceKeys>,
     ) -> Result<Option<String>> {
-        let object = signed_json::parse(keys.json().get(), "device keys")?;
-        keys.deserialize()
-            .map_err(|e| Error::BadJson(format!("Invalid device keys: {e}")))?;
-        if signed_json::string_field(&object, "user_id") != Some(caller.user_id.as_str())
-            || signed_json::string_field(&object, "device_id") != Some(caller.device_id.as_str())
-        {
-            return Err(Error::InvalidParam(format!(
-                "The device keys must be those of the calling device: user {} and device {}",
-                caller.user_id, caller.device_id
-            )));
-        }
-        let signing_key_id = format!("ed25519:{}", caller.device_id);
-        let public_key = signed_json::keys(&object)
-            .into_iter()
-            .find(|(id, _)| *id == signing_key_id)
-            .map(|(_, key)| key)
-            .ok_or_else(|| {
-                Error::InvalidParam(format!("The device keys lack the key {signing_key_id}"))
-            })?;
-        signed_json::verify(
-            &object,
-            caller.user_id.as_str(),
-            &signing_key_id,
-            public_key,
-        )
-        .map_err(|e| Error::InvalidParam(format!("Invalid device keys: {e}")))?;
+        let object = self_signed_device_keys(caller, keys)?;
         let stored = self
             .store
             .device_keys_json(&caller.user_id, &caller.device_id)
@@ -196,11 +207,8 @@ impl E2ee {
     }
 
     /// A one-time key ID is used once: uploading it again is only allowed with the same key.
-    async fn check_one_time_keys_unchanged(
-        &self,
-        caller: &Caller,
-        keys: &[UploadedKey],
-    ) -> Result<()> {
+    /// And a device holds at most [`MAX_ONE_TIME_KEYS`] unclaimed keys.
+    async fn check_one_time_keys(&self, caller: &Caller, keys: &[UploadedKey]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -220,10 +228,21 @@ impl E2ee {
                 )));
             }
         }
+        let unclaimed: u64 = self
+            .device_key_counts(&caller.user_id, &caller.device_id)
+            .await?
+            .one_time_keys
+            .values()
+            .map(|count| u64::from(*count))
+            .sum();
+        let new = (keys.len() - stored.len()) as u64;
+        if unclaimed + new > MAX_ONE_TIME_KEYS as u64 {
+            return Err(too_many_one_time_keys());
+        }
         Ok(())
     }
 
-    fn forget_key_counts(&self, user_id: &UserId, device_id: &ruma::DeviceId) {
+    pub(super) fn forget_key_counts(&self, user_id: &UserId, device_id: &ruma::DeviceId) {
         self.key_counts()
             .remove(&(user_id.to_owned(), device_id.to_owned()));
     }
@@ -302,7 +321,50 @@ impl E2ee {
                 .self_signing_keys
                 .extend(keys.self_signing_keys.into_iter().filter(|(u, _)| own(u)));
         }
+        self.add_signatures_on_remote_master_keys(requester, &mut response)
+            .await?;
         Ok(response)
+    }
+
+    /// Adds the requester's signatures on remote users' master keys: made with their
+    /// user-signing key, they are kept on this server only.
+    async fn add_signatures_on_remote_master_keys(
+        &self,
+        requester: &UserId,
+        response: &mut get_keys::v3::Response,
+    ) -> Result<()> {
+        let remote_masters = response
+            .master_keys
+            .keys()
+            .any(|user_id| !self.is_local(user_id));
+        if !remote_masters
+            || !self
+                .store
+                .cross_signing_keys(requester)
+                .await?
+                .contains_key("user_signing")
+        {
+            return Ok(());
+        }
+        for (user_id, master) in &mut response.master_keys {
+            if self.is_local(user_id) {
+                continue;
+            }
+            let signatures = self.store.signatures_on(user_id, &[requester]).await?;
+            if signatures.is_empty() {
+                continue;
+            }
+            // A key the other server sent malformed is passed on as it came.
+            let Ok(mut object) = signed_json::parse(master.json().get(), "master key") else {
+                continue;
+            };
+            let public_key = super::cross_signing::public_key(&object)
+                .unwrap_or_default()
+                .to_owned();
+            add_signatures(&mut object, &signatures, &public_key, |_| true);
+            *master = to_raw(&object)?;
+        }
+        Ok(())
     }
 
     /// The keys of local users, as `/keys/query` and federation's `/user/keys/query` return
@@ -472,6 +534,27 @@ impl E2ee {
         }
         Ok(one_time_keys)
     }
+}
+
+/// The one-time and fallback keys of an upload, checked: at most one fallback key per
+/// algorithm.
+pub(super) fn uploaded_key_sets(
+    one_time_keys: &BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>,
+    fallback_keys: &BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>,
+) -> Result<(Vec<UploadedKey>, Vec<UploadedKey>)> {
+    if one_time_keys.len() > MAX_ONE_TIME_KEYS {
+        return Err(too_many_one_time_keys());
+    }
+    let one_time_keys = uploaded_keys(one_time_keys, "one-time key")?;
+    let fallback_keys = uploaded_keys(fallback_keys, "fallback key")?;
+    let mut algorithms: Vec<&str> = fallback_keys.iter().map(|k| k.algorithm.as_str()).collect();
+    algorithms.sort_unstable();
+    if algorithms.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(Error::InvalidParam(
+            "Upload at most one fallback key per algorithm".to_owned(),
+        ));
+    }
+    Ok((one_time_keys, fallback_keys))
 }
 
 /// The keys of an upload, each as canonical JSON with its algorithm.

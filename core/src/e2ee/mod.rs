@@ -4,6 +4,7 @@
 
 mod backup;
 mod cross_signing;
+mod dehydrated;
 mod keys;
 mod signed_json;
 mod sync;
@@ -18,6 +19,7 @@ use ruma::{OwnedDeviceId, OwnedServerName, OwnedUserId, UserId};
 
 pub use backup::KeysToBackUp;
 pub use cross_signing::{SignatureFailure, SigningKeysUpload};
+pub use dehydrated::DehydratedEvents;
 pub use keys::KeyCounts;
 pub use sync::DeviceSync;
 

@@ -9,10 +9,28 @@ use ruma::{
 };
 
 use super::{E2ee, KeyCounts};
-use crate::{Error, Result, sync::SyncToken};
+use crate::{Error, Result, store::ToDeviceMessage, sync::SyncToken};
 
 /// Most to-device messages one sync delivers; the rest follow in the next.
-const TO_DEVICE_LIMIT: i64 = 100;
+pub(super) const TO_DEVICE_LIMIT: i64 = 100;
+
+/// Stored to-device messages as the events a device receives.
+pub(super) fn to_device_events(messages: &[ToDeviceMessage]) -> Result<Vec<Raw<AnyToDeviceEvent>>> {
+    messages
+        .iter()
+        .map(|message| {
+            let json = format!(
+                r#"{{"content":{},"sender":{},"type":{}}}"#,
+                message.content,
+                serde_json::Value::from(message.sender.as_str()),
+                serde_json::Value::from(message.event_type.as_str()),
+            );
+            serde_json::value::RawValue::from_string(json)
+                .map(Raw::from_json)
+                .map_err(|e| Error::Internal(format!("stored to-device message: {e}")))
+        })
+        .collect()
+}
 
 /// A device's encryption news for one sync.
 pub struct DeviceSync {
@@ -50,20 +68,7 @@ impl E2ee {
             Some(last) if messages.len() == TO_DEVICE_LIMIT as usize => last.position,
             _ => upto.to_device,
         };
-        let to_device = messages
-            .iter()
-            .map(|message| {
-                let json = format!(
-                    r#"{{"content":{},"sender":{},"type":{}}}"#,
-                    message.content,
-                    serde_json::Value::from(message.sender.as_str()),
-                    serde_json::Value::from(message.event_type.as_str()),
-                );
-                serde_json::value::RawValue::from_string(json)
-                    .map(Raw::from_json)
-                    .map_err(|e| Error::Internal(format!("stored to-device message: {e}")))
-            })
-            .collect::<Result<_>>()?;
+        let to_device = to_device_events(&messages)?;
         // An initial sync has no device list changes: the client queries every device anyway.
         let device_lists = match since {
             Some(since) => {

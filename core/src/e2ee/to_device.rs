@@ -30,12 +30,13 @@ impl E2ee {
         for (user_id, devices) in messages {
             for (target, content) in devices {
                 let json = content.json().get();
-                let object =
-                    serde_json::from_str::<JsonMap<String, JsonValue>>(json).map_err(|e| {
-                        Error::BadJson(format!(
-                            "The message for {user_id} {target} is not a JSON object: {e}"
-                        ))
-                    })?;
+                // The body parsed as JSON already: an object is all that is left to check, and
+                // only messages for other servers are parsed again, to be nested in an EDU.
+                if !json.trim_start().starts_with('{') {
+                    return Err(Error::BadJson(format!(
+                        "The message for {user_id} {target} is not a JSON object"
+                    )));
+                }
                 if self.is_local(user_id) {
                     local.push(OutgoingToDevice {
                         user_id: user_id.clone(),
@@ -46,6 +47,8 @@ impl E2ee {
                         content: json.to_owned(),
                     });
                 } else {
+                    let object = serde_json::from_str::<JsonMap<String, JsonValue>>(json)
+                        .map_err(|e| Error::BadJson(format!("The message for {user_id}: {e}")))?;
                     let for_user = remote
                         .entry(user_id.server_name().to_owned())
                         .or_default()

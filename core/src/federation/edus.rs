@@ -94,11 +94,12 @@ impl EduQueue {
         device_id: &ruma::DeviceId,
         deleted: bool,
     ) -> Result<()> {
+        let (stream_id, prev_id) = self.store.device_list_update_ids(user_id).await?;
         let mut content = json!({
             "user_id": user_id,
             "device_id": device_id,
-            "stream_id": self.store.device_list_position(),
-            "prev_id": [],
+            "stream_id": stream_id,
+            "prev_id": Vec::from_iter(prev_id),
         });
         if deleted {
             content["deleted"] = true.into();

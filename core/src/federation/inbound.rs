@@ -10,6 +10,7 @@ use ruma::{
 };
 use serde_json::value::RawValue;
 
+use super::pdu;
 use crate::{Error, Result, Services};
 
 /// The spec's limits on one transaction.
@@ -115,7 +116,7 @@ impl Services {
             .await
         {
             Ok(checked) => checked,
-            Err(e) => return (None, Err(e.to_string())),
+            Err(e) => return (pdu::event_id_of(json, &rules), Err(e.to_string())),
         };
         let prev_events: Vec<OwnedEventId> = checked
             .object

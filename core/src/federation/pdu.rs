@@ -25,6 +25,14 @@ pub struct CheckedPdu {
     pub redacted: bool,
 }
 
+/// The event ID of a PDU as its room version derives it, if it is well-formed enough to have
+/// one: a PDU that fails its checks is still answered under its ID.
+pub(super) fn event_id_of(json: &RawValue, rules: &RoomVersionRules) -> Option<OwnedEventId> {
+    let mut object: CanonicalJsonObject = serde_json::from_str(json.get()).ok()?;
+    object.remove("event_id");
+    reference_event_id(&object, rules).ok()
+}
+
 impl ServerKeys {
     /// Checks a PDU of `room_id` (a room of the given rules) sent by `origin`.
     pub async fn check_pdu(

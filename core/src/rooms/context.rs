@@ -116,11 +116,24 @@ impl Rooms {
         dir: Direction,
     ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
         self.history_access(user_id, room_id).await?;
+        let visibility = VisibilityFilter::new(self, room_id, user_id).await?;
+        self.scan_by_timestamp(room_id, ts, dir, Some((visibility, user_id)))
+            .await
+    }
+
+    /// The first event from `ts` in direction `dir` that `reader` (a user and their visibility
+    /// filter; `None` for a server in the room, which reads every event) may see.
+    pub(super) async fn scan_by_timestamp(
+        &self,
+        room_id: &RoomId,
+        ts: MilliSecondsSinceUnixEpoch,
+        dir: Direction,
+        mut reader: Option<(VisibilityFilter<'_>, &UserId)>,
+    ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
         let forward = dir == Direction::Forward;
         let ts = i64::from(ts.get());
         // Exclusive keys just outside `ts`, so that events at `ts` itself are included.
         let mut key = if forward { (ts, -1) } else { (ts, i64::MAX) };
-        let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
         let mut scanned = 0;
         while scanned < MAX_TIMESTAMP_SCAN {
             let rows = self
@@ -132,10 +145,15 @@ impl Rooms {
                 scanned += 1;
                 key = (origin_server_ts, row.stream_ordering);
                 let pdu = parse(&row)?;
-                if visibility
-                    .allows(&row, own_membership(&pdu, user_id).as_deref())
-                    .await?
-                {
+                let visible = match &mut reader {
+                    Some((visibility, user_id)) => {
+                        visibility
+                            .allows(&row, own_membership(&pdu, user_id).as_deref())
+                            .await?
+                    }
+                    None => true,
+                };
+                if visible {
                     return Ok((pdu.event_id, pdu.origin_server_ts));
                 }
             }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ruma::{
     EventEncryptionAlgorithm, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, RoomId, RoomOrAliasId,
     UInt, UserId,
-    directory::{PublicRoomsChunk, PublicRoomsChunkInit},
+    directory::{Filter, PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork},
     room::{AllowRule, JoinRule, JoinRuleKind, JoinRuleSummary, RoomSummary, RoomType},
 };
 use serde::Deserialize;
@@ -51,11 +51,37 @@ pub struct PublicRoomsQuery {
     pub third_party_network: bool,
 }
 
+impl PublicRoomsQuery {
+    /// The query of a `POST /publicRooms` (client or federation) request.
+    pub fn filtered(
+        limit: Option<UInt>,
+        since: Option<String>,
+        filter: &Filter,
+        room_network: &RoomNetwork,
+    ) -> Self {
+        Self {
+            limit: limit.map(|l| usize::try_from(u64::from(l)).unwrap_or(usize::MAX)),
+            since,
+            search_term: filter
+                .generic_search_term
+                .clone()
+                .filter(|term| !term.trim().is_empty()),
+            room_types: filter
+                .room_types
+                .iter()
+                .map(|kind| kind.as_str().map(str::to_owned))
+                .collect(),
+            third_party_network: matches!(room_network, RoomNetwork::ThirdParty(_)),
+        }
+    }
+}
+
 pub struct PublicRoomsPage {
     pub chunk: Vec<PublicRoomsChunk>,
     pub next_batch: Option<String>,
     pub prev_batch: Option<String>,
-    pub total_room_count_estimate: u64,
+    /// As every directory answer carries it.
+    pub total_room_count_estimate: UInt,
 }
 
 /// A room as its current state describes it.
@@ -212,7 +238,7 @@ impl Rooms {
     /// `GET`/`POST /publicRooms`: rooms with the most joined members first.
     pub async fn public_rooms(&self, query: PublicRoomsQuery) -> Result<PublicRoomsPage> {
         let total_room_count_estimate =
-            u64::try_from(self.store.published_room_count().await?).unwrap_or_default();
+            UInt::try_from(self.store.published_room_count().await?).unwrap_or_default();
         if query.third_party_network {
             return Ok(PublicRoomsPage {
                 chunk: Vec::new(),

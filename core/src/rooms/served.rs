@@ -13,9 +13,9 @@ use std::{
     sync::Arc,
 };
 
-use ruma::{EventId, OwnedEventId, RoomId, ServerName, UInt};
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UInt};
 
-use super::{Rooms, read::parse};
+use super::{Direction, Rooms, read::parse};
 use crate::{Error, Result, events::Pdu, store::EventRow};
 
 /// Stored PDUs by event ID.
@@ -50,6 +50,18 @@ impl Rooms {
             )));
         }
         self.check_server_acl(room_id, server).await
+    }
+
+    /// `GET /timestamp_to_event/{roomId}`: the event closest to `ts` in direction `dir`.
+    pub async fn event_at_timestamp_for_server(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        ts: MilliSecondsSinceUnixEpoch,
+        dir: Direction,
+    ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
+        self.check_server_in_room(room_id, server).await?;
+        self.scan_by_timestamp(room_id, ts, dir, None).await
     }
 
     /// `GET /event/{eventId}`: the stored PDU.

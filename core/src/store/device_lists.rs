@@ -58,6 +58,25 @@ impl Store {
         Ok(())
     }
 
+    /// The positions of the user's latest device list change and of the one before it: the
+    /// `stream_id` and `prev_id` of the `m.device_list_update` that announces the change, so
+    /// that a server which saw the previous update applies this one without fetching the whole
+    /// list again.
+    pub async fn device_list_update_ids(&self, user_id: &UserId) -> Result<(i64, Option<i64>)> {
+        let positions: Vec<i64> = sqlx::query_scalar(
+            "SELECT position FROM device_list_changes WHERE user_id = $1 \
+             ORDER BY position DESC LIMIT 2",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(match positions[..] {
+            [latest, previous] => (latest, Some(previous)),
+            [latest] => (latest, None),
+            _ => (self.device_list_position(), None),
+        })
+    }
+
     /// The device list stream's current position.
     pub fn device_list_position(&self) -> i64 {
         self.positions.device_lists()
@@ -133,5 +152,27 @@ impl Store {
         ))
         .await?;
         Ok((joined, parted))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::user_id;
+
+    use super::super::testing::test_store;
+
+    #[tokio::test]
+    async fn device_list_updates_name_the_previous_one() {
+        let (store, _db) = test_store().await;
+        let alice = user_id!("@alice:example.org");
+        let bob = user_id!("@bob:example.org");
+        store.record_remote_device_list_change(alice).await.unwrap();
+        let (first, previous) = store.device_list_update_ids(alice).await.unwrap();
+        assert_eq!(previous, None);
+        store.record_remote_device_list_change(bob).await.unwrap();
+        store.record_remote_device_list_change(alice).await.unwrap();
+        let (second, previous) = store.device_list_update_ids(alice).await.unwrap();
+        assert_eq!(previous, Some(first));
+        assert_eq!(second, first + 2);
     }
 }

@@ -40,7 +40,7 @@ fn device_from_row(row: &AnyRow) -> Result<Device> {
     })
 }
 
-async fn delete_device_rows(
+pub(super) async fn delete_device_rows(
     conn: &mut AnyConnection,
     user_id: &str,
     device_id: &str,
@@ -61,15 +61,17 @@ async fn delete_device_rows(
 }
 
 const SESSION_TABLES: [&str; 2] = ["access_tokens", "refresh_tokens"];
-/// A device's sessions, keys and to-device inbox go with it. Devices last, so the count
-/// returned is that of deleted devices.
-const DEVICE_TABLES: [&str; 7] = [
+/// A device's sessions, keys, to-device inbox and sent transaction IDs go with it. Devices
+/// last, so the count returned is that of deleted devices.
+pub(super) const DEVICE_TABLES: [&str; 9] = [
     "access_tokens",
     "refresh_tokens",
     "e2e_device_keys",
     "e2e_one_time_keys",
     "e2e_fallback_keys",
     "to_device_messages",
+    "to_device_transactions",
+    "dehydrated_devices",
     "devices",
 ];
 
@@ -170,25 +172,41 @@ impl Store {
         row.as_ref().map(device_from_row).transpose()
     }
 
-    /// `false` if there is no such device.
+    /// `false` if there is no such device. A new name is a device list change: other users
+    /// show device names.
     pub async fn rename_device(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
         display_name: &str,
     ) -> Result<bool> {
-        let updated = self
+        let (user_id, device_id, display_name) = (
+            user_id.to_string(),
+            device_id.to_string(),
+            display_name.to_owned(),
+        );
+        let position = self
             .writer
-            .execute(
-                "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
-                vec![
-                    user_id.as_str().into(),
-                    device_id.as_str().into(),
-                    display_name.into(),
-                ],
-            )
+            .write(move |conn| {
+                Box::pin(async move {
+                    let renamed = sqlx::query(
+                        "UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2",
+                    )
+                    .bind(&user_id)
+                    .bind(&device_id)
+                    .bind(&display_name)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected();
+                    if renamed == 0 {
+                        return Ok(None);
+                    }
+                    Ok(Some(record_device_list_changes(conn, &[&user_id]).await?))
+                })
+            })
             .await?;
-        Ok(updated == 1)
+        self.device_lists_moved(position);
+        Ok(position.is_some())
     }
 
     /// Deletes the devices and their sessions in one transaction; unknown IDs are skipped.

@@ -338,7 +338,10 @@ impl Store {
     }
 }
 
-async fn upload_keys_in(conn: &mut AnyConnection, upload: KeyUpload) -> Result<Option<i64>> {
+pub(super) async fn upload_keys_in(
+    conn: &mut AnyConnection,
+    upload: KeyUpload,
+) -> Result<Option<i64>> {
     let (user_id, device_id) = (upload.user_id.as_str(), upload.device_id.as_str());
     let mut position = None;
     if let Some(device_keys) = &upload.device_keys {

@@ -7,6 +7,7 @@
 mod account_data;
 mod accounts;
 mod aliases;
+mod dehydrated_devices;
 mod device_lists;
 mod devices;
 mod directory;
@@ -43,6 +44,7 @@ use sqlx::{
 
 pub use account_data::AccountDataEntry;
 pub use accounts::{Account, KeepSessions, NewAccount};
+pub use dehydrated_devices::NewDehydratedDevice;
 pub use devices::{Device, NewSession};
 pub use directory::{DirectoryPosition, RoomStateJson};
 pub use e2e_keys::{
@@ -68,7 +70,7 @@ pub use server_keys::StoredServerKey;
 pub use sync::{MemberCounts, MembershipRow};
 pub use to_device::{OutgoingToDevice, ToDeviceMessage};
 pub use token_cache::TOKEN_CACHE_TTL;
-pub use tokens::AccessTokenInfo;
+pub use tokens::{AccessTokenInfo, ShortLivedToken};
 pub use writer::Pending;
 use writer::Writer;
 
@@ -245,6 +247,14 @@ const MAX_BOUND_IDS: usize = 256;
 fn placeholders(from: usize, count: usize) -> String {
     (from..from + count)
         .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `($1, ..., $columns), ($columns+1, ...)`: the placeholders of a multi-row `VALUES` list.
+fn row_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
         .collect::<Vec<_>>()
         .join(", ")
 }

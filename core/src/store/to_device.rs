@@ -13,7 +13,10 @@ use std::{
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, UserId};
 use sqlx::{AnyPool, Row};
 
-use super::{Result, Store, stored_id};
+use super::{Result, Store, row_placeholders, stored_id};
+
+/// Messages stored per `INSERT` statement (six parameters each, well under SQLite's limit).
+const ROWS_PER_INSERT: usize = 100;
 
 /// A message to store: for one device, or (`device_id` = `None`) for every device of the user.
 pub struct OutgoingToDevice {
@@ -151,24 +154,37 @@ impl Store {
                     .bind(count)
                     .fetch_one(&mut *conn)
                     .await?;
-                    let mut stored = Vec::with_capacity(deliveries.len());
-                    for (position, (user_id, device_id, content)) in
-                        (last - count + 1..).zip(deliveries)
+                    let stored: Vec<(OwnedUserId, OwnedDeviceId, i64)> = deliveries
+                        .iter()
+                        .zip(last - count + 1..)
+                        .map(|((user_id, device_id, _), position)| {
+                            ((*user_id).clone(), (*device_id).clone(), position)
+                        })
+                        .collect();
+                    // A fan-out to a thousand devices is a few statements, not a thousand.
+                    for (rows, positions) in deliveries
+                        .chunks(ROWS_PER_INSERT)
+                        .zip(stored.chunks(ROWS_PER_INSERT))
                     {
-                        sqlx::query(
+                        let sql = format!(
                             "INSERT INTO to_device_messages \
                              (position, user_id, device_id, sender, event_type, content) \
-                             VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind(position)
-                        .bind(user_id.as_str())
-                        .bind(device_id.as_str())
-                        .bind(sender.as_str())
-                        .bind(&event_type)
-                        .bind(content)
-                        .execute(&mut *conn)
-                        .await?;
-                        stored.push((user_id.clone(), device_id.clone(), position));
+                             VALUES {}",
+                            row_placeholders(rows.len(), 6)
+                        );
+                        let mut insert = sqlx::query(&sql);
+                        for ((user_id, device_id, content), (_, _, position)) in
+                            rows.iter().zip(positions)
+                        {
+                            insert = insert
+                                .bind(*position)
+                                .bind(user_id.as_str())
+                                .bind(device_id.as_str())
+                                .bind(sender.as_str())
+                                .bind(&event_type)
+                                .bind(*content);
+                        }
+                        insert.execute(&mut *conn).await?;
                     }
                     Ok(Some((stored, last)))
                 })
@@ -274,5 +290,75 @@ impl Store {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::{device_id, user_id};
+
+    use super::*;
+    use crate::store::testing::test_store;
+
+    #[tokio::test]
+    async fn a_large_fan_out_is_stored_in_order_with_one_position_each() {
+        let (store, _db) = test_store().await;
+        let alice = user_id!("@alice:example.org");
+        let bob = user_id!("@bob:example.org");
+        for device in ["D1", "D2", "D3"] {
+            sqlx::query("INSERT INTO devices (user_id, device_id) VALUES ($1, $2)")
+                .bind(alice.as_str())
+                .bind(device)
+                .execute(&store.writer_pool)
+                .await
+                .unwrap();
+        }
+        // More messages than one INSERT statement takes, then one for every device.
+        let mut messages: Vec<OutgoingToDevice> = (0..250)
+            .map(|n| OutgoingToDevice {
+                user_id: alice.to_owned(),
+                device_id: Some(device_id!("D1").to_owned()),
+                content: format!(r#"{{"n":{n}}}"#),
+            })
+            .collect();
+        messages.push(OutgoingToDevice {
+            user_id: alice.to_owned(),
+            device_id: None,
+            content: r#"{"n":"all"}"#.to_owned(),
+        });
+        let recipients = store
+            .send_to_device(bob, device_id!("BOBDEVICE"), "txn", "m.test", messages)
+            .await
+            .unwrap();
+        assert_eq!(recipients, Some(vec![alice.to_owned()]));
+        let upto = store.to_device_position();
+        assert_eq!(upto, 253);
+
+        let d1 = store
+            .to_device_messages(alice, device_id!("D1"), 0, upto, 1000)
+            .await
+            .unwrap();
+        let contents: Vec<&str> = d1.iter().map(|m| m.content.as_str()).collect();
+        let expected: Vec<String> = (0..250)
+            .map(|n| format!(r#"{{"n":{n}}}"#))
+            .chain([r#"{"n":"all"}"#.to_owned()])
+            .collect();
+        assert_eq!(contents, expected);
+        assert!(d1.windows(2).all(|w| w[0].position < w[1].position));
+        for device in [device_id!("D2"), device_id!("D3")] {
+            let messages = store
+                .to_device_messages(alice, device, 0, upto, 1000)
+                .await
+                .unwrap();
+            assert_eq!(messages.len(), 1);
+            assert_eq!(messages[0].content, r#"{"n":"all"}"#);
+            assert_eq!(messages[0].sender, bob);
+        }
+        // The same transaction again stores nothing.
+        let again = store
+            .send_to_device(bob, device_id!("BOBDEVICE"), "txn", "m.test", Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(again, None);
     }
 }

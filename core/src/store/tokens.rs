@@ -15,6 +15,24 @@ pub struct AccessTokenInfo {
     pub predecessor_refresh_hash: Option<String>,
 }
 
+/// Kinds of short-lived token, each in its own table of the same shape.
+#[derive(Debug, Clone, Copy)]
+pub enum ShortLivedToken {
+    /// `/login/get_token`, used once by `m.login.token`.
+    Login,
+    /// `/user/{userId}/openid/request_token`.
+    OpenId,
+}
+
+impl ShortLivedToken {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Login => "login_tokens",
+            Self::OpenId => "openid_tokens",
+        }
+    }
+}
+
 impl Store {
     pub async fn access_token(&self, token_hash: &str) -> Result<Option<AccessTokenInfo>> {
         if let Some(info) = self.token_cache.get(token_hash) {
@@ -143,25 +161,28 @@ impl Store {
             .await
     }
 
-    pub async fn add_login_token(
+    /// Stores a short-lived token of `kind`, dropping the expired ones of that kind.
+    pub async fn add_short_lived_token(
         &self,
+        kind: ShortLivedToken,
         token_hash: &str,
         user_id: &UserId,
         expires_ts: i64,
         now_ts: i64,
     ) -> Result<()> {
         let (token_hash, user_id) = (token_hash.to_owned(), user_id.to_string());
+        let table = kind.table();
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
                     // Unused tokens would otherwise stay forever; they are few and short-lived.
-                    sqlx::query("DELETE FROM login_tokens WHERE expires_ts < $1")
+                    sqlx::query(&format!("DELETE FROM {table} WHERE expires_ts < $1"))
                         .bind(now_ts)
                         .execute(&mut *conn)
                         .await?;
-                    sqlx::query(
-                        "INSERT INTO login_tokens (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)",
-                    )
+                    sqlx::query(&format!(
+                        "INSERT INTO {table} (token_hash, user_id, expires_ts) VALUES ($1, $2, $3)"
+                    ))
                     .bind(token_hash)
                     .bind(user_id)
                     .bind(expires_ts)
@@ -171,6 +192,22 @@ impl Store {
                 })
             })
             .await
+    }
+
+    /// The user of an OpenID token that has not expired; it may be checked again until then.
+    pub async fn openid_token_user(
+        &self,
+        token_hash: &str,
+        now_ts: i64,
+    ) -> Result<Option<OwnedUserId>> {
+        let user_id: Option<String> = sqlx::query_scalar(
+            "SELECT user_id FROM openid_tokens WHERE token_hash = $1 AND expires_ts >= $2",
+        )
+        .bind(token_hash)
+        .bind(now_ts)
+        .fetch_optional(&self.pool)
+        .await?;
+        user_id.map(parse_user_id).transpose()
     }
 
     /// Consumes a login token: it works once, and only before it expires.

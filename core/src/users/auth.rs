@@ -9,6 +9,7 @@ use super::{Users, localpart::login_user_id, secrets};
 use crate::{
     Error, Result,
     ratelimit::Action,
+    store::ShortLivedToken,
     time::now_ms,
     uia::{Progress, StageOutcome},
 };
@@ -16,6 +17,9 @@ use crate::{
 /// How long a token from `/login/get_token` stays usable.
 const LOGIN_TOKEN_LIFETIME_MS: u64 = 120_000;
 const LOGIN_TOKEN_PREFIX: &str = "tsrl_";
+/// How long an OpenID token proves its user's identity (Synapse: one hour).
+const OPENID_TOKEN_LIFETIME_MS: u64 = 3_600_000;
+const OPENID_TOKEN_PREFIX: &str = "tsro_";
 
 /// Who just proved their identity: what a session may be opened for.
 pub struct Authenticated {
@@ -55,6 +59,41 @@ impl<'a> LoginIdentifier<'a> {
 }
 
 impl Users {
+    /// `POST /user/{userId}/openid/request_token`: a token that proves to a third party that
+    /// the caller is `user_id`; its lifetime in milliseconds.
+    pub async fn create_openid_token(
+        &self,
+        caller: &UserId,
+        user_id: &UserId,
+    ) -> Result<(String, u64)> {
+        if caller != user_id {
+            return Err(Error::Forbidden(format!(
+                "You cannot request an OpenID token for {user_id}"
+            )));
+        }
+        let token = secrets::new_token(OPENID_TOKEN_PREFIX);
+        let now = now_ms();
+        let expires_ts = now.saturating_add(OPENID_TOKEN_LIFETIME_MS as i64);
+        self.store
+            .add_short_lived_token(
+                ShortLivedToken::OpenId,
+                &secrets::token_hash(&token),
+                user_id,
+                expires_ts,
+                now,
+            )
+            .await?;
+        Ok((token, OPENID_TOKEN_LIFETIME_MS))
+    }
+
+    /// `GET /_matrix/federation/v1/openid/userinfo`: whose OpenID token this is.
+    pub async fn openid_token_user(&self, token: &str) -> Result<OwnedUserId> {
+        self.store
+            .openid_token_user(&secrets::token_hash(token), now_ms())
+            .await?
+            .ok_or(Error::UnknownToken { soft_logout: false })
+    }
+
     /// `m.login.password`: who logged in, if the password is right and the account active.
     pub async fn password_login(
         &self,
@@ -111,7 +150,13 @@ impl Users {
         let now = now_ms();
         let expires_ts = now.saturating_add_unsigned(LOGIN_TOKEN_LIFETIME_MS);
         self.store
-            .add_login_token(&secrets::token_hash(&token), user_id, expires_ts, now)
+            .add_short_lived_token(
+                ShortLivedToken::Login,
+                &secrets::token_hash(&token),
+                user_id,
+                expires_ts,
+                now,
+            )
             .await?;
         Ok((token, LOGIN_TOKEN_LIFETIME_MS))
     }

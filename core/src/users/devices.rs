@@ -30,7 +30,8 @@ impl Users {
         if !self.store.rename_device(user_id, device_id, name).await? {
             return Err(Error::NotFound("Device not found".to_owned()));
         }
-        Ok(())
+        self.notifier.wake_room_mates(&self.store, user_id).await?;
+        self.edus.device_changed(user_id, device_id, false).await
     }
 
     /// Those of `candidates` the user no longer has were deleted: the syncs that track the
