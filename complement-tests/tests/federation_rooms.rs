@@ -323,6 +323,9 @@ async fn a_server_that_missed_events_fetches_them_from_the_sender_of_the_next() 
     assert_eq!(joined["room_id"], room_id.as_str(), "{joined}");
     alice.send_text(&room_id, "base").await;
     wait_for_history(&carol, &room_id, &["base"]).await;
+    // hs1 learns Carol's join from hs2 itself, not from hs0: until Bob sees "base", hs1 may not
+    // yet have hs2's signing key, which it could not fetch once hs2 is down.
+    wait_for_history(&bob, &room_id, &["base"]).await;
 
     federation.servers[2].stop();
     alice.send_text(&room_id, "while hs2 is down").await;

@@ -265,7 +265,12 @@ impl Services {
         let json =
             serde_json::to_string(&checked.object).map_err(|e| Error::Internal(e.to_string()))?;
         self.rooms
-            .receive_pdu(room_id, &checked.event_id, json.into())
+            .receive_pdu_from(
+                room_id,
+                &checked.event_id,
+                json.into(),
+                crate::rooms::EventSource::Relayed,
+            )
             .await
     }
 }

@@ -12,6 +12,7 @@ mod aliases;
 mod context;
 mod create;
 mod directory;
+mod hierarchy;
 mod lazy_loaded;
 mod membership;
 mod out_of_band;
@@ -57,7 +58,8 @@ use tokio::sync::Mutex;
 
 pub use context::ContextPage;
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
-pub use directory::{PublicRoomsPage, PublicRoomsQuery};
+pub use directory::{PublicRoomsPage, PublicRoomsQuery, Viewer};
+pub use hierarchy::{SpaceChild, in_space_order};
 pub use membership::{MembershipChange, RemoteInvite};
 pub use push::{NotificationCounts, NotificationsPage, NotificationsQuery, UnreadCounts};
 pub use read::{Direction, Members, MessagesPage, MessagesQuery};
@@ -116,6 +118,10 @@ pub enum EventSource {
     Local,
     /// Received from another server in a room this server is in.
     Received,
+    /// A member event another server sent through this one (`send_join`, `send_leave`,
+    /// `send_knock`): as the resident server, this server passes it on to the room's other
+    /// servers (spec: Server-Server API, "Joining Rooms"), not back to the sender's server.
+    Relayed,
     /// Joining a room held by other servers: the join event, built on events unknown here.
     RemoteJoin,
 }
@@ -437,6 +443,17 @@ impl Rooms {
         // This server sends its own events to the others; received events were sent by theirs.
         let remote_servers = match source {
             EventSource::Local => room.remote_servers(&self.config.server_name).to_vec(),
+            EventSource::Relayed => {
+                let senders: Vec<&str> = rows
+                    .iter()
+                    .filter_map(|row| row.sender.rsplit_once(':').map(|(_, server)| server))
+                    .collect();
+                room.remote_servers(&self.config.server_name)
+                    .iter()
+                    .filter(|server| !senders.contains(&server.as_str()))
+                    .cloned()
+                    .collect()
+            }
             EventSource::Received | EventSource::RemoteJoin => Vec::new(),
         };
         let prev_events_local = source == EventSource::Local;

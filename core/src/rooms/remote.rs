@@ -124,6 +124,18 @@ impl Rooms {
         event_id: &EventId,
         json: Arc<str>,
     ) -> Result<()> {
+        self.receive_pdu_from(room_id, event_id, json, EventSource::Received)
+            .await
+    }
+
+    /// [`Rooms::receive_pdu`] of an event whose `source` says whether this server passes it on.
+    pub async fn receive_pdu_from(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        json: Arc<str>,
+        source: EventSource,
+    ) -> Result<()> {
         if self
             .store
             .event(event_id)
@@ -155,7 +167,7 @@ impl Rooms {
         if let Some(extremities) = extremities {
             room.extremities = extremities;
         }
-        self.commit_locked(guard, row, EventSource::Received).await
+        self.commit_locked(guard, row, source).await
     }
 
     /// For an event that is not built on the room's latest events: the room's forward
