@@ -20,9 +20,9 @@ pub struct Federation {
     pub servers: Vec<TestServer>,
     /// The federation (TLS) port of each server.
     pub tls_ports: Vec<u16>,
-    ca_pem: String,
+    ca: CertifiedIssuer<'static, KeyPair>,
     /// Holds the CA and certificate files for the servers' lifetime.
-    _certificates: TempDir,
+    certificates: TempDir,
 }
 
 /// The server name of the `i`th server of a federation.
@@ -46,6 +46,16 @@ impl Federation {
         count: usize,
         configure: impl Fn(usize, ServerBuilder) -> ServerBuilder,
     ) -> Self {
+        Self::start_with_peers(count, &[], configure).await
+    }
+
+    /// [`Federation::start_with`], the servers also knowing where `peers` (server name, TLS
+    /// port on loopback) are: stand-ins the test runs itself, with [`Federation::certificate`].
+    pub async fn start_with_peers(
+        count: usize,
+        peers: &[(&str, u16)],
+        configure: impl Fn(usize, ServerBuilder) -> ServerBuilder,
+    ) -> Self {
         let certificates = tempfile::Builder::new()
             .prefix("tessera-ca-")
             .tempdir()
@@ -62,9 +72,8 @@ impl Federation {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the CA");
-        let ca_pem = ca.pem();
         let ca_path = certificates.path().join("ca.pem");
-        std::fs::write(&ca_path, &ca_pem).expect("write the CA");
+        std::fs::write(&ca_path, ca.pem()).expect("write the CA");
 
         let tls_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
         let mut overrides = Table::new();
@@ -74,18 +83,13 @@ impl Federation {
                 Value::from(format!("127.0.0.1:{port}")),
             );
         }
+        for (name, port) in peers {
+            overrides.insert((*name).to_owned(), Value::from(format!("127.0.0.1:{port}")));
+        }
         let mut servers = Vec::new();
         for (i, port) in tls_ports.iter().enumerate() {
             let name = federated_server_name(i);
-            let key = KeyPair::generate().expect("generate a server key");
-            let params = CertificateParams::new(vec![name.clone()]).expect("server parameters");
-            let cert = params
-                .signed_by(&key, &ca)
-                .expect("sign a server certificate");
-            let cert_path: PathBuf = certificates.path().join(format!("{name}.pem"));
-            let key_path: PathBuf = certificates.path().join(format!("{name}.key"));
-            std::fs::write(&cert_path, cert.pem()).expect("write a certificate");
-            std::fs::write(&key_path, key.serialize_pem()).expect("write a key");
+            let (cert_path, key_path) = issue_certificate(&ca, &certificates, &[&name]);
             let mut listener = Table::new();
             listener.insert("bind".into(), "127.0.0.1".into());
             listener.insert("port".into(), i64::from(*port).into());
@@ -111,15 +115,21 @@ impl Federation {
         Self {
             servers,
             tls_ports,
-            ca_pem,
-            _certificates: certificates,
+            ca,
+            certificates,
         }
+    }
+
+    /// A certificate of the test CA for `names` (DNS names or IP addresses): its PEM file and
+    /// its key's, which live as long as the federation.
+    pub fn certificate(&self, names: &[&str]) -> (PathBuf, PathBuf) {
+        issue_certificate(&self.ca, &self.certificates, names)
     }
 
     /// An HTTPS client that trusts the test CA and reaches every server by its name.
     pub fn https_client(&self) -> reqwest::Client {
         let mut builder = reqwest::Client::builder().add_root_certificate(
-            reqwest::Certificate::from_pem(self.ca_pem.as_bytes()).expect("the CA is PEM"),
+            reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).expect("the CA is PEM"),
         );
         for (i, port) in self.tls_ports.iter().enumerate() {
             builder = builder.resolve(
@@ -182,4 +192,22 @@ impl Federation {
             )
             .await
     }
+}
+
+fn issue_certificate(
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    directory: &TempDir,
+    names: &[&str],
+) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().expect("generate a server key");
+    let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    let params = CertificateParams::new(names.clone()).expect("server parameters");
+    let cert = params
+        .signed_by(&key, ca)
+        .expect("sign a server certificate");
+    let cert_path = directory.path().join(format!("{}.pem", names[0]));
+    let key_path = directory.path().join(format!("{}.key", names[0]));
+    std::fs::write(&cert_path, cert.pem()).expect("write a certificate");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write a key");
+    (cert_path, key_path)
 }

@@ -16,6 +16,7 @@ pub mod e2ee;
 pub mod federation;
 pub mod im;
 pub mod media;
+pub mod older_server;
 mod postgres;
 pub mod rooms;
 mod server;

@@ -106,14 +106,16 @@ impl FederationClient {
                 server: destination.to_owned(),
                 reason: e.to_string(),
             })?;
-        let (status, content_type, body) = self.execute(destination, &target, request).await?;
-        let mut response = http::Response::builder().status(status);
+        let answer = self
+            .execute(destination, &target, request, MAX_RESPONSE_BYTES)
+            .await?;
+        let mut response = http::Response::builder().status(answer.status);
         // Multipart answers (federation media) are parsed by their boundary.
-        if let Some(content_type) = content_type {
+        if let Some(content_type) = answer.headers.get(header::CONTENT_TYPE) {
             response = response.header(header::CONTENT_TYPE, content_type);
         }
         let response = response
-            .body(&body[..])
+            .body(&answer.body[..])
             .map_err(|e| bad_response(destination, e.to_string()))?;
         R::IncomingResponse::try_from_http_response(response)
             .map_err(|e| bad_response(destination, e.to_string()))
@@ -132,7 +134,10 @@ impl FederationClient {
                 server: destination.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(self.execute(destination, &target, request).await?.2)
+        Ok(self
+            .execute(destination, &target, request, MAX_RESPONSE_BYTES)
+            .await?
+            .body)
     }
 
     /// An unauthenticated POST of JSON (the notary key query).
@@ -150,7 +155,10 @@ impl FederationClient {
                 server: destination.to_owned(),
                 reason: e.to_string(),
             })?;
-        Ok(self.execute(destination, &target, request).await?.2)
+        Ok(self
+            .execute(destination, &target, request, MAX_RESPONSE_BYTES)
+            .await?
+            .body)
     }
 
     /// Discovers where `destination` is and pins discovered addresses for the connection.
@@ -181,17 +189,29 @@ impl FederationClient {
         Ok(target)
     }
 
-    /// Sends a request to a discovered destination; a non-success status becomes `Remote`.
-    /// Answers the status, the content type and the body.
+    /// Sends a request to a discovered destination and reads at most `limit` bytes of the
+    /// answer; a non-success status becomes `Remote`.
     async fn execute(
         &self,
         server: &ServerName,
         target: &Destination,
         mut request: http::Request<Vec<u8>>,
-    ) -> Result<(StatusCode, Option<HeaderValue>, Bytes), FederationError> {
+        limit: usize,
+    ) -> Result<Answer, FederationError> {
         if let Ok(host) = HeaderValue::from_str(&target.host_header) {
             request.headers_mut().insert(header::HOST, host);
         }
+        self.read(server, request, limit).await
+    }
+
+    /// Sends a request and reads at most `limit` bytes of the answer; a non-success status
+    /// becomes `Remote`.
+    async fn read(
+        &self,
+        server: &ServerName,
+        request: http::Request<Vec<u8>>,
+        limit: usize,
+    ) -> Result<Answer, FederationError> {
         let request =
             reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(|e| {
                 FederationError::Request {
@@ -205,19 +225,20 @@ impl FederationClient {
             .await
             .map_err(|e| unreachable(server, &e))?;
         let status = response.status();
-        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        let headers = response.headers().clone();
+        let too_large = || bad_response(server, format!("the response exceeds {limit} bytes"));
         if response
             .content_length()
-            .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
+            .is_some_and(|len| len > limit as u64)
         {
-            return Err(bad_response(server, "the response is too large".to_owned()));
+            return Err(too_large());
         }
         let mut body = BytesMut::new();
         let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| unreachable(server, &e))?;
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(bad_response(server, "the response is too large".to_owned()));
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
@@ -225,7 +246,89 @@ impl FederationClient {
         if !status.is_success() {
             return Err(remote_error(server, status, &body));
         }
-        Ok((status, content_type, body))
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `mxc://{destination}/{media_id}` through the unauthenticated media endpoint of servers
+    /// older than Matrix v1.11, which lack the federation one; at most `limit` bytes.
+    pub async fn legacy_media(
+        &self,
+        destination: &ServerName,
+        media_id: &str,
+        timeout: Duration,
+        limit: usize,
+    ) -> Result<Answer, FederationError> {
+        let target = self.destination(destination).await?;
+        // `allow_remote=false`: the server answers for its own media only, so two servers
+        // cannot send each other round in a loop.
+        let url = format!(
+            "{}/_matrix/media/v3/download/{destination}/{media_id}?allow_remote=false&allow_redirect=true&timeout_ms={}",
+            target.base_url(),
+            timeout.as_millis()
+        );
+        let request =
+            http::Request::get(url)
+                .body(Vec::new())
+                .map_err(|e| FederationError::Request {
+                    server: destination.to_owned(),
+                    reason: e.to_string(),
+                })?;
+        self.execute(destination, &target, request, limit).await
+    }
+
+    /// A URL that `server` named as where its media is (the `Location` of a federation
+    /// media answer); at most `limit` bytes, its address checked like any other.
+    pub async fn located_media(
+        &self,
+        server: &ServerName,
+        url: &str,
+        limit: usize,
+    ) -> Result<Answer, FederationError> {
+        let request_error = |reason: String| FederationError::Request {
+            server: server.to_owned(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| request_error(format!("{url}: {e}")))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(request_error(format!("{url} is not an HTTP(S) URL")));
+        }
+        // reqwest connects to IP literals without asking the resolver, which checks names.
+        let literal = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
+            _ => None,
+        };
+        if let Some(ip) = literal
+            && !self.policy.allows(ip)
+        {
+            return Err(FederationError::Unreachable {
+                server: server.to_owned(),
+                reason: format!(
+                    "{url}: {ip} is a private or reserved address, which federation may not reach"
+                ),
+            });
+        }
+        let request = http::Request::get(url)
+            .body(Vec::new())
+            .map_err(|e| request_error(e.to_string()))?;
+        self.read(server, request, limit).await
+    }
+}
+
+/// A successful answer of another server, read whole.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 

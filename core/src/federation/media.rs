@@ -1,16 +1,19 @@
 //! Media of other servers (spec: "Content repository", Server-Server API "Content
-//! Repository"): fetched once through the server's authenticated federation endpoint,
-//! cached, then served (and thumbnailed) from the cache like local media.
+//! Repository"): fetched once through the server's authenticated federation endpoint
+//! (following the `Location` it may answer with instead, and falling back to the legacy
+//! unauthenticated endpoint of servers that lack it), cached, then served (and thumbnailed)
+//! from the cache like local media.
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{StatusCode, header};
 use ruma::{
     ServerName,
     api::federation::authenticated_media::{FileOrLocation, get_content},
+    http_headers::ContentDisposition,
 };
 
-use super::FederationError;
+use super::{FederationError, client::Answer};
 use crate::{
     Services,
     media::{Access, Content, MediaError, Result, ThumbnailRequest, is_valid_media_id},
@@ -61,37 +64,66 @@ impl Services {
         {
             return Ok(());
         }
+        let limit = usize::try_from(self.config.media.max_upload_size).unwrap_or(usize::MAX);
         let mut request = get_content::v1::Request::new(media_id.to_owned());
         request.timeout_ms = timeout;
-        let response = self
-            .federation
-            .client
-            .send(server_name, request)
-            .await
-            .map_err(|e| fetch_error(server_name, media_id, e))?;
-        match response.content {
-            FileOrLocation::File(content) => {
-                let filename = content
-                    .content_disposition
-                    .as_ref()
-                    .and_then(|disposition| disposition.filename.clone());
-                self.media
-                    .cache_remote(
-                        server_name,
-                        media_id,
-                        content.content_type.as_deref(),
-                        filename.as_deref(),
-                        content.file,
-                    )
+        let client = &self.federation.client;
+        let file = match client.send(server_name, request).await {
+            Ok(response) => match response.content {
+                FileOrLocation::File(content) => RemoteFile {
+                    filename: content
+                        .content_disposition
+                        .and_then(|disposition| disposition.filename),
+                    content_type: content.content_type,
+                    bytes: content.file,
+                },
+                FileOrLocation::Location(url) => client
+                    .located_media(server_name, &url, limit)
                     .await
-            }
-            FileOrLocation::Location(url) => Err(MediaError::Remote(format!(
-                "{server_name} serves mxc://{server_name}/{media_id} from {url}, which this \
-                 server does not follow yet"
-            ))),
-            _ => Err(MediaError::Remote(format!(
-                "{server_name} answered with content of an unknown form"
-            ))),
+                    .map(RemoteFile::from)
+                    .map_err(|e| fetch_error(server_name, media_id, e))?,
+                _ => {
+                    return Err(MediaError::Remote(format!(
+                        "{server_name} answered with content of an unknown form"
+                    )));
+                }
+            },
+            // A server older than Matrix v1.11 does not know the federation media endpoint.
+            Err(FederationError::Remote { errcode, .. }) if errcode == "M_UNRECOGNIZED" => client
+                .legacy_media(server_name, media_id, timeout, limit)
+                .await
+                .map(RemoteFile::from)
+                .map_err(|e| fetch_error(server_name, media_id, e))?,
+            Err(e) => return Err(fetch_error(server_name, media_id, e)),
+        };
+        self.media
+            .cache_remote(
+                server_name,
+                media_id,
+                file.content_type.as_deref(),
+                file.filename.as_deref(),
+                file.bytes,
+            )
+            .await
+    }
+}
+
+/// Media of another server as it arrived, before it is cached.
+struct RemoteFile {
+    content_type: Option<String>,
+    filename: Option<String>,
+    bytes: Vec<u8>,
+}
+
+impl From<Answer> for RemoteFile {
+    fn from(answer: Answer) -> Self {
+        Self {
+            content_type: answer.header(header::CONTENT_TYPE).map(ToOwned::to_owned),
+            filename: answer
+                .header(header::CONTENT_DISPOSITION)
+                .and_then(|value| value.parse::<ContentDisposition>().ok())
+                .and_then(|disposition| disposition.filename),
+            bytes: answer.body.into(),
         }
     }
 }
