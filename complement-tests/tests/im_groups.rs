@@ -1,11 +1,14 @@
 //! Group administration: announcements (state event, pinned), mute all, muting one member for a
-//! while (lifted automatically, also across a restart) and the member limit.
+//! while (lifted automatically, also across a restart), the member limit and the generated
+//! group avatar.
 
 use std::time::Duration;
 
 use complement_tests::im::IM;
+use complement_tests::media::{encoded, get_bytes, upload};
 use complement_tests::rooms::text;
-use complement_tests::{Response, TestServer, User, enc, json, wait_until};
+use complement_tests::{Response, TestServer, User, V3, enc, json, wait_until};
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 
 const PASSWORD: &str = "im-groups-pw";
 
@@ -314,6 +317,112 @@ async fn join_requests_by_knock_are_approved_or_denied_by_admins() {
         .assert_error(404, "M_NOT_FOUND");
     dave.client
         .get(&group_path(&room_id, "/knocks"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+}
+
+/// Uploads a solid-coloured PNG as the user's avatar (before they join rooms, so that their
+/// member events carry it).
+async fn set_solid_avatar(server: &TestServer, user: &User, colour: [u8; 3]) {
+    let picture = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, Rgb(colour)));
+    let mxc = upload(
+        server,
+        user,
+        encoded(picture, ImageFormat::Png),
+        "image/png",
+        None,
+    )
+    .await;
+    let resp = user
+        .client
+        .put(
+            &format!("{V3}/profile/{}/avatar_url", enc(&user.user_id)),
+            json!({ "avatar_url": format!("mxc://{mxc}") }),
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.json);
+}
+
+#[tokio::test]
+async fn a_generated_group_avatar_tiles_the_first_members_avatars() {
+    let server = TestServer::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let carol = server.client().register("carol", PASSWORD).await;
+    set_solid_avatar(&server, &alice, [255, 0, 0]).await;
+    set_solid_avatar(&server, &bob, [0, 0, 255]).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Hiking" }))
+        .await;
+    bob.join_room(&room_id).await;
+    carol.join_room(&room_id).await;
+
+    // Bob may not set the room's avatar (50 by the preset's power levels).
+    let refused = bob
+        .client
+        .post(&group_path(&room_id, "/avatar"), json!({}))
+        .await;
+    refused.assert_error(403, "M_FORBIDDEN");
+
+    let generated = alice
+        .client
+        .post(&group_path(&room_id, "/avatar"), json!({}))
+        .await
+        .ok();
+    let url = generated["url"].as_str().expect("an mxc URI").to_owned();
+    let avatar = alice.state_content(&room_id, "m.room.avatar", "").await;
+    assert_eq!(avatar["url"], url.as_str(), "{avatar}");
+    assert_eq!(avatar["im.tessera.generated"], true, "{avatar}");
+
+    let png = get_bytes(
+        &server,
+        &format!(
+            "/_matrix/client/v1/media/download/{}",
+            url.trim_start_matches("mxc://")
+        ),
+        Some(&carol.access_token),
+    )
+    .await;
+    assert_eq!(png.status, 200);
+    assert_eq!(png.header("content-type"), "image/png");
+    let picture = image::load_from_memory(&png.bytes)
+        .expect("a decodable PNG")
+        .to_rgb8();
+    assert_eq!(picture.dimensions(), (240, 240));
+    // Three members: two on the first row (Alice, then Bob, in the order they joined), Carol
+    // (no avatar: a coloured tile) alone and centred on the second.
+    assert_eq!(picture.get_pixel(60, 60), &Rgb([255, 0, 0]));
+    assert_eq!(picture.get_pixel(180, 60), &Rgb([0, 0, 255]));
+    let carols = *picture.get_pixel(120, 180);
+    assert!(
+        ![Rgb([255, 0, 0]), Rgb([0, 0, 255]), Rgb([221, 222, 224])].contains(&carols),
+        "{carols:?}"
+    );
+
+    // Generated again (members change), it is replaced; a member's own choice is not.
+    alice
+        .client
+        .post(&group_path(&room_id, "/avatar"), json!({}))
+        .await
+        .ok();
+    alice
+        .set_state(
+            &room_id,
+            "m.room.avatar",
+            "",
+            json!({ "url": format!("mxc://{}", url.trim_start_matches("mxc://")) }),
+        )
+        .await;
+    alice
+        .client
+        .post(&group_path(&room_id, "/avatar"), json!({}))
+        .await
+        .assert_error(409, "M_UNKNOWN");
+
+    // Someone outside the group cannot.
+    let dave = server.client().register("dave", PASSWORD).await;
+    dave.client
+        .post(&group_path(&room_id, "/avatar"), json!({}))
         .await
         .assert_error(403, "M_FORBIDDEN");
 }

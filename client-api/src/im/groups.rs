@@ -1,5 +1,5 @@
 //! Group administration under `/_matrix/client/unstable/im.tessera/groups/{roomId}`:
-//! announcements, mute all, mute one member for a while, join approval.
+//! announcements, a generated avatar, mute all, mute one member for a while, join approval.
 
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
     let path = |rest: &str| format!("{PREFIX}/groups/{{room_id}}{rest}");
     router
         .route(&path("/announcement"), put(announce))
+        .route(&path("/avatar"), post(generate_avatar))
         .route(&path("/mute_all"), put(mute_all))
         .route(&path("/mutes/{user_id}"), put(mute).delete(unmute))
         .route(&path("/knocks"), get(knocks))
@@ -132,4 +133,14 @@ async fn deny(
     s.im.answer_knock(&caller.user_id, &room_id, &knocker, false)
         .await?;
     Ok(Json(json!({})))
+}
+
+async fn generate_avatar(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    params: PathParams,
+) -> ApiResult {
+    let room_id: OwnedRoomId = params.get("room_id")?;
+    let url = s.generate_group_avatar(&caller.user_id, &room_id).await?;
+    Ok(Json(json!({ "url": url })))
 }

@@ -51,7 +51,7 @@ pub fn check_member_limit(room: &RoomState, limit: u32) -> Result<()> {
 }
 
 /// The current content of a room's state entry.
-async fn state_content(
+pub(super) async fn state_content(
     store: &Store,
     room_id: &RoomId,
     kind: &str,

@@ -7,6 +7,7 @@ mod categories;
 mod dm;
 mod friends;
 pub mod group_admin;
+pub mod group_avatar;
 mod locks;
 pub mod moments;
 pub mod recall;
