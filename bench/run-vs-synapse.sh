@@ -2,7 +2,7 @@
 # Runs a tessera-bench scenario against Tessera and then Synapse on this machine (loopback only)
 # and prints both reports and the Tessera/Synapse ratios. Everything it makes lives in bench/work/.
 #
-# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|media|e2ee|all] [--only tessera|synapse]
+# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|media|e2ee|feed|all] [--only tessera|synapse]
 #                                [--shared-secret-registration]
 #                                [--tessera-depth LIST] [--synapse-depth LIST]
 #                                [-- extra `tessera-bench SCENARIO` options, e.g. --users 100]
@@ -43,10 +43,18 @@ case $only in
     *) echo "--only takes tessera or synapse" >&2; exit 2 ;;
 esac
 case $scenario in
-    all) scenarios=(auth send messages rooms sync media e2ee) ;;
-    auth | send | messages | rooms | sync | media | e2ee) scenarios=("$scenario") ;;
-    *) echo "--scenario takes auth, send, messages, rooms, sync, media, e2ee or all" >&2; exit 2 ;;
+    all) scenarios=(auth send messages rooms sync media e2ee feed) ;;
+    auth | send | messages | rooms | sync | media | e2ee | feed) scenarios=("$scenario") ;;
+    *) echo "--scenario takes auth, send, messages, rooms, sync, media, e2ee, feed or all" >&2; exit 2 ;;
 esac
+
+# The servers a scenario runs against: `feed` is Tessera's IM API, which Synapse does not have.
+servers_of() {
+    local scenario=$1 server
+    for server in "${servers[@]}"; do
+        [[ $scenario == feed && $server == synapse ]] || echo "$server"
+    done
+}
 
 machine="$(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo "machine: $machine"
@@ -212,7 +220,7 @@ scenario_args() {
 
 status=0
 for scenario in "${scenarios[@]}"; do
-    for server in "${servers[@]}"; do
+    for server in $(servers_of "$scenario"); do
         port_var=${server^^}_PORT
         port=${!port_var}
         if port_in_use "$port"; then
@@ -236,7 +244,8 @@ echo
 echo "machine: $machine"
 for scenario in "${scenarios[@]}"; do
     reports=()
-    for server in "${servers[@]}"; do reports+=("$server=$WORK/$server-$scenario.json"); done
+    for server in $(servers_of "$scenario"); do reports+=("$server=$WORK/$server-$scenario.json"); done
+    ((${#reports[@]} > 0)) || continue
     echo
     echo "=== $scenario ==="
     "$bench_bin" compare "${reports[@]}" --machine "$machine" --json "$WORK/results-$scenario.json"

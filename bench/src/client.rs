@@ -44,6 +44,15 @@ pub struct Session {
     pub access_token: String,
 }
 
+/// Prefix of Tessera's IM extension endpoints (docs/im-api.md).
+const IM: &str = "/_matrix/client/unstable/im.tessera";
+
+/// A page of the moments feed: how many posts it held, and the token of the next.
+pub struct FeedPage {
+    pub posts: usize,
+    pub next_batch: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct CsClient {
     http: reqwest::Client,
@@ -393,6 +402,81 @@ impl CsClient {
             kept.extend_from_slice(&chunk[..room.min(chunk.len())]);
         }
         Ok((length, kept))
+    }
+
+    /// `POST /im.tessera/friends/requests`: asks `user_id` to be friends (or accepts their
+    /// request).
+    pub async fn request_friend(
+        &self,
+        access_token: &str,
+        user_id: &str,
+    ) -> Result<(), RequestError> {
+        let body = json!({ "user_id": user_id });
+        let response = self
+            .expect_ok(
+                Method::POST,
+                &format!("{IM}/friends/requests"),
+                Some(access_token),
+                Some(&body),
+            )
+            .await?;
+        string_field(&response, "room_id").map(drop)
+    }
+
+    /// `POST /im.tessera/friends/requests/{userId}/accept`.
+    pub async fn accept_friend(
+        &self,
+        access_token: &str,
+        requester: &str,
+    ) -> Result<(), RequestError> {
+        let path = format!("{IM}/friends/requests/{}/accept", percent_encode(requester));
+        let response = self
+            .expect_ok(Method::POST, &path, Some(access_token), Some(&json!({})))
+            .await?;
+        string_field(&response, "room_id").map(drop)
+    }
+
+    /// `PUT /im.tessera/moments/post/{txnId}` with text.
+    pub async fn post_moment(
+        &self,
+        access_token: &str,
+        txn_id: &str,
+        text: &str,
+    ) -> Result<(), RequestError> {
+        let path = format!("{IM}/moments/post/{}", percent_encode(txn_id));
+        let response = self
+            .expect_ok(
+                Method::PUT,
+                &path,
+                Some(access_token),
+                Some(&json!({ "text": text })),
+            )
+            .await?;
+        string_field(&response, "event_id").map(drop)
+    }
+
+    /// One page of `GET /im.tessera/moments/feed`, the newest when `from` is `None`.
+    pub async fn feed(
+        &self,
+        access_token: &str,
+        from: Option<&str>,
+        limit: u32,
+    ) -> Result<FeedPage, RequestError> {
+        let mut path = format!("{IM}/moments/feed?limit={limit}");
+        if let Some(from) = from {
+            write!(path, "&from={}", percent_encode(from)).expect("writing to a String");
+        }
+        let response = self
+            .expect_ok(Method::GET, &path, Some(access_token), None)
+            .await?;
+        let posts = response["chunk"]
+            .as_array()
+            .ok_or_else(|| RequestError::Malformed(format!("no `chunk` in {response}")))?
+            .len();
+        Ok(FeedPage {
+            posts,
+            next_batch: response["next_batch"].as_str().map(str::to_owned),
+        })
     }
 
     async fn expect_ok(

@@ -46,6 +46,10 @@ enum Command {
     /// --fanout-devices devices, each in one request.
     #[command(args_override_self = true)]
     E2ee(scenarios::e2ee::E2eeArgs),
+    /// Tessera's moments feed: --friends friends post --posts moments each, then the reader
+    /// pages through the feed.
+    #[command(args_override_self = true)]
+    Feed(scenarios::feed::FeedArgs),
     /// Print reports saved with --json, and the ratios between two of them.
     Compare(compare::CompareArgs),
 }
@@ -63,6 +67,7 @@ async fn main() -> ExitCode {
         Command::Sync(args) => publish(scenarios::sync::run(args).await, &args.common),
         Command::Media(args) => publish(scenarios::media::run(args).await, &args.common),
         Command::E2ee(args) => publish(scenarios::e2ee::run(args).await, &args.common),
+        Command::Feed(args) => publish(scenarios::feed::run(args).await, &args.common),
         Command::Compare(args) => compare::run(args).map(|output| {
             print!("{output}");
             ExitCode::SUCCESS

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod e2ee;
+pub mod feed;
 pub mod media;
 pub mod messages;
 pub mod rooms;
