@@ -40,6 +40,13 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Manage the server's signing key.
+    Key {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// Manage local users directly in the database (the server may be running or not).
     User {
         #[arg(long, short, global = true)]
@@ -47,6 +54,14 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+}
+
+#[derive(Subcommand)]
+pub enum KeyAction {
+    /// Replace the signing key with a new one. The old key's public half stays published in
+    /// `old_verify_keys` (listed in `<signing key>.old`), so other servers can still check
+    /// what it signed. Restart the server to sign with the new key.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +131,41 @@ pub fn generate_config(output: Option<&Path>) -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: cannot write {}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `tessera key rotate`.
+pub fn rotate_key(config: &Config) -> ExitCode {
+    let path = config.signing_key_path();
+    if !path.exists() {
+        eprintln!(
+            "error: there is no signing key at {} to rotate (the server makes one when it first starts)",
+            path.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+        });
+    match tessera_core::keys::SigningKey::rotate(&path, now) {
+        Ok((old, new)) => {
+            println!(
+                "{} replaces {} in {}; {} is published as an old verify key (listed in {}). \
+                 Restart the server to sign with the new key.",
+                new.key_id(),
+                old.key_id(),
+                path.display(),
+                old.key_id(),
+                tessera_core::keys::old_keys_path(&path).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }

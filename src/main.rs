@@ -31,6 +31,15 @@ fn main() -> ExitCode {
             };
             run_async(serve::serve(config))
         }
+        Command::Key { config, action } => {
+            let config = match cli::load_config(config.as_deref()) {
+                Ok((config, _)) => config,
+                Err(code) => return code,
+            };
+            match action {
+                cli::KeyAction::Rotate => cli::rotate_key(&config),
+            }
+        }
         Command::User { config, action } => {
             let config = match cli::load_config(config.as_deref()) {
                 Ok((config, _)) => config,

@@ -1,12 +1,16 @@
 //! Federation between Tessera servers over real TLS (spec: Server-Server API): signing keys
-//! published, fetched and vouched for by a notary; requests signed with `X-Matrix` and refused
+//! published, fetched and vouched for by a notary, rotated with the old key still published; requests signed with `X-Matrix` and refused
 //! when the signature, origin or destination is wrong; profile, alias and device-key queries
 //! answered across servers.
+
+use std::time::Duration;
 
 use complement_tests::{
     TestServer, V3, Value, enc,
     federation::{Federation, federated_server_name},
     json,
+    rooms::{chunk, message_bodies, room_path},
+    run_tessera, wait_until,
 };
 use vodozemac::olm::Account;
 
@@ -406,4 +410,75 @@ async fn openid_tokens_prove_who_the_user_is() {
     // An access token of the Client-Server API is no OpenID token.
     let (status, _) = get_json(&https, &userinfo(&alice.access_token)).await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_rotated_key_stays_published_as_old_so_what_it_signed_still_verifies() {
+    // Spec: Server-Server API, "Publishing Keys": a key no longer used is listed in
+    // `old_verify_keys` with `expired_ts`, and still verifies what it signed before then.
+    let mut federation = Federation::start(2).await;
+    let https = federation.https_client();
+    let keys_url = format!("{}/_matrix/key/v2/server", federation.federation_url(0));
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "room_alias_name": "lobby" }))
+        .await;
+    let (_, before) = get_json(&https, &keys_url).await;
+    let (old_id, old_key) = before["verify_keys"]
+        .as_object()
+        .and_then(|keys| keys.iter().next())
+        .map(|(id, key)| (id.clone(), key["key"].clone()))
+        .expect("a verify key");
+
+    federation.servers[0].stop();
+    let config = federation.servers[0].config_path().display().to_string();
+    let rotated = run_tessera(&["key", "rotate", "--config", &config]).await;
+    assert_eq!(rotated.code, Some(0), "{rotated}");
+    assert!(rotated.stdout.contains(&old_id), "{rotated}");
+    federation.servers[0].run().await;
+
+    let (status, after) = get_json(&https, &keys_url).await;
+    assert_eq!(status, 200, "{after}");
+    let new_id = after["verify_keys"]
+        .as_object()
+        .and_then(|keys| keys.keys().next().cloned())
+        .expect("a verify key");
+    assert_ne!(new_id, old_id);
+    assert!(after["signatures"][federated_server_name(0)][&new_id].is_string());
+    let old = &after["old_verify_keys"][&old_id];
+    assert_eq!(old["key"], old_key, "{after}");
+    assert!(
+        old["expired_ts"].as_u64().is_some_and(|ts| ts > 0),
+        "{after}"
+    );
+
+    // A server that never saw the old key joins: the room's state it receives was signed with
+    // the old key, its new messages with the new one.
+    let carol = federation.register(1, "carol", PASSWORD).await;
+    let alias = format!("#lobby:{}", federated_server_name(0));
+    let joined = carol
+        .client
+        .post(&format!("{V3}/join/{}", enc(&alias)), json!({}))
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room_id.as_str(), "{joined}");
+    alice.send_text(&room_id, "signed with the new key").await;
+    wait_until(
+        "carol to receive a message signed with the new key",
+        Duration::from_secs(30),
+        || async {
+            let page = carol
+                .client
+                .get(&format!(
+                    "{}?dir=b&limit=10",
+                    room_path(&room_id, "messages")
+                ))
+                .await
+                .ok();
+            message_bodies(chunk(&page))
+                .contains(&"signed with the new key".to_owned())
+                .then_some(())
+        },
+    )
+    .await;
 }

@@ -1,5 +1,8 @@
 //! The server's ed25519 signing key, kept in Synapse's key-file format
-//! (`ed25519 <version> <unpadded base64 seed>`) so keys move between the two.
+//! (`ed25519 <version> <unpadded base64 seed>`) so keys move between the two, and the public
+//! halves of the keys it replaced (spec: Server-Server API, "Publishing Keys",
+//! `old_verify_keys`), one per line of `<key file>.old` as `ed25519 <version> <unpadded base64
+//! public key> <expired_ts>`, so that other servers can still check what they signed.
 
 use std::{
     io::Write,
@@ -33,6 +36,17 @@ pub enum KeyError {
 
 pub struct SigningKey {
     pair: Ed25519KeyPair,
+    old: Vec<OldVerifyKey>,
+}
+
+/// A key this server signed with until `expired_ts` (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OldVerifyKey {
+    /// `ed25519:<version>`.
+    pub key_id: String,
+    /// Unpadded base64.
+    pub public_key: String,
+    pub expired_ts: u64,
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -62,22 +76,35 @@ fn pair_from_seed(seed: &[u8; 32], version: String) -> Result<Ed25519KeyPair, St
 }
 
 impl SigningKey {
-    /// Loads the key at `path`, generating it (file mode 0600) if the file does not exist.
+    /// Loads the key at `path`, generating it (file mode 0600) if the file does not exist,
+    /// with the old keys listed beside it.
     pub fn load_or_generate(path: &Path) -> Result<Self, KeyError> {
-        match std::fs::read_to_string(path) {
+        let mut key = match std::fs::read_to_string(path) {
             Ok(text) => Self::parse(&text).map_err(|reason| KeyError::Malformed {
                 path: path.to_owned(),
                 reason,
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(path),
-            Err(source) => Err(KeyError::Read {
-                path: path.to_owned(),
-                source,
-            }),
-        }
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::generate(path)?,
+            Err(source) => {
+                return Err(KeyError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        key.old = read_old_keys(&old_keys_path(path))?;
+        Ok(key)
     }
 
     fn generate(path: &Path) -> Result<Self, KeyError> {
+        let (key, line) = Self::new_key()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        write_private(path, &options, &line)?;
+        Ok(key)
+    }
+
+    fn new_key() -> Result<(Self, String), KeyError> {
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
         let suffix: String = rand::thread_rng()
@@ -87,23 +114,64 @@ impl SigningKey {
             .collect();
         let version = format!("a_{suffix}");
         let line = format!("ed25519 {version} {}\n", STANDARD_NO_PAD.encode(seed));
-        let write_err = |source| KeyError::Write {
+        let pair = pair_from_seed(&seed, version).map_err(|reason| KeyError::Malformed {
+            path: PathBuf::new(),
+            reason,
+        })?;
+        Ok((
+            Self {
+                pair,
+                old: Vec::new(),
+            },
+            line,
+        ))
+    }
+
+    /// Replaces the key at `path` with a new one (`tessera key rotate`). The old key's public
+    /// half is listed first in `<path>.old`, expired `now_ms`, then the new key replaces the
+    /// file in one rename: a crash between the two leaves the old key in use and also listed,
+    /// which is harmless. A running server signs with the old key until it restarts.
+    pub fn rotate(path: &Path, now_ms: u64) -> Result<(Self, Self), KeyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
             path: path.to_owned(),
             source,
-        };
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(write_err)?;
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(write_err)?;
-        let pair = pair_from_seed(&seed, version).map_err(|reason| KeyError::Malformed {
+        })?;
+        let mut old = Self::parse(&text).map_err(|reason| KeyError::Malformed {
             path: path.to_owned(),
             reason,
         })?;
-        Ok(Self { pair })
+        let old_path = old_keys_path(path);
+        old.old = read_old_keys(&old_path)?;
+        let (mut new, line) = Self::new_key()?;
+        let write_err = |path: &Path| {
+            let path = path.to_owned();
+            move |source| KeyError::Write { path, source }
+        };
+        let mut list = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&old_path)
+            .map_err(write_err(&old_path))?;
+        writeln!(
+            list,
+            "ed25519 {} {} {now_ms}",
+            old.pair.version(),
+            old.public_key_base64()
+        )
+        .and_then(|()| list.sync_all())
+        .map_err(write_err(&old_path))?;
+        let staged = path.with_extension("new");
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        write_private(&staged, &options, &line)?;
+        std::fs::rename(&staged, path).map_err(write_err(path))?;
+        new.old = old.old.clone();
+        new.old.push(OldVerifyKey {
+            key_id: old.key_id(),
+            public_key: old.public_key_base64(),
+            expired_ts: now_ms,
+        });
+        Ok((old, new))
     }
 
     fn parse(text: &str) -> Result<Self, String> {
@@ -121,6 +189,7 @@ impl SigningKey {
             .map_err(|_| "seed is not 32 bytes".to_owned())?;
         Ok(Self {
             pair: pair_from_seed(&seed, version.to_owned())?,
+            old: Vec::new(),
         })
     }
 
@@ -136,6 +205,81 @@ impl SigningKey {
     pub fn pair(&self) -> &Ed25519KeyPair {
         &self.pair
     }
+
+    /// The keys this one replaced.
+    pub fn old_keys(&self) -> &[OldVerifyKey] {
+        &self.old
+    }
+}
+
+/// Where the keys a key file's key replaced are listed.
+pub fn old_keys_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".old");
+    PathBuf::from(name)
+}
+
+fn read_old_keys(path: &Path) -> Result<Vec<OldVerifyKey>, KeyError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(KeyError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let malformed = |reason: &str| KeyError::Malformed {
+                path: path.to_owned(),
+                reason: format!("line {}: {reason}", i + 1),
+            };
+            let mut parts = line.split_whitespace();
+            let (Some("ed25519"), Some(version), Some(public_key), Some(expired), None) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
+                return Err(malformed(
+                    "expected `ed25519 <version> <base64 public key> <expired_ts>`",
+                ));
+            };
+            let decoded = LENIENT_BASE64
+                .decode(public_key)
+                .map_err(|_| malformed("the public key is not base64"))?;
+            if decoded.len() != 32 {
+                return Err(malformed("the public key is not 32 bytes"));
+            }
+            Ok(OldVerifyKey {
+                key_id: format!("ed25519:{version}"),
+                public_key: STANDARD_NO_PAD.encode(decoded),
+                expired_ts: expired
+                    .parse()
+                    .map_err(|_| malformed("expired_ts is not a number"))?,
+            })
+        })
+        .collect()
+}
+
+/// Writes a private key file (mode 0600) and syncs it.
+fn write_private(path: &Path, options: &std::fs::OpenOptions, line: &str) -> Result<(), KeyError> {
+    let write_err = |source| KeyError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = options.clone();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(write_err)?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(write_err)
 }
 
 #[cfg(test)]
@@ -156,6 +300,51 @@ mod tests {
         let again = SigningKey::load_or_generate(&path).unwrap();
         assert_eq!(key.key_id(), again.key_id());
         assert_eq!(key.public_key_base64(), again.public_key_base64());
+    }
+
+    #[test]
+    fn rotation_replaces_the_key_and_lists_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        let first = SigningKey::load_or_generate(&path).unwrap();
+        let (old, new) = SigningKey::rotate(&path, 1_000).unwrap();
+        assert_eq!(old.key_id(), first.key_id());
+        assert_ne!(new.key_id(), first.key_id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let (_, newest) = SigningKey::rotate(&path, 2_000).unwrap();
+        let loaded = SigningKey::load_or_generate(&path).unwrap();
+        assert_eq!(loaded.key_id(), newest.key_id());
+        assert_eq!(
+            loaded.old_keys(),
+            [
+                OldVerifyKey {
+                    key_id: first.key_id(),
+                    public_key: first.public_key_base64(),
+                    expired_ts: 1_000,
+                },
+                OldVerifyKey {
+                    key_id: new.key_id(),
+                    public_key: new.public_key_base64(),
+                    expired_ts: 2_000,
+                },
+            ]
+        );
+        assert_eq!(newest.old_keys(), loaded.old_keys());
+    }
+
+    #[test]
+    fn a_malformed_old_key_list_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing.key");
+        SigningKey::load_or_generate(&path).unwrap();
+        std::fs::write(old_keys_path(&path), "ed25519 a_x AAAA 5\n").unwrap();
+        let err = SigningKey::load_or_generate(&path).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("32 bytes"), "{err}");
     }
 
     #[test]

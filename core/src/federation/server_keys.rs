@@ -12,8 +12,8 @@ use std::{
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedServerName,
-    ServerName, SigningKeyAlgorithm,
-    api::federation::discovery::{ServerSigningKeys, VerifyKey},
+    ServerName, SigningKeyAlgorithm, UInt,
+    api::federation::discovery::{OldVerifyKey, ServerSigningKeys, VerifyKey},
     serde::Base64,
     signatures::{sign_json, to_canonical_json_string_for_signing, verify_canonical_json_bytes},
 };
@@ -91,6 +91,18 @@ impl ServerKeys {
         let public = Base64::parse(self.signing_key.public_key_base64())
             .map_err(|e| internal(format!("public key: {e}")))?;
         keys.verify_keys.insert(key_id, VerifyKey::new(public));
+        for old in self.signing_key.old_keys() {
+            let key_id = old
+                .key_id
+                .as_str()
+                .try_into()
+                .map_err(|e| internal(format!("old signing key id {}: {e}", old.key_id)))?;
+            let public = Base64::parse(&old.public_key)
+                .map_err(|e| internal(format!("old public key {}: {e}", old.key_id)))?;
+            let expired = MilliSecondsSinceUnixEpoch(UInt::new_saturating(old.expired_ts));
+            keys.old_verify_keys
+                .insert(key_id, OldVerifyKey::new(expired, public));
+        }
         let CanonicalJsonValue::Object(mut object) =
             ruma::canonical_json::to_canonical_value(&keys).map_err(|e| internal(e.to_string()))?
         else {
@@ -115,14 +127,21 @@ impl ServerKeys {
         valid_at: u64,
     ) -> Result<String, FederationError> {
         if server == self.config.server_name {
-            return if key_id == self.signing_key.key_id() {
-                Ok(self.signing_key.public_key_base64().to_owned())
-            } else {
-                Err(keys_error(
-                    server,
-                    format!("this server has no key {key_id}"),
-                ))
-            };
+            if key_id == self.signing_key.key_id() {
+                return Ok(self.signing_key.public_key_base64().to_owned());
+            }
+            return self
+                .signing_key
+                .old_keys()
+                .iter()
+                .find(|old| old.key_id == key_id && old.expired_ts >= valid_at)
+                .map(|old| old.public_key.clone())
+                .ok_or_else(|| {
+                    keys_error(
+                        server,
+                        format!("this server has no key {key_id} valid at {valid_at}"),
+                    )
+                });
         }
         if let Some(key) = self.known_key(server, key_id, valid_at).await? {
             return Ok(key);
