@@ -30,6 +30,7 @@ mod route;
 mod ruma_wrapper;
 mod search;
 mod session;
+mod space;
 mod sync;
 mod to_device;
 mod websocket;
@@ -114,6 +115,7 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = account::routes(router);
     let router = session::routes(router);
     let router = openid::routes(router);
+    let router = space::routes(router);
     let router = device::routes(router);
     let router = profile::routes(router);
     let router = account_data::routes(router);

@@ -91,6 +91,10 @@ pub fn router() -> Router<Arc<Services>> {
         )
         .route("/_matrix/federation/v1/state/{room_id}", get(events::state))
         .route(
+            "/_matrix/federation/v1/hierarchy/{room_id}",
+            get(query::hierarchy),
+        )
+        .route(
             "/_matrix/federation/v1/timestamp_to_event/{room_id}",
             get(events::timestamp_to_event),
         )

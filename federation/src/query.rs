@@ -1,5 +1,5 @@
-//! Queries other servers make about this one's users, aliases and published rooms (spec:
-//! Server-Server API, "Query", "Public Room Directory").
+//! Queries other servers make about this one's users, aliases, published rooms and spaces
+//! (spec: Server-Server API, "Query", "Public Room Directory", "Spaces").
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use ruma::{
     api::federation::{
         directory::{get_public_rooms, get_public_rooms_filtered},
         query::{get_profile_information, get_room_information},
+        space::get_hierarchy,
     },
     directory::Filter,
 };
@@ -93,4 +94,16 @@ pub async fn public_rooms_filtered(
     response.prev_batch = page.prev_batch;
     response.total_room_count_estimate = Some(page.total_room_count_estimate);
     Ok(RumaResponse(response))
+}
+
+/// `GET /_matrix/federation/v1/hierarchy/{roomId}`.
+pub async fn hierarchy(
+    State(s): State<Arc<Services>>,
+    request: Signed<get_hierarchy::v1::Request>,
+) -> Result<RumaResponse<get_hierarchy::v1::Response>, ApiError> {
+    let body = &request.body;
+    Ok(RumaResponse(
+        s.served_hierarchy(&request.origin, &body.room_id, body.suggested_only)
+            .await?,
+    ))
 }

@@ -7,6 +7,7 @@
 mod client;
 mod discovery;
 pub mod edus;
+pub mod hierarchy;
 mod inbound;
 mod invite;
 mod join;

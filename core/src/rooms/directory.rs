@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use ruma::{
     EventEncryptionAlgorithm, OwnedMxcUri, OwnedRoomAliasId, OwnedRoomId, RoomId, RoomOrAliasId,
-    UInt, UserId,
+    ServerName, UInt, UserId,
     directory::{Filter, PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork},
     room::{AllowRule, JoinRule, JoinRuleKind, JoinRuleSummary, RoomSummary, RoomType},
 };
@@ -18,6 +18,16 @@ use crate::{
 };
 
 use super::Rooms;
+
+/// Who asks to see a room's summary.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewer<'a> {
+    /// No one in particular: only open rooms.
+    Anyone,
+    User(&'a UserId),
+    /// Another server, for its users.
+    Server(&'a ServerName),
+}
 
 /// Largest page of the directory, also the page size when the client sets no limit.
 const MAX_PAGE: usize = 500;
@@ -355,9 +365,8 @@ impl Rooms {
     }
 
     /// `GET /room_summary/{roomIdOrAlias}`: the summary and the caller's membership (`leave`
-    /// when they have none), if the caller may see the room: it is public, knockable or world
-    /// readable, the caller is joined, invited or knocking, or may join a restricted room
-    /// through a room they are in. Anything else is reported as not found.
+    /// when they have none), if the caller may see the room (see [`Rooms::summary_if_visible`]).
+    /// Anything else is reported as not found.
     pub async fn room_summary(
         &self,
         caller: Option<&UserId>,
@@ -365,16 +374,11 @@ impl Rooms {
     ) -> Result<(RoomSummary, Option<String>)> {
         let not_found = || Error::NotFound(format!("Room {room} not found"));
         let room_id = self.resolve(room).await.map_err(|_| not_found())?;
-        let version = self
-            .store
-            .room_version(&room_id)
+        let viewer = caller.map_or(Viewer::Anyone, Viewer::User);
+        let summary = self
+            .summary_if_visible(&room_id, viewer)
             .await?
             .ok_or_else(not_found)?;
-        let description = self
-            .describe(std::slice::from_ref(&room_id))
-            .await?
-            .remove(&room_id)
-            .unwrap_or_default();
         let membership = match caller {
             Some(user_id) => Some(
                 self.membership(&room_id, user_id)
@@ -383,25 +387,67 @@ impl Rooms {
             ),
             None => None,
         };
+        Ok((summary, membership))
+    }
+
+    /// The summary of a room this server is in, if `viewer` may see it (spec: "Room
+    /// summaries", and the space hierarchy's rules): the room is public, knockable or world
+    /// readable; or the user is joined, invited or knocking, or may join a restricted room
+    /// through a room they are in; or the server has a user joined to it, or to a room a
+    /// restricted join rule allows. `None` otherwise, and for rooms this server does not know.
+    pub async fn summary_if_visible(
+        &self,
+        room_id: &RoomId,
+        viewer: Viewer<'_>,
+    ) -> Result<Option<RoomSummary>> {
+        let Some(version) = self.store.room_version(room_id).await? else {
+            return Ok(None);
+        };
+        let description = self
+            .describe(std::slice::from_ref(&room_id.to_owned()))
+            .await?
+            .remove(room_id)
+            .unwrap_or_default();
         let join_rule = description.join_rule();
+        let joined = self.store.joined_members(room_id).await?;
         let open = matches!(
             join_rule,
             JoinRule::Public | JoinRule::Knock | JoinRule::KnockRestricted(_)
         ) || description.world_readable();
-        let member = matches!(membership.as_deref(), Some("join" | "invite" | "knock"));
-        let allowed_by_restriction = match (caller, &join_rule) {
-            (Some(user_id), JoinRule::Restricted(restricted)) => {
-                self.in_any_allowed_room(user_id, &restricted.allow).await?
-            }
-            _ => false,
-        };
-        if !open && !member && !allowed_by_restriction {
-            return Err(not_found());
+        let visible = open
+            || match viewer {
+                Viewer::Anyone => false,
+                Viewer::User(user_id) => {
+                    matches!(
+                        self.membership(room_id, user_id).await?.as_deref(),
+                        Some("join" | "invite" | "knock")
+                    ) || match &join_rule {
+                        JoinRule::Restricted(restricted) => {
+                            self.in_any_allowed_room(user_id, &restricted.allow).await?
+                        }
+                        _ => false,
+                    }
+                }
+                Viewer::Server(server) => {
+                    joined.iter().any(|user| user.server_name() == server)
+                        || match &join_rule {
+                            JoinRule::Restricted(restricted) => {
+                                self.server_in_any_allowed_room(server, &restricted.allow)
+                                    .await?
+                            }
+                            _ => false,
+                        }
+                }
+            };
+        if !visible {
+            return Ok(None);
         }
-        let joined = self.store.joined_members(&room_id).await?.len();
-        let chunk = description.chunk(room_id.clone(), i64::try_from(joined).unwrap_or(i64::MAX));
+        let chunk = description.chunk(
+            room_id.to_owned(),
+            i64::try_from(joined.len()).unwrap_or(i64::MAX),
+        );
         let mut summary = RoomSummary::new(
-            room_id,
+            room_id.to_owned(),
             summary_join_rule(join_rule),
             chunk.guest_can_join,
             chunk.num_joined_members,
@@ -417,7 +463,7 @@ impl Rooms {
             .as_deref()
             .map(EventEncryptionAlgorithm::from);
         summary.room_version = Some(version);
-        Ok((summary, membership))
+        Ok(Some(summary))
     }
 
     async fn in_any_allowed_room(&self, user_id: &UserId, allow: &[AllowRule]) -> Result<bool> {
@@ -428,6 +474,26 @@ impl Rooms {
                     .await?
                     .as_deref()
                     == Some("join")
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn server_in_any_allowed_room(
+        &self,
+        server: &ServerName,
+        allow: &[AllowRule],
+    ) -> Result<bool> {
+        for rule in allow {
+            if let AllowRule::RoomMembership(membership) = rule
+                && self
+                    .store
+                    .joined_members(&membership.room_id)
+                    .await?
+                    .iter()
+                    .any(|user| user.server_name() == server)
             {
                 return Ok(true);
             }

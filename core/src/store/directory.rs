@@ -132,9 +132,12 @@ impl Store {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT s.room_id, s.event_type, e.json FROM current_state s \
-             JOIN events e ON e.event_id = s.event_id \
-             WHERE s.state_key = '' AND s.room_id IN ({}) AND s.event_type IN ({})",
+            // State a remote join brought in is stored as outliers, not timeline events.
+            "SELECT s.room_id, s.event_type, COALESCE(e.json, o.json) FROM current_state s \
+             LEFT JOIN events e ON e.event_id = s.event_id \
+             LEFT JOIN outliers o ON o.event_id = s.event_id \
+             WHERE s.state_key = '' AND s.room_id IN ({}) AND s.event_type IN ({}) \
+             AND COALESCE(e.json, o.json) IS NOT NULL",
             placeholders(1, rooms.len()),
             placeholders(rooms.len() + 1, event_types.len()),
         );
