@@ -1,5 +1,5 @@
 //! EDUs between Tessera servers (spec: Server-Server API, "Typing Notifications",
-//! "Receipts", "Send-to-device messaging", "Device Management"): what a user does on one
+//! "Receipts", "Send-to-device messaging", "Device Management", "Presence"): what a user does on one
 //! server shows in the syncs of users on the other.
 
 use std::time::Duration;
@@ -165,4 +165,61 @@ async fn device_list_changes_reach_the_other_server() {
             .then_some(())
     })
     .await;
+}
+
+fn presence_of<'a>(sync: &'a Value, user_id: &str) -> Option<&'a Value> {
+    sync["presence"]["events"]
+        .as_array()?
+        .iter()
+        .find(|event| event["sender"] == user_id)
+        .map(|event| &event["content"])
+}
+
+#[tokio::test]
+async fn presence_reaches_the_other_server() {
+    // Spec: Server-Server API, "Presence": Alice's changes reach Bob's server as `m.presence`
+    // EDUs, and Bob sees them through GET /presence and sync.
+    let federation = Federation::start(2).await;
+    let (alice, bob, _room_id) = joined(&federation).await;
+    let alice_status = format!("{V3}/presence/{}/status", enc(&alice.user_id));
+
+    alice
+        .client
+        .put(
+            &alice_status,
+            json!({ "presence": "online", "status_msg": "hiking" }),
+        )
+        .await
+        .ok();
+    wait_until("Bob to see Alice online and hiking", DELIVERY, || async {
+        let seen = bob.client.get(&alice_status).await.ok();
+        (seen["presence"] == "online" && seen["status_msg"] == "hiking").then_some(())
+    })
+    .await;
+    let content = wait_for_sync(&bob, "Alice's presence in Bob's sync", |sync| {
+        presence_of(sync, &alice.user_id).cloned()
+    })
+    .await;
+    assert_eq!(content["presence"], "online", "{content}");
+    assert_eq!(content["status_msg"], "hiking", "{content}");
+
+    alice
+        .client
+        .put(&alice_status, json!({ "presence": "unavailable" }))
+        .await
+        .ok();
+    wait_until("Bob to see Alice away", DELIVERY, || async {
+        let seen = bob.client.get(&alice_status).await.ok();
+        (seen["presence"] == "unavailable" && seen.get("status_msg").is_none_or(Value::is_null))
+            .then_some(())
+    })
+    .await;
+
+    // Someone sharing no room with Alice sees nothing of her.
+    let carol = federation.register(1, "carol", PASSWORD).await;
+    carol
+        .client
+        .get(&alice_status)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
 }

@@ -62,9 +62,15 @@ impl Services {
         let store = Store::open(&config.database_url(), config.database.max_connections).await?;
         let rate_limiter = Arc::new(RateLimiter::new(config.rate_limits.clone()));
         let notifier = Arc::new(Notifier::default());
-        let presence = Presence::start(store.clone(), &config.presence, notifier.clone()).await?;
-        let push_rules = Arc::new(PushRules::new(store.clone()));
         let edus = Arc::new(EduQueue::new(store.clone(), config.server_name.clone()));
+        let presence = Presence::start(
+            store.clone(),
+            &config.presence,
+            notifier.clone(),
+            edus.clone(),
+        )
+        .await?;
+        let push_rules = Arc::new(PushRules::new(store.clone()));
         let users = Users::new(
             store.clone(),
             config.clone(),

@@ -26,6 +26,11 @@ impl EduQueue {
         }
     }
 
+    /// The name of this server, whose users' EDUs these are.
+    pub fn server_name(&self) -> &ServerName {
+        &self.server_name
+    }
+
     /// Notified whenever events or EDUs were queued for other servers.
     pub fn wake(&self) -> Arc<Notify> {
         self.wake.clone()
@@ -43,18 +48,20 @@ impl EduQueue {
         self.to(servers, edu_type, content, expires_ts).await
     }
 
-    /// Queues an EDU for every other server with a user sharing a joined room with `user_id`.
+    /// Queues an EDU for every other server with a user sharing a joined room with `user_id`;
+    /// one not sent by `expires_ts` is dropped.
     pub async fn to_room_mates(
         &self,
         user_id: &UserId,
         edu_type: &str,
         content: JsonValue,
+        expires_ts: Option<i64>,
     ) -> Result<()> {
         let servers = self
             .store
             .servers_sharing_a_room(user_id, self.server_name.as_str())
             .await?;
-        self.to(servers, edu_type, content, None).await
+        self.to(servers, edu_type, content, expires_ts).await
     }
 
     /// Queues an EDU for one server.
@@ -118,7 +125,7 @@ impl EduQueue {
                 content["device_display_name"] = name.into();
             }
         }
-        self.to_room_mates(user_id, "m.device_list_update", content)
+        self.to_room_mates(user_id, "m.device_list_update", content, None)
             .await
     }
 
@@ -138,7 +145,7 @@ impl EduQueue {
                 content[field] = key;
             }
         }
-        self.to_room_mates(user_id, "m.signing_key_update", content)
+        self.to_room_mates(user_id, "m.signing_key_update", content, None)
             .await
     }
 }

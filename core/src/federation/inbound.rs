@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use ruma::{
     CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, ServerName,
-    api::federation::transactions::edu::Edu, events::receipt::ReceiptThread, serde::Raw,
+    api::federation::transactions::edu::Edu,
+    events::{presence::PresenceEventContent, receipt::ReceiptThread},
+    serde::Raw,
 };
 use serde_json::value::RawValue;
 
@@ -147,8 +149,7 @@ impl Services {
 impl Services {
     /// One EDU. Those naming users of another server than `origin`, rooms the user is not
     /// joined to, or rooms whose server ACL denies `origin`, are ignored (spec: EDUs are about
-    /// the sending server's own users). Presence
-    /// is not kept yet; unknown types are ignored.
+    /// the sending server's own users); so are unknown types.
     async fn receive_edu(&self, origin: &ServerName, edu: &Raw<Edu>) -> Result<()> {
         let edu = match edu.deserialize() {
             Ok(edu) => edu,
@@ -187,6 +188,18 @@ impl Services {
                 Ok(())
             }
             Edu::DirectToDevice(content) => self.e2ee.receive_to_device(origin, &content).await,
+            Edu::Presence(content) => {
+                for update in &content.push {
+                    let mut presence = PresenceEventContent::new(update.presence.clone());
+                    presence.status_msg = update.status_msg.clone();
+                    presence.last_active_ago = Some(update.last_active_ago);
+                    presence.currently_active = Some(update.currently_active);
+                    self.presence
+                        .receive_remote(origin, &update.user_id, &presence)
+                        .await?;
+                }
+                Ok(())
+            }
             Edu::DeviceListUpdate(update) if update.user_id.server_name() == origin => {
                 self.e2ee.remote_device_list_changed(&update.user_id).await
             }

@@ -8,7 +8,13 @@
 //!
 //! Timeouts follow Synapse: an online user without activity for `idle_timeout_secs` becomes
 //! unavailable; a user with no sync in progress and none for `offline_timeout_secs` becomes
-//! offline. One background task applies them as they fall due, since the users who must see a
+//! offline.
+//!
+//! Over federation (spec: Server-Server API, "Presence"), a local user's change goes to every
+//! server sharing a room with them as an `m.presence` EDU, and users of other servers are kept
+//! as their servers report them. Their own server applies their timeouts; here a user of
+//! another server who has not been reported for [`FEDERATION_TIMEOUT_MS`] goes offline, as
+//! Synapse does, since their server may have gone away without a word. One background task applies them as they fall due, since the users who must see a
 //! user go offline are not that user's syncs. The state machine ([`Table`]) takes the time as an
 //! argument, so that tests run it on a clock of their choosing.
 
@@ -20,15 +26,17 @@ use std::{
 };
 
 use ruma::{
-    OwnedUserId, UInt, UserId,
+    OwnedUserId, ServerName, UInt, UserId,
     events::presence::{PresenceEvent, PresenceEventContent},
     presence::PresenceState,
 };
+use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::{
     Error, Result,
     config::PresenceConfig,
+    federation::edus::EduQueue,
     store::{Store, StoreError, StoredPresence},
     sync::Notifier,
     time::now_ms,
@@ -38,6 +46,9 @@ use crate::{
 /// active time): while it is true, clients count the user as active and get no update of the
 /// last active time, so its end is itself a change to publish.
 const ACTIVE_WINDOW_MS: i64 = 60_000;
+
+/// How long a user of another server stays as last reported without a new report.
+const FEDERATION_TIMEOUT_MS: i64 = 30 * 60 * 1000;
 
 /// The longest status message accepted, in bytes. The spec sets no limit, but every room-mate's
 /// sync carries the message. A longer one is refused with 400 `M_INVALID_PARAM`: the request is
@@ -115,6 +126,8 @@ struct Record {
     position: i64,
     /// The deadline queued for the user in [`Table::deadlines`], if any.
     scheduled: Option<i64>,
+    /// For a user of another server: when the last report lapses.
+    reported_until: Option<i64>,
 }
 
 impl Record {
@@ -128,6 +141,7 @@ impl Record {
             last_seen_ts: now,
             position: 0,
             scheduled: None,
+            reported_until: None,
         }
     }
 
@@ -159,6 +173,14 @@ impl Record {
     }
 
     fn apply_timeouts(&mut self, timeouts: Timeouts, now: i64) {
+        if let Some(until) = self.reported_until {
+            // Another server's user: as reported, until the report lapses.
+            if now >= until {
+                self.availability = Availability::Offline;
+                self.currently_active = false;
+            }
+            return;
+        }
         let since = |ts: i64| now.saturating_sub(ts);
         if self.availability == Availability::Online
             && self
@@ -185,6 +207,9 @@ impl Record {
 
     /// When [`Record::apply_timeouts`] next changes something, if ever without new input.
     fn deadline(&self, timeouts: Timeouts) -> Option<i64> {
+        if let Some(until) = self.reported_until {
+            return (self.availability != Availability::Offline).then_some(until);
+        }
         let mut deadlines = Vec::with_capacity(3);
         if self.availability == Availability::Online
             && let Some(ts) = self.last_active_ts
@@ -361,6 +386,19 @@ impl Table {
         })
     }
 
+    /// A user of another server as their server reports them at `now`.
+    fn report(&mut self, user_id: &UserId, report: Report, now: i64) -> Option<StoredPresence> {
+        self.update(user_id, now, |record| {
+            record.availability = report.availability;
+            record.status_msg = report.status_msg;
+            record.last_active_ts = report.last_active_ago.map(|ago| now.saturating_sub(ago));
+            record.currently_active =
+                report.availability == Availability::Online && report.currently_active;
+            record.last_seen_ts = now;
+            record.reported_until = Some(now.saturating_add(FEDERATION_TIMEOUT_MS));
+        })
+    }
+
     /// Applies every timeout due at `now`, returning the changes.
     fn expire(&mut self, now: i64) -> Vec<StoredPresence> {
         let mut changes = Vec::new();
@@ -403,12 +441,23 @@ impl Table {
     }
 }
 
+/// What another server reports of one of its users.
+#[derive(Debug, Clone)]
+struct Report {
+    availability: Availability,
+    status_msg: Option<String>,
+    last_active_ago: Option<i64>,
+    currently_active: bool,
+}
+
 /// The presence service, one per server (held by [`crate::Services`]).
 pub struct Presence {
     enabled: bool,
     table: Mutex<Table>,
     store: Store,
     notifier: Arc<Notifier>,
+    /// Where local users' changes go to the servers sharing a room with them.
+    edus: Arc<EduQueue>,
     /// Tells the timeout task that the earliest deadline moved, or that the service is gone.
     timer: Arc<Notify>,
 }
@@ -441,6 +490,7 @@ impl Presence {
         store: Store,
         config: &PresenceConfig,
         notifier: Arc<Notifier>,
+        edus: Arc<EduQueue>,
     ) -> Result<Arc<Self>, StoreError> {
         let mut table = Table::new(Timeouts::new(config));
         if config.enabled {
@@ -451,6 +501,7 @@ impl Presence {
             table: Mutex::new(table),
             store,
             notifier,
+            edus,
             timer: Arc::new(Notify::new()),
         });
         if config.enabled {
@@ -479,11 +530,72 @@ impl Presence {
     }
 
     /// Stores a change, then wakes the syncs of the user and of everyone sharing a room with
-    /// them.
+    /// them; a local user's change also goes to the other servers sharing a room with them.
     async fn publish(&self, change: StoredPresence) -> Result<()> {
         let user_id = change.user_id.clone();
         self.store.set_presence(change).await?;
-        Ok(self.notifier.wake_room_mates(&self.store, &user_id).await?)
+        self.notifier.wake_room_mates(&self.store, &user_id).await?;
+        if user_id.server_name() != self.edus.server_name() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let content = self.table().get(&user_id, now);
+        let mut update = json!({
+            "user_id": user_id,
+            "presence": content.presence,
+            "last_active_ago": content.last_active_ago.unwrap_or_default(),
+        });
+        if let Some(active) = content.currently_active {
+            update["currently_active"] = active.into();
+        }
+        if let Some(status_msg) = content.status_msg {
+            update["status_msg"] = status_msg.into();
+        }
+        // Stale once the receiver would have timed it out anyway.
+        self.edus
+            .to_room_mates(
+                &user_id,
+                "m.presence",
+                json!({ "push": [update] }),
+                Some(now.saturating_add(FEDERATION_TIMEOUT_MS)),
+            )
+            .await
+    }
+
+    /// `m.presence` from `origin` about one of its users (others are ignored, as are unknown
+    /// states and over-long status messages).
+    pub async fn receive_remote(
+        &self,
+        origin: &ServerName,
+        user_id: &UserId,
+        content: &PresenceEventContent,
+    ) -> Result<()> {
+        if !self.enabled || user_id.server_name() != origin {
+            return Ok(());
+        }
+        let Some(availability) = Availability::parse(&content.presence) else {
+            return Ok(());
+        };
+        if content
+            .status_msg
+            .as_ref()
+            .is_some_and(|msg| msg.len() > MAX_STATUS_MSG_BYTES)
+        {
+            return Ok(());
+        }
+        let report = Report {
+            availability,
+            status_msg: content.status_msg.clone(),
+            last_active_ago: content
+                .last_active_ago
+                .map(|ago| i64::try_from(u64::from(ago)).unwrap_or(i64::MAX)),
+            currently_active: content.currently_active.unwrap_or(false),
+        };
+        let change = self.change(|table| table.report(user_id, report, now_ms()));
+        if let Some(change) = change {
+            self.publish(change).await?;
+        }
+        Ok(())
     }
 
     /// The presence stream's current position, for sync tokens.
@@ -644,7 +756,10 @@ mod tests {
 
     use ruma::{owned_user_id, presence::PresenceState, room_id, user_id};
 
-    use super::{ACTIVE_WINDOW_MS, Availability, Presence, Table, Timeouts};
+    use super::{
+        ACTIVE_WINDOW_MS, Availability, EduQueue, FEDERATION_TIMEOUT_MS, Presence, Report, Table,
+        Timeouts,
+    };
     use crate::{
         config::PresenceConfig,
         store::testing::test_store,
@@ -660,6 +775,50 @@ mod tests {
             idle_ms: IDLE,
             offline_ms: OFFLINE,
         })
+    }
+
+    fn edus(store: &crate::store::Store) -> Arc<EduQueue> {
+        Arc::new(EduQueue::new(
+            store.clone(),
+            ruma::owned_server_name!("example.org"),
+        ))
+    }
+
+    #[test]
+    fn users_of_other_servers_stay_as_reported_until_the_report_lapses() {
+        let mut table = table();
+        let remote = user_id!("@bob:elsewhere.example");
+        let report = |availability| Report {
+            availability,
+            status_msg: Some("on a train".to_owned()),
+            last_active_ago: Some(5_000),
+            currently_active: true,
+        };
+        let online = table
+            .report(remote, report(Availability::Online), START)
+            .unwrap();
+        assert_eq!(online.state, PresenceState::Online);
+        assert_eq!(online.last_active_ts, Some(START - 5_000));
+        // No local timeout applies (their server applies its own), only the report's lapse.
+        assert_eq!(table.next_deadline(), Some(START + FEDERATION_TIMEOUT_MS));
+        assert!(table.expire(START + 2 * IDLE).is_empty());
+        let content = table.get(remote, START + 2 * IDLE);
+        assert_eq!(content.presence, PresenceState::Online);
+        assert_eq!(content.status_msg.as_deref(), Some("on a train"));
+
+        // A new report moves the lapse; the same report again changes nothing visible.
+        let later = START + 2 * IDLE;
+        assert!(
+            table
+                .report(remote, report(Availability::Online), later)
+                .is_none()
+        );
+        assert_eq!(table.next_deadline(), Some(START + FEDERATION_TIMEOUT_MS));
+        assert!(table.expire(START + FEDERATION_TIMEOUT_MS).is_empty());
+        let lapsed = table.expire(later + FEDERATION_TIMEOUT_MS);
+        assert_eq!(lapsed.len(), 1);
+        assert_eq!(lapsed[0].state, PresenceState::Offline);
+        assert_eq!(table.next_deadline(), None);
     }
 
     #[test]
@@ -845,9 +1004,14 @@ mod tests {
         let (store, _db) = test_store().await;
         let config = PresenceConfig::default();
         let alice = owned_user_id!("@alice:example.org");
-        let presence = Presence::start(store.clone(), &config, Arc::new(Notifier::default()))
-            .await
-            .unwrap();
+        let presence = Presence::start(
+            store.clone(),
+            &config,
+            Arc::new(Notifier::default()),
+            edus(&store),
+        )
+        .await
+        .unwrap();
         presence
             .set(&alice, &PresenceState::Unavailable, Some("away".to_owned()))
             .await
@@ -855,9 +1019,14 @@ mod tests {
         assert_eq!(presence.position(), 1);
         drop(presence);
 
-        let presence = Presence::start(store, &config, Arc::new(Notifier::default()))
-            .await
-            .unwrap();
+        let presence = Presence::start(
+            store.clone(),
+            &config,
+            Arc::new(Notifier::default()),
+            edus(&store),
+        )
+        .await
+        .unwrap();
         assert_eq!(presence.position(), 1);
         let content = presence.get(&alice, &alice).await.unwrap();
         assert_eq!(content.presence, PresenceState::Unavailable);
@@ -883,7 +1052,7 @@ mod tests {
             ..PresenceConfig::default()
         };
         let notifier = Arc::new(Notifier::default());
-        let presence = Presence::start(store, &config, notifier.clone())
+        let presence = Presence::start(store.clone(), &config, notifier.clone(), edus(&store))
             .await
             .unwrap();
         let mut bobs_sync = notifier.subscribe(&bob);
@@ -938,9 +1107,14 @@ mod tests {
             ..PresenceConfig::default()
         };
         let alice = owned_user_id!("@alice:example.org");
-        let presence = Presence::start(store, &config, Arc::new(Notifier::default()))
-            .await
-            .unwrap();
+        let presence = Presence::start(
+            store.clone(),
+            &config,
+            Arc::new(Notifier::default()),
+            edus(&store),
+        )
+        .await
+        .unwrap();
         let too_long = "x".repeat(super::MAX_STATUS_MSG_BYTES + 1);
         assert!(
             presence
