@@ -5,7 +5,7 @@
 use complement_tests::{
     ServerBuilder, User,
     federation::{Federation, federated_server_name},
-    media::{encoded, get_bytes, gradient, upload},
+    media::{encoded, get_bytes, gradient, pattern, upload},
     older_server::{OLDER_SERVER_NAME, OlderMedia, OlderServer, Served},
 };
 use image::{GenericImageView, ImageFormat};
@@ -220,4 +220,36 @@ async fn media_of_an_older_server_over_the_size_limit_is_refused() {
     )
     .await
     .assert_error(502, "M_UNKNOWN");
+}
+
+#[tokio::test]
+async fn a_large_remote_file_arrives_byte_identical() {
+    // The federation answer is read as it arrives and written to the store in parts: a file
+    // of many chunks, whose bytes must come through unchanged.
+    let federation = Federation::start(2).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let file = pattern(30 * 1024 * 1024 + 7);
+    let mxc = upload(
+        &federation.servers[0],
+        &alice,
+        file.clone(),
+        "application/octet-stream",
+        Some("big.bin"),
+    )
+    .await;
+    let got = get_bytes(
+        &federation.servers[1],
+        &format!("{V1}/download/{mxc}"),
+        Some(&bob.access_token),
+    )
+    .await;
+    assert_eq!(
+        got.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&got.bytes[..200.min(got.bytes.len())])
+    );
+    assert_eq!(got.bytes.len(), file.len());
+    assert!(got.bytes == file, "the bytes differ");
 }

@@ -5,7 +5,7 @@
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
-use futures::StreamExt;
+use futures::{StreamExt, stream::BoxStream};
 use http::{HeaderValue, StatusCode, header};
 use ruma::{
     OwnedServerName, ServerName,
@@ -27,8 +27,11 @@ use crate::{
     outbound_address::{AddressPolicy, GuardedResolver, PinnedAddresses, blocked_in},
 };
 
-/// Largest response body read from another server (a `send_join` of a big room is tens of MB).
+/// Largest response body read whole from another server (a `send_join` of a big room is tens
+/// of MB); media is streamed instead.
 const MAX_RESPONSE_BYTES: usize = 128 * 1024 * 1024;
+/// Largest error body read from another server.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 pub struct FederationClient {
     server_name: OwnedServerName,
@@ -94,6 +97,47 @@ impl FederationClient {
     where
         R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
     {
+        let (target, request) = self.signed(destination, request).await?;
+        let answer = self
+            .execute(destination, &target, request, MAX_RESPONSE_BYTES)
+            .await?;
+        let mut response = http::Response::builder().status(answer.status);
+        if let Some(content_type) = answer.headers.get(header::CONTENT_TYPE) {
+            response = response.header(header::CONTENT_TYPE, content_type);
+        }
+        let response = response
+            .body(&answer.body[..])
+            .map_err(|e| bad_response(destination, e.to_string()))?;
+        R::IncomingResponse::try_from_http_response(response)
+            .map_err(|e| bad_response(destination, e.to_string()))
+    }
+
+    /// Sends a signed request of the Server-Server API and answers the success's headers and
+    /// its body as it arrives (federation media, which may be large).
+    pub async fn send_streamed<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<Streamed, FederationError>
+    where
+        R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
+        let (target, mut request) = self.signed(destination, request).await?;
+        if let Ok(host) = HeaderValue::from_str(&target.host_header) {
+            request.headers_mut().insert(header::HOST, host);
+        }
+        self.open(destination, request).await
+    }
+
+    /// The request signed for `destination`, and where it goes.
+    async fn signed<R>(
+        &self,
+        destination: &ServerName,
+        request: R,
+    ) -> Result<(Destination, http::Request<Vec<u8>>), FederationError>
+    where
+        R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
+    {
         let target = self.destination(destination).await?;
         let signing = XMatrixSigningInput::new(
             self.server_name.clone(),
@@ -106,19 +150,7 @@ impl FederationClient {
                 server: destination.to_owned(),
                 reason: e.to_string(),
             })?;
-        let answer = self
-            .execute(destination, &target, request, MAX_RESPONSE_BYTES)
-            .await?;
-        let mut response = http::Response::builder().status(answer.status);
-        // Multipart answers (federation media) are parsed by their boundary.
-        if let Some(content_type) = answer.headers.get(header::CONTENT_TYPE) {
-            response = response.header(header::CONTENT_TYPE, content_type);
-        }
-        let response = response
-            .body(&answer.body[..])
-            .map_err(|e| bad_response(destination, e.to_string()))?;
-        R::IncomingResponse::try_from_http_response(response)
-            .map_err(|e| bad_response(destination, e.to_string()))
+        Ok((target, request))
     }
 
     /// An unauthenticated GET (the key endpoints), answering the JSON body.
@@ -212,6 +244,43 @@ impl FederationClient {
         request: http::Request<Vec<u8>>,
         limit: usize,
     ) -> Result<Answer, FederationError> {
+        let (status, headers, response) = self.respond(server, request).await?;
+        let body = read_body(server, response, limit).await?;
+        if !status.is_success() {
+            return Err(remote_error(server, status, &body));
+        }
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Sends a request; a success is answered with its body as it arrives, anything else
+    /// becomes `Remote` (its error body read, within a small limit).
+    async fn open(
+        &self,
+        server: &ServerName,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<Streamed, FederationError> {
+        let (status, headers, response) = self.respond(server, request).await?;
+        if !status.is_success() {
+            let body = read_body(server, response, MAX_ERROR_BYTES).await?;
+            return Err(remote_error(server, status, &body));
+        }
+        let owned = server.to_owned();
+        let body = response
+            .bytes_stream()
+            .map(move |chunk| chunk.map_err(|e| unreachable(&owned, &e)))
+            .boxed();
+        Ok(Streamed { headers, body })
+    }
+
+    async fn respond(
+        &self,
+        server: &ServerName,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<(StatusCode, http::HeaderMap, reqwest::Response), FederationError> {
         let request =
             reqwest::Request::try_from(request.map(reqwest::Body::from)).map_err(|e| {
                 FederationError::Request {
@@ -224,44 +293,17 @@ impl FederationClient {
             .execute(request)
             .await
             .map_err(|e| unreachable(server, &e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let too_large = || bad_response(server, format!("the response exceeds {limit} bytes"));
-        if response
-            .content_length()
-            .is_some_and(|len| len > limit as u64)
-        {
-            return Err(too_large());
-        }
-        let mut body = BytesMut::new();
-        let mut stream = response.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| unreachable(server, &e))?;
-            if body.len() + chunk.len() > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let body = body.freeze();
-        if !status.is_success() {
-            return Err(remote_error(server, status, &body));
-        }
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+        Ok((response.status(), response.headers().clone(), response))
     }
 
     /// `mxc://{destination}/{media_id}` through the unauthenticated media endpoint of servers
-    /// older than Matrix v1.11, which lack the federation one; at most `limit` bytes.
+    /// older than Matrix v1.11, which lack the federation one.
     pub async fn legacy_media(
         &self,
         destination: &ServerName,
         media_id: &str,
         timeout: Duration,
-        limit: usize,
-    ) -> Result<Answer, FederationError> {
+    ) -> Result<Streamed, FederationError> {
         let target = self.destination(destination).await?;
         // `allow_remote=false`: the server answers for its own media only, so two servers
         // cannot send each other round in a loop.
@@ -270,24 +312,26 @@ impl FederationClient {
             target.base_url(),
             timeout.as_millis()
         );
-        let request =
+        let mut request =
             http::Request::get(url)
                 .body(Vec::new())
                 .map_err(|e| FederationError::Request {
                     server: destination.to_owned(),
                     reason: e.to_string(),
                 })?;
-        self.execute(destination, &target, request, limit).await
+        if let Ok(host) = HeaderValue::from_str(&target.host_header) {
+            request.headers_mut().insert(header::HOST, host);
+        }
+        self.open(destination, request).await
     }
 
     /// A URL that `server` named as where its media is (the `Location` of a federation
-    /// media answer); at most `limit` bytes, its address checked like any other.
+    /// media answer), its address checked like any other.
     pub async fn located_media(
         &self,
         server: &ServerName,
         url: &str,
-        limit: usize,
-    ) -> Result<Answer, FederationError> {
+    ) -> Result<Streamed, FederationError> {
         let request_error = |reason: String| FederationError::Request {
             server: server.to_owned(),
             reason,
@@ -315,21 +359,52 @@ impl FederationClient {
         let request = http::Request::get(url)
             .body(Vec::new())
             .map_err(|e| request_error(e.to_string()))?;
-        self.read(server, request, limit).await
+        self.open(server, request).await
+    }
+}
+
+/// Reads at most `limit` bytes of a body.
+async fn read_body(
+    server: &ServerName,
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, FederationError> {
+    let too_large = || bad_response(server, format!("the response exceeds {limit} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|len| len > limit as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = BytesMut::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| unreachable(server, &e))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// A successful answer whose body is read as it arrives.
+pub struct Streamed {
+    pub headers: http::HeaderMap,
+    pub body: BoxStream<'static, Result<Bytes, FederationError>>,
+}
+
+impl Streamed {
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
 
 /// A successful answer of another server, read whole.
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-}
-
-impl Answer {
-    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
 }
 
 fn unreachable(server: &ServerName, error: &reqwest::Error) -> FederationError {

@@ -1,19 +1,23 @@
 //! Media of other servers (spec: "Content repository", Server-Server API "Content
 //! Repository"): fetched once through the server's authenticated federation endpoint
 //! (following the `Location` it may answer with instead, and falling back to the legacy
-//! unauthenticated endpoint of servers that lack it), cached, then served (and thumbnailed)
-//! from the cache like local media.
+//! unauthenticated endpoint of servers that lack it), streamed into the media store within
+//! the upload size limit, then served (and thumbnailed) from the cache like local media.
 
 use std::time::Duration;
 
-use http::{StatusCode, header};
+use bytes::Bytes;
+use futures::{StreamExt, stream::BoxStream};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use ruma::{
-    ServerName,
-    api::federation::authenticated_media::{FileOrLocation, get_content},
-    http_headers::ContentDisposition,
+    ServerName, api::federation::authenticated_media::get_content, http_headers::ContentDisposition,
 };
 
-use super::{FederationError, client::Answer};
+use super::{
+    FederationError,
+    client::Streamed,
+    multipart::{MediaPart, boundary_of, media_part},
+};
 use crate::{
     Services,
     media::{Access, Content, MediaError, Result, ThumbnailRequest, is_valid_media_id},
@@ -64,37 +68,40 @@ impl Services {
         {
             return Ok(());
         }
-        let limit = usize::try_from(self.config.media.max_upload_size).unwrap_or(usize::MAX);
         let mut request = get_content::v1::Request::new(media_id.to_owned());
         request.timeout_ms = timeout;
         let client = &self.federation.client;
-        let file = match client.send(server_name, request).await {
-            Ok(response) => match response.content {
-                FileOrLocation::File(content) => RemoteFile {
-                    filename: content
-                        .content_disposition
-                        .and_then(|disposition| disposition.filename),
-                    content_type: content.content_type,
-                    bytes: content.file,
-                },
-                FileOrLocation::Location(url) => client
-                    .located_media(server_name, &url, limit)
+        let fetch_error = |e| fetch_error(server_name, media_id, e);
+        let file = match client.send_streamed(server_name, request).await {
+            Ok(answer) => {
+                let boundary = answer
+                    .header(header::CONTENT_TYPE)
+                    .and_then(boundary_of)
+                    .ok_or_else(|| {
+                        MediaError::Remote(format!(
+                            "{server_name} answered a media download without a multipart body"
+                        ))
+                    })?;
+                let body = answer.body.map(|chunk| chunk.map_err(|e| e.to_string()));
+                match media_part(&boundary, body.boxed())
                     .await
-                    .map(RemoteFile::from)
-                    .map_err(|e| fetch_error(server_name, media_id, e))?,
-                _ => {
-                    return Err(MediaError::Remote(format!(
-                        "{server_name} answered with content of an unknown form"
-                    )));
+                    .map_err(|e| MediaError::Remote(format!("{server_name}: {e}")))?
+                {
+                    MediaPart::File { headers, body } => RemoteFile::new(&headers, body),
+                    MediaPart::Location(url) => client
+                        .located_media(server_name, &url)
+                        .await
+                        .map(RemoteFile::from)
+                        .map_err(fetch_error)?,
                 }
-            },
+            }
             // A server older than Matrix v1.11 does not know the federation media endpoint.
             Err(FederationError::Remote { errcode, .. }) if errcode == "M_UNRECOGNIZED" => client
-                .legacy_media(server_name, media_id, timeout, limit)
+                .legacy_media(server_name, media_id, timeout)
                 .await
                 .map(RemoteFile::from)
-                .map_err(|e| fetch_error(server_name, media_id, e))?,
-            Err(e) => return Err(fetch_error(server_name, media_id, e)),
+                .map_err(fetch_error)?,
+            Err(e) => return Err(fetch_error(e)),
         };
         self.media
             .cache_remote(
@@ -102,29 +109,50 @@ impl Services {
                 media_id,
                 file.content_type.as_deref(),
                 file.filename.as_deref(),
-                file.bytes,
+                file.body,
             )
             .await
+            .map_err(|e| match e {
+                // The remote's file, not the client's request, is too large or broke off.
+                MediaError::TooLarge(reason) | MediaError::BodyRead(reason) => {
+                    MediaError::Remote(format!("{server_name}: {reason}"))
+                }
+                other => other,
+            })
     }
 }
 
-/// Media of another server as it arrived, before it is cached.
+/// Media of another server as it arrives, before it is cached.
 struct RemoteFile {
     content_type: Option<String>,
     filename: Option<String>,
-    bytes: Vec<u8>,
+    body: BoxStream<'static, Result<Bytes, String>>,
 }
 
-impl From<Answer> for RemoteFile {
-    fn from(answer: Answer) -> Self {
+impl RemoteFile {
+    fn new(headers: &HeaderMap, body: BoxStream<'static, Result<Bytes, String>>) -> Self {
+        let header = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+        };
         Self {
-            content_type: answer.header(header::CONTENT_TYPE).map(ToOwned::to_owned),
-            filename: answer
-                .header(header::CONTENT_DISPOSITION)
+            content_type: header(header::CONTENT_TYPE).map(ToOwned::to_owned),
+            filename: header(header::CONTENT_DISPOSITION)
                 .and_then(|value| value.parse::<ContentDisposition>().ok())
                 .and_then(|disposition| disposition.filename),
-            bytes: answer.body.into(),
+            body,
         }
+    }
+}
+
+impl From<Streamed> for RemoteFile {
+    fn from(answer: Streamed) -> Self {
+        let body = answer
+            .body
+            .map(|chunk| chunk.map_err(|e| e.to_string()))
+            .boxed();
+        Self::new(&answer.headers, body)
     }
 }
 

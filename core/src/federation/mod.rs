@@ -15,6 +15,7 @@ mod knock;
 mod leave;
 mod media;
 mod missing;
+mod multipart;
 mod pdu;
 mod queries;
 pub mod sender;

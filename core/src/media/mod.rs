@@ -568,24 +568,26 @@ impl Media {
 
     /// Caches media of another server, fetched over federation. A copy cached meanwhile by
     /// another request stands.
-    pub async fn cache_remote(
+    pub async fn cache_remote<S, E>(
         &self,
         server_name: &ServerName,
         media_id: &str,
         content_type: Option<&str>,
         filename: Option<&str>,
-        bytes: Vec<u8>,
-    ) -> Result<()> {
-        if bytes.len() as u64 > self.config.media.max_upload_size {
-            return Err(MediaError::TooLarge(format!(
-                "mxc://{server_name}/{media_id} is larger than this server's limit of {} bytes",
-                self.config.media.max_upload_size
-            )));
-        }
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin + Send,
+        E: std::fmt::Display,
+    {
         let stored_id = remote_media_id(server_name, media_id);
-        let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-        self.storage
-            .put(&content_key(&stored_id), Bytes::from(bytes))
+        let size = self
+            .storage
+            .write(
+                &content_key(&stored_id),
+                body,
+                self.config.media.max_upload_size,
+            )
             .await?;
         let inserted = self
             .store
@@ -594,7 +596,7 @@ impl Media {
                 uploader: None,
                 content_type,
                 filename,
-                size,
+                size: i64::try_from(size).unwrap_or(i64::MAX),
                 now: now_ms(),
             })
             .await;
