@@ -81,6 +81,11 @@ impl Client {
         }
     }
 
+    /// The server's address, e.g. `http://127.0.0.1:8008`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// The same server, no access token.
     pub fn anonymous(&self) -> Self {
         Client {

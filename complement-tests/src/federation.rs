@@ -20,9 +20,79 @@ pub struct Federation {
     pub servers: Vec<TestServer>,
     /// The federation (TLS) port of each server.
     pub tls_ports: Vec<u16>,
+    ca: TestCa,
+}
+
+/// A certificate authority of the test's own, and the certificates it issued, in a temporary
+/// directory that lives as long as it does.
+pub struct TestCa {
     ca: CertifiedIssuer<'static, KeyPair>,
-    /// Holds the CA and certificate files for the servers' lifetime.
-    certificates: TempDir,
+    directory: TempDir,
+}
+
+impl TestCa {
+    pub fn new() -> Self {
+        let directory = tempfile::Builder::new()
+            .prefix("tessera-ca-")
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        let ca_key = KeyPair::generate().expect("generate the CA key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "Tessera test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the CA");
+        std::fs::write(directory.path().join("ca.pem"), ca.pem()).expect("write the CA");
+        Self { ca, directory }
+    }
+
+    /// The CA's PEM file.
+    pub fn path(&self) -> PathBuf {
+        self.directory.path().join("ca.pem")
+    }
+
+    pub fn pem(&self) -> String {
+        self.ca.pem()
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses): its PEM file and its key's.
+    pub fn certificate(&self, names: &[&str]) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().expect("generate a server key");
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let params = CertificateParams::new(names.clone()).expect("server parameters");
+        let cert = params
+            .signed_by(&key, &self.ca)
+            .expect("sign a server certificate");
+        let file = names[0].replace(':', "_");
+        let cert_path = self.directory.path().join(format!("{file}.pem"));
+        let key_path = self.directory.path().join(format!("{file}.key"));
+        std::fs::write(&cert_path, cert.pem()).expect("write a certificate");
+        std::fs::write(&key_path, key.serialize_pem()).expect("write a key");
+        (cert_path, key_path)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A listener of the federation API over TLS on `port` with the certificate `tls`.
+pub fn tls_federation_listener(port: u16, tls: &(PathBuf, PathBuf)) -> Table {
+    let mut listener = Table::new();
+    listener.insert("bind".into(), "127.0.0.1".into());
+    listener.insert("port".into(), i64::from(port).into());
+    listener.insert("apis".into(), vec!["federation"].into());
+    listener.insert("tls_certificate".into(), tls.0.display().to_string().into());
+    listener.insert("tls_private_key".into(), tls.1.display().to_string().into());
+    listener
 }
 
 /// The server name of the `i`th server of a federation.
@@ -56,25 +126,7 @@ impl Federation {
         peers: &[(&str, u16)],
         configure: impl Fn(usize, ServerBuilder) -> ServerBuilder,
     ) -> Self {
-        let certificates = tempfile::Builder::new()
-            .prefix("tessera-ca-")
-            .tempdir()
-            .expect("cannot create a temporary directory");
-        let ca_key = KeyPair::generate().expect("generate the CA key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Tessera test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the CA");
-        let ca_path = certificates.path().join("ca.pem");
-        std::fs::write(&ca_path, ca.pem()).expect("write the CA");
-
+        let ca = TestCa::new();
         let tls_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
         let mut overrides = Table::new();
         for (i, port) in tls_ports.iter().enumerate() {
@@ -89,26 +141,14 @@ impl Federation {
         let mut servers = Vec::new();
         for (i, port) in tls_ports.iter().enumerate() {
             let name = federated_server_name(i);
-            let (cert_path, key_path) = issue_certificate(&ca, &certificates, &[&name]);
-            let mut listener = Table::new();
-            listener.insert("bind".into(), "127.0.0.1".into());
-            listener.insert("port".into(), i64::from(*port).into());
-            listener.insert("apis".into(), vec!["federation"].into());
-            listener.insert(
-                "tls_certificate".into(),
-                cert_path.display().to_string().into(),
-            );
-            listener.insert(
-                "tls_private_key".into(),
-                key_path.display().to_string().into(),
-            );
+            let listener = tls_federation_listener(*port, &ca.certificate(&[&name]));
             let builder = TestServer::builder()
                 .server_name(&name)
                 .extra_listener(listener)
                 .set("federation.resolve_overrides", overrides.clone())
                 .set(
                     "federation.extra_ca_files",
-                    vec![ca_path.display().to_string()],
+                    vec![ca.path().display().to_string()],
                 );
             servers.push(configure(i, builder).start().await);
         }
@@ -116,14 +156,13 @@ impl Federation {
             servers,
             tls_ports,
             ca,
-            certificates,
         }
     }
 
     /// A certificate of the test CA for `names` (DNS names or IP addresses): its PEM file and
     /// its key's, which live as long as the federation.
     pub fn certificate(&self, names: &[&str]) -> (PathBuf, PathBuf) {
-        issue_certificate(&self.ca, &self.certificates, names)
+        self.ca.certificate(names)
     }
 
     /// An HTTPS client that trusts the test CA and reaches every server by its name.
@@ -192,22 +231,4 @@ impl Federation {
             )
             .await
     }
-}
-
-fn issue_certificate(
-    ca: &CertifiedIssuer<'static, KeyPair>,
-    directory: &TempDir,
-    names: &[&str],
-) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().expect("generate a server key");
-    let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
-    let params = CertificateParams::new(names.clone()).expect("server parameters");
-    let cert = params
-        .signed_by(&key, ca)
-        .expect("sign a server certificate");
-    let cert_path = directory.path().join(format!("{}.pem", names[0]));
-    let key_path = directory.path().join(format!("{}.key", names[0]));
-    std::fs::write(&cert_path, cert.pem()).expect("write a certificate");
-    std::fs::write(&key_path, key.serialize_pem()).expect("write a key");
-    (cert_path, key_path)
 }

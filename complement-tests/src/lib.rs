@@ -20,6 +20,7 @@ pub mod older_server;
 mod postgres;
 pub mod rooms;
 mod server;
+pub mod synapse;
 pub mod sync;
 mod util;
 

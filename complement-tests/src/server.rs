@@ -125,13 +125,13 @@ impl ServerBuilder {
         self
     }
 
-    /// An environment variable for the server process (e.g. for `{ env = "VAR" }` secrets).
     /// Adds a `[[listeners]]` table after the harness's own (which readiness checks use).
     pub fn extra_listener(mut self, listener: Table) -> Self {
         self.extra_listeners.push(listener);
         self
     }
 
+    /// An environment variable for the server process (e.g. for `{ env = "VAR" }` secrets).
     pub fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.to_owned(), value.to_owned()));
         self

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use ruma::{
     CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, ServerName,
+    UserId,
     api::federation::transactions::edu::Edu,
     events::{presence::PresenceEventContent, receipt::ReceiptThread},
     serde::Raw,
@@ -265,7 +266,11 @@ impl Services {
             .and_then(|content| content.get("membership"))
             .and_then(CanonicalJsonValue::as_str);
         let sender = field("sender").unwrap_or_default();
-        let sender_server = sender.rsplit_once(':').map(|(_, server)| server);
+        // A server name may hold a port: the user ID is parsed, not split at its last colon.
+        let sender_server = UserId::parse(sender).ok();
+        let sender_server = sender_server
+            .as_ref()
+            .map(|user| user.server_name().as_str());
         if field("type") != Some("m.room.member")
             || event_membership != Some(membership)
             || field("state_key") != Some(sender)

@@ -444,13 +444,13 @@ impl Rooms {
         let remote_servers = match source {
             EventSource::Local => room.remote_servers(&self.config.server_name).to_vec(),
             EventSource::Relayed => {
-                let senders: Vec<&str> = rows
+                let senders: Vec<OwnedUserId> = rows
                     .iter()
-                    .filter_map(|row| row.sender.rsplit_once(':').map(|(_, server)| server))
+                    .filter_map(|row| UserId::parse(&row.sender).ok())
                     .collect();
                 room.remote_servers(&self.config.server_name)
                     .iter()
-                    .filter(|server| !senders.contains(&server.as_str()))
+                    .filter(|server| !senders.iter().any(|user| user.server_name() == *server))
                     .cloned()
                     .collect()
             }

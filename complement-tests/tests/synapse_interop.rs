@@ -1,0 +1,285 @@
+//! Federation with Synapse, the reference homeserver, over real TLS on loopback (spec:
+//! Server-Server API): a Synapse user joins a Tessera room and a Tessera user a Synapse room,
+//! messages flow both ways, invites cross in both directions; device keys are queried and
+//! claimed across, Olm and Megolm work both ways, media and profiles are fetched across.
+//!
+//! Synapse runs from `$TESSERA_SYNAPSE_PYTHON` (default `python3`); if it cannot import
+//! `synapse`, this test FAILS rather than being skipped (`.ci/run` installs it).
+
+use std::time::Duration;
+
+use complement_tests::{
+    Client, User, V3, Value,
+    e2ee::{
+        Device, enable_encryption, inbound_session, megolm_decrypt, query_keys, send_megolm_message,
+    },
+    enc,
+    federation::TestCa,
+    json,
+    media::pattern,
+    rooms::{chunk, message_bodies, room_path},
+    synapse::{Synapse, tessera_beside_synapse},
+    sync::{SyncQuery, next_batch, timeline},
+    wait_until,
+};
+
+const PASSWORD: &str = "synapse-interop-pw";
+const DELIVERY: Duration = Duration::from_secs(60);
+
+async fn wait_for_message(user: &User, room_id: &str, body: &str) {
+    wait_until(
+        &format!("{} to receive {body:?}", user.user_id),
+        DELIVERY,
+        || async {
+            let page = user
+                .client
+                .get(&format!(
+                    "{}?dir=b&limit=50",
+                    room_path(room_id, "messages")
+                ))
+                .await;
+            (page.status == 200 && message_bodies(chunk(&page.json)).contains(&body.to_owned()))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn join_through(user: &User, room_id: &str, server: &str) {
+    let joined = user
+        .client
+        .post(
+            &format!("{V3}/join/{}?server_name={}", enc(room_id), enc(server)),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room_id, "{joined}");
+}
+
+#[tokio::test]
+async fn rooms_messages_and_invites_cross_between_tessera_and_synapse() {
+    let ca = TestCa::new();
+    let synapse = Synapse::start(&ca).await;
+    let tessera = tessera_beside_synapse(&ca).await;
+    let alice = tessera.client().register("alice", PASSWORD).await;
+    let bob = synapse.client().register("bob", PASSWORD).await;
+
+    // Bob (Synapse) joins Alice's room on Tessera.
+    let tessera_room = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Made on Tessera" }))
+        .await;
+    join_through(&bob, &tessera_room, tessera.server_name()).await;
+    let name = bob
+        .client
+        .get(&format!(
+            "{}/m.room.name/",
+            room_path(&tessera_room, "state")
+        ))
+        .await
+        .ok();
+    assert_eq!(name["name"], "Made on Tessera", "{name}");
+    alice.send_text(&tessera_room, "hello from Tessera").await;
+    wait_for_message(&bob, &tessera_room, "hello from Tessera").await;
+    bob.send_text(&tessera_room, "hello from Synapse").await;
+    wait_for_message(&alice, &tessera_room, "hello from Synapse").await;
+
+    // Alice (Tessera) joins Bob's room on Synapse.
+    let synapse_room = bob
+        .create_room(json!({ "preset": "public_chat", "name": "Made on Synapse" }))
+        .await;
+    join_through(&alice, &synapse_room, &synapse.server_name).await;
+    bob.send_text(&synapse_room, "welcome to Synapse").await;
+    wait_for_message(&alice, &synapse_room, "welcome to Synapse").await;
+    alice.send_text(&synapse_room, "thanks from Tessera").await;
+    wait_for_message(&bob, &synapse_room, "thanks from Tessera").await;
+
+    // Invites both ways, into private rooms, accepted by joining.
+    let tessera_private = alice
+        .create_room(json!({ "preset": "private_chat", "invite": [bob.user_id] }))
+        .await;
+    wait_until("Bob's invite to reach Synapse", DELIVERY, || async {
+        let sync = bob.client.get(&format!("{V3}/sync")).await.ok();
+        sync["rooms"]["invite"].get(&tessera_private).map(|_| ())
+    })
+    .await;
+    join_through(&bob, &tessera_private, tessera.server_name()).await;
+    bob.send_text(&tessera_private, "invited by Tessera").await;
+    wait_for_message(&alice, &tessera_private, "invited by Tessera").await;
+
+    let synapse_private = bob
+        .create_room(json!({ "preset": "private_chat", "invite": [alice.user_id] }))
+        .await;
+    wait_until("Alice's invite to reach Tessera", DELIVERY, || async {
+        let sync = alice.client.get(&format!("{V3}/sync")).await.ok();
+        sync["rooms"]["invite"].get(&synapse_private).map(|_| ())
+    })
+    .await;
+    join_through(&alice, &synapse_private, &synapse.server_name).await;
+    alice
+        .send_text(&synapse_private, "invited by Synapse")
+        .await;
+    wait_for_message(&bob, &synapse_private, "invited by Synapse").await;
+}
+
+/// Device keys without `unsigned`.
+fn signed_part(keys: &Value) -> Value {
+    let mut keys = keys.clone();
+    if let Some(object) = keys.as_object_mut() {
+        object.remove("unsigned");
+    }
+    keys
+}
+
+/// Follows `recipient`'s sync from `since` (each answer's `next_batch`, as a client does:
+/// Synapse answers a repeated request from its cache) until the room key and the encrypted
+/// event have both arrived, and decrypts the event.
+async fn receive_megolm(
+    recipient: &User,
+    device: &mut Device,
+    since: &str,
+    room_id: &str,
+    event_id: &str,
+) -> Value {
+    let mut since = since.to_owned();
+    let mut room_key = None;
+    let mut event = None;
+    let deadline = std::time::Instant::now() + DELIVERY;
+    while room_key.is_none() || event.is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not get the room key and the message within {DELIVERY:?}",
+            recipient.user_id
+        );
+        let sync = recipient
+            .sync(&SyncQuery {
+                since: Some(&since),
+                timeout_ms: Some(1_000),
+                ..SyncQuery::default()
+            })
+            .await;
+        if let Some(to_device) = sync["to_device"]["events"].as_array() {
+            room_key = room_key.or_else(|| {
+                to_device
+                    .iter()
+                    .find(|event| event["type"] == "m.room.encrypted")
+                    .cloned()
+            });
+        }
+        event = event.or_else(|| {
+            timeline(&sync, room_id)
+                .into_iter()
+                .find(|event| event["event_id"] == event_id)
+                .cloned()
+        });
+        since = next_batch(&sync);
+    }
+    let room_key = device.olm_decrypt(&room_key.expect("a room key"));
+    megolm_decrypt(&mut inbound_session(&room_key), &event.expect("the event"))
+}
+
+#[tokio::test]
+async fn encryption_and_media_work_between_tessera_and_synapse() {
+    let ca = TestCa::new();
+    let synapse = Synapse::start(&ca).await;
+    let tessera = tessera_beside_synapse(&ca).await;
+    let alice = tessera.client().register("alice", PASSWORD).await;
+    let bob = synapse.client().register("bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Secrets" }))
+        .await;
+    enable_encryption(&alice, &room_id).await;
+    join_through(&bob, &room_id, tessera.server_name()).await;
+
+    // Device keys, queried through each other's servers.
+    let mut alice_device = Device::of(&alice);
+    alice_device.upload(&alice, 3).await;
+    let mut bob_device = Device::of(&bob);
+    bob_device.upload(&bob, 3).await;
+    // (Synapse adds an empty `unsigned`, which is not part of the signed keys.)
+    let query = query_keys(&bob, &[&alice.user_id]).await;
+    assert_eq!(
+        signed_part(&query["device_keys"][&alice.user_id][&alice.device_id]),
+        alice_device.device_keys(),
+        "{query}"
+    );
+    let query = query_keys(&alice, &[&bob.user_id]).await;
+    assert_eq!(
+        signed_part(&query["device_keys"][&bob.user_id][&bob.device_id]),
+        bob_device.device_keys(),
+        "{query}"
+    );
+
+    // Olm and Megolm both ways: one-time keys claimed across, room keys as to-device EDUs.
+    let alice_since = next_batch(&alice.initial_sync().await);
+    let bob_since = next_batch(&bob.initial_sync().await);
+    let from_bob = "Synapse to Tessera, in confidence";
+    let event_id = send_megolm_message(&bob, &bob_device, &alice_device, &room_id, from_bob).await;
+    let decrypted =
+        receive_megolm(&alice, &mut alice_device, &alice_since, &room_id, &event_id).await;
+    assert_eq!(decrypted["content"]["body"], from_bob, "{decrypted}");
+    let from_alice = "Tessera to Synapse, in confidence";
+    let event_id =
+        send_megolm_message(&alice, &alice_device, &bob_device, &room_id, from_alice).await;
+    let decrypted = receive_megolm(&bob, &mut bob_device, &bob_since, &room_id, &event_id).await;
+    assert_eq!(decrypted["content"]["body"], from_alice, "{decrypted}");
+
+    // Media each way, through the authenticated federation media endpoints.
+    let on_synapse = pattern(300_000);
+    let mxc = upload_to(&synapse.client(), &bob, on_synapse.clone()).await;
+    let got = download(&alice, &mxc).await;
+    assert!(
+        got == on_synapse,
+        "Tessera served other bytes than Synapse stores"
+    );
+    let on_tessera = pattern(200_003);
+    let mxc = upload_to(&tessera.client(), &alice, on_tessera.clone()).await;
+    let got = download(&bob, &mxc).await;
+    assert!(
+        got == on_tessera,
+        "Synapse served other bytes than Tessera stores"
+    );
+
+    // Profiles across.
+    let profile = alice
+        .client
+        .get(&format!("{V3}/profile/{}", enc(&bob.user_id)))
+        .await
+        .ok();
+    assert_eq!(profile["displayname"], "bob", "{profile}");
+}
+
+/// Uploads `bytes` as `user` to the server `client` talks to; the `mxc://` URI.
+async fn upload_to(client: &Client, user: &User, bytes: Vec<u8>) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}/_matrix/media/v3/upload", client.base_url()))
+        .bearer_auth(&user.access_token)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status().as_u16(), 200);
+    let json: Value = response.json().await.expect("JSON");
+    json["content_uri"]
+        .as_str()
+        .expect("content_uri")
+        .to_owned()
+}
+
+/// Downloads `mxc` through `user`'s own server (authenticated media), waiting out a remote
+/// server's first answer.
+async fn download(user: &User, mxc: &str) -> Vec<u8> {
+    let path = mxc.strip_prefix("mxc://").expect("an mxc URI");
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/_matrix/client/v1/media/download/{path}",
+            user.client.base_url()
+        ))
+        .bearer_auth(&user.access_token)
+        .send()
+        .await
+        .expect("download");
+    assert_eq!(response.status().as_u16(), 200, "download of {mxc}");
+    response.bytes().await.expect("the body").to_vec()
+}
