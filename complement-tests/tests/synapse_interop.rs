@@ -1,7 +1,8 @@
 //! Federation with Synapse, the reference homeserver, over real TLS on loopback (spec:
 //! Server-Server API): a Synapse user joins a Tessera room and a Tessera user a Synapse room,
 //! messages flow both ways, invites cross in both directions; device keys are queried and
-//! claimed across, Olm and Megolm work both ways, media and profiles are fetched across.
+//! claimed across, Olm and Megolm work both ways, media and profiles are fetched across;
+//! typing notices, read receipts and presence cross as EDUs.
 //!
 //! Synapse runs from `$TESSERA_SYNAPSE_PYTHON` (default `python3`); if it cannot import
 //! `synapse`, this test FAILS rather than being skipped (`.ci/run` installs it).
@@ -19,7 +20,7 @@ use complement_tests::{
     media::pattern,
     rooms::{chunk, message_bodies, room_path},
     synapse::{Synapse, tessera_beside_synapse},
-    sync::{SyncQuery, next_batch, timeline},
+    sync::{SyncQuery, ephemeral, next_batch, timeline},
     wait_until,
 };
 
@@ -282,4 +283,113 @@ async fn download(user: &User, mxc: &str) -> Vec<u8> {
         .expect("download");
     assert_eq!(response.status().as_u16(), 200, "download of {mxc}");
     response.bytes().await.expect("the body").to_vec()
+}
+
+/// Follows `user`'s sync from `since` until `check` finds what it looks for.
+async fn sync_until<T>(
+    user: &User,
+    since: &str,
+    what: &str,
+    check: impl Fn(&Value) -> Option<T>,
+) -> T {
+    let mut since = since.to_owned();
+    let deadline = std::time::Instant::now() + DELIVERY;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {DELIVERY:?} waiting for {what}"
+        );
+        let sync = user
+            .sync(&SyncQuery {
+                since: Some(&since),
+                timeout_ms: Some(1_000),
+                ..SyncQuery::default()
+            })
+            .await;
+        if let Some(found) = check(&sync) {
+            return found;
+        }
+        since = next_batch(&sync);
+    }
+}
+
+#[tokio::test]
+async fn typing_receipts_and_presence_cross_between_tessera_and_synapse() {
+    let ca = TestCa::new();
+    let synapse = Synapse::start(&ca).await;
+    let tessera = tessera_beside_synapse(&ca).await;
+    let alice = tessera.client().register("alice", PASSWORD).await;
+    let bob = synapse.client().register("bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "name": "Chatter" }))
+        .await;
+    join_through(&bob, &room_id, tessera.server_name()).await;
+    let event_id = alice.send_text(&room_id, "anyone there?").await;
+    wait_for_message(&bob, &room_id, "anyone there?").await;
+    let alice_since = next_batch(&alice.initial_sync().await);
+    let bob_since = next_batch(&bob.initial_sync().await);
+
+    // Typing, each way.
+    for (typist, other, since) in [(&alice, &bob, &bob_since), (&bob, &alice, &alice_since)] {
+        typist
+            .client
+            .put(
+                &room_path(&room_id, &format!("typing/{}", enc(&typist.user_id))),
+                json!({ "typing": true, "timeout": 30_000 }),
+            )
+            .await
+            .ok();
+        sync_until(other, since, "a typing notice across", |sync| {
+            ephemeral(sync, &room_id, "m.typing")?["content"]["user_ids"]
+                .as_array()?
+                .contains(&json!(typist.user_id))
+                .then_some(())
+        })
+        .await;
+    }
+
+    // Bob's read receipt reaches Alice.
+    bob.client
+        .post(
+            &room_path(&room_id, &format!("receipt/m.read/{}", enc(&event_id))),
+            json!({}),
+        )
+        .await
+        .ok();
+    sync_until(&alice, &alice_since, "Bob's receipt on Tessera", |sync| {
+        let receipts = ephemeral(sync, &room_id, "m.receipt")?;
+        receipts["content"][&event_id]["m.read"][&bob.user_id]
+            .is_object()
+            .then_some(())
+    })
+    .await;
+
+    // Presence, each way: a status message set on one server shows on the other.
+    let status = |user: &User| format!("{V3}/presence/{}/status", enc(&user.user_id));
+    alice
+        .client
+        .put(
+            &status(&alice),
+            json!({ "presence": "online", "status_msg": "on Tessera" }),
+        )
+        .await
+        .ok();
+    bob.client
+        .put(
+            &status(&bob),
+            json!({ "presence": "online", "status_msg": "on Synapse" }),
+        )
+        .await
+        .ok();
+    for (observer, user, message) in [(&bob, &alice, "on Tessera"), (&alice, &bob, "on Synapse")] {
+        wait_until(
+            &format!("{} to see {}'s status", observer.user_id, user.user_id),
+            DELIVERY,
+            || async {
+                let seen = observer.client.get(&status(user)).await;
+                (seen.status == 200 && seen.json["status_msg"] == message).then_some(())
+            },
+        )
+        .await;
+    }
 }
