@@ -2,7 +2,8 @@
 //! Server-Server API): a Synapse user joins a Tessera room and a Tessera user a Synapse room,
 //! messages flow both ways, invites cross in both directions; device keys are queried and
 //! claimed across, Olm and Megolm work both ways, media and profiles are fetched across;
-//! typing notices, read receipts and presence cross as EDUs.
+//! typing notices, read receipts and presence cross as EDUs; each server asks the other
+//! about the rooms of a space.
 //!
 //! Synapse runs from `$TESSERA_SYNAPSE_PYTHON` (default `python3`); if it cannot import
 //! `synapse`, this test FAILS rather than being skipped (`.ci/run` installs it).
@@ -392,4 +393,69 @@ async fn typing_receipts_and_presence_cross_between_tessera_and_synapse() {
         )
         .await;
     }
+}
+
+fn hierarchy_path(room_id: &str) -> String {
+    format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(room_id))
+}
+
+fn hierarchy_room_ids(page: &Value) -> Vec<String> {
+    page["rooms"]
+        .as_array()
+        .map(|rooms| {
+            rooms
+                .iter()
+                .filter_map(|room| room["room_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A public space of `owner` on `server` with one public child room; (space, child).
+async fn space_with_child(owner: &User, server: &str) -> (String, String) {
+    let space = owner
+        .create_room(json!({
+            "preset": "public_chat",
+            "name": "A space",
+            "creation_content": { "type": "m.space" },
+        }))
+        .await;
+    let child = owner
+        .create_room(json!({ "preset": "public_chat", "name": "A child" }))
+        .await;
+    owner
+        .set_state(&space, "m.space.child", &child, json!({ "via": [server] }))
+        .await;
+    (space, child)
+}
+
+#[tokio::test]
+async fn space_hierarchies_are_asked_across_tessera_and_synapse() {
+    // Spec: Server-Server API, "Spaces": each server asks the other about the child rooms it
+    // is not in, through `GET /_matrix/federation/v1/hierarchy`.
+    let ca = TestCa::new();
+    let synapse = Synapse::start(&ca).await;
+    let tessera = tessera_beside_synapse(&ca).await;
+    let alice = tessera.client().register("alice", PASSWORD).await;
+    let bob = synapse.client().register("bob", PASSWORD).await;
+
+    let (tessera_space, tessera_child) = space_with_child(&alice, tessera.server_name()).await;
+    join_through(&bob, &tessera_space, tessera.server_name()).await;
+    let page = bob.client.get(&hierarchy_path(&tessera_space)).await.ok();
+    assert_eq!(
+        hierarchy_room_ids(&page),
+        [tessera_space.as_str(), tessera_child.as_str()],
+        "{page}"
+    );
+    assert_eq!(page["rooms"][1]["name"], "A child", "{page}");
+
+    let (synapse_space, synapse_child) = space_with_child(&bob, &synapse.server_name).await;
+    join_through(&alice, &synapse_space, &synapse.server_name).await;
+    let page = alice.client.get(&hierarchy_path(&synapse_space)).await.ok();
+    assert_eq!(
+        hierarchy_room_ids(&page),
+        [synapse_space.as_str(), synapse_child.as_str()],
+        "{page}"
+    );
+    assert_eq!(page["rooms"][1]["name"], "A child", "{page}");
 }
