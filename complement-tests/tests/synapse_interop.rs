@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use complement_tests::{
-    Client, User, V3, Value,
+    Client, TestServer, User, V3, Value,
     e2ee::{
         Device, enable_encryption, inbound_session, megolm_decrypt, query_keys, send_megolm_message,
     },
@@ -59,19 +59,43 @@ async fn join_through(user: &User, room_id: &str, server: &str) {
     assert_eq!(joined["room_id"], room_id, "{joined}");
 }
 
+/// A Synapse and a Tessera federating, Alice on Tessera and Bob on Synapse.
+struct Pair {
+    synapse: Synapse,
+    tessera: TestServer,
+    alice: User,
+    bob: User,
+    /// Holds the certificates both servers use.
+    _ca: TestCa,
+}
+
+impl Pair {
+    async fn start() -> Self {
+        let ca = TestCa::new();
+        let synapse = Synapse::start(&ca).await;
+        let tessera = tessera_beside_synapse(&ca).await;
+        let alice = tessera.client().register("alice", PASSWORD).await;
+        let bob = synapse.client().register("bob", PASSWORD).await;
+        Self {
+            synapse,
+            tessera,
+            alice,
+            bob,
+            _ca: ca,
+        }
+    }
+}
+
 #[tokio::test]
 async fn rooms_messages_and_invites_cross_between_tessera_and_synapse() {
-    let ca = TestCa::new();
-    let synapse = Synapse::start(&ca).await;
-    let tessera = tessera_beside_synapse(&ca).await;
-    let alice = tessera.client().register("alice", PASSWORD).await;
-    let bob = synapse.client().register("bob", PASSWORD).await;
+    let pair = Pair::start().await;
+    let (synapse, tessera, alice, bob) = (&pair.synapse, &pair.tessera, &pair.alice, &pair.bob);
 
     // Bob (Synapse) joins Alice's room on Tessera.
     let tessera_room = alice
         .create_room(json!({ "preset": "public_chat", "name": "Made on Tessera" }))
         .await;
-    join_through(&bob, &tessera_room, tessera.server_name()).await;
+    join_through(bob, &tessera_room, tessera.server_name()).await;
     let name = bob
         .client
         .get(&format!(
@@ -82,19 +106,19 @@ async fn rooms_messages_and_invites_cross_between_tessera_and_synapse() {
         .ok();
     assert_eq!(name["name"], "Made on Tessera", "{name}");
     alice.send_text(&tessera_room, "hello from Tessera").await;
-    wait_for_message(&bob, &tessera_room, "hello from Tessera").await;
+    wait_for_message(bob, &tessera_room, "hello from Tessera").await;
     bob.send_text(&tessera_room, "hello from Synapse").await;
-    wait_for_message(&alice, &tessera_room, "hello from Synapse").await;
+    wait_for_message(alice, &tessera_room, "hello from Synapse").await;
 
     // Alice (Tessera) joins Bob's room on Synapse.
     let synapse_room = bob
         .create_room(json!({ "preset": "public_chat", "name": "Made on Synapse" }))
         .await;
-    join_through(&alice, &synapse_room, &synapse.server_name).await;
+    join_through(alice, &synapse_room, &synapse.server_name).await;
     bob.send_text(&synapse_room, "welcome to Synapse").await;
-    wait_for_message(&alice, &synapse_room, "welcome to Synapse").await;
+    wait_for_message(alice, &synapse_room, "welcome to Synapse").await;
     alice.send_text(&synapse_room, "thanks from Tessera").await;
-    wait_for_message(&bob, &synapse_room, "thanks from Tessera").await;
+    wait_for_message(bob, &synapse_room, "thanks from Tessera").await;
 
     // Invites both ways, into private rooms, accepted by joining.
     let tessera_private = alice
@@ -105,9 +129,9 @@ async fn rooms_messages_and_invites_cross_between_tessera_and_synapse() {
         sync["rooms"]["invite"].get(&tessera_private).map(|_| ())
     })
     .await;
-    join_through(&bob, &tessera_private, tessera.server_name()).await;
+    join_through(bob, &tessera_private, tessera.server_name()).await;
     bob.send_text(&tessera_private, "invited by Tessera").await;
-    wait_for_message(&alice, &tessera_private, "invited by Tessera").await;
+    wait_for_message(alice, &tessera_private, "invited by Tessera").await;
 
     let synapse_private = bob
         .create_room(json!({ "preset": "private_chat", "invite": [alice.user_id] }))
@@ -117,11 +141,11 @@ async fn rooms_messages_and_invites_cross_between_tessera_and_synapse() {
         sync["rooms"]["invite"].get(&synapse_private).map(|_| ())
     })
     .await;
-    join_through(&alice, &synapse_private, &synapse.server_name).await;
+    join_through(alice, &synapse_private, &synapse.server_name).await;
     alice
         .send_text(&synapse_private, "invited by Synapse")
         .await;
-    wait_for_message(&bob, &synapse_private, "invited by Synapse").await;
+    wait_for_message(bob, &synapse_private, "invited by Synapse").await;
 }
 
 /// Device keys without `unsigned`.
@@ -133,9 +157,38 @@ fn signed_part(keys: &Value) -> Value {
     keys
 }
 
-/// Follows `recipient`'s sync from `since` (each answer's `next_batch`, as a client does:
-/// Synapse answers a repeated request from its cache) until the room key and the encrypted
-/// event have both arrived, and decrypts the event.
+/// Follows `user`'s sync from `since` until `check` finds what it looks for, each request from
+/// the last answer's `next_batch`, as a client does (Synapse answers a repeated request from
+/// its cache).
+async fn sync_until<T>(
+    user: &User,
+    since: &str,
+    what: &str,
+    mut check: impl FnMut(&Value) -> Option<T>,
+) -> T {
+    let mut since = since.to_owned();
+    let deadline = std::time::Instant::now() + DELIVERY;
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {DELIVERY:?} waiting for {what}"
+        );
+        let sync = user
+            .sync(&SyncQuery {
+                since: Some(&since),
+                timeout_ms: Some(1_000),
+                ..SyncQuery::default()
+            })
+            .await;
+        if let Some(found) = check(&sync) {
+            return found;
+        }
+        since = next_batch(&sync);
+    }
+}
+
+/// Follows `recipient`'s sync from `since` until the room key and the encrypted event have
+/// both arrived, and decrypts the event.
 async fn receive_megolm(
     recipient: &User,
     device: &mut Device,
@@ -143,69 +196,51 @@ async fn receive_megolm(
     room_id: &str,
     event_id: &str,
 ) -> Value {
-    let mut since = since.to_owned();
-    let mut room_key = None;
-    let mut event = None;
-    let deadline = std::time::Instant::now() + DELIVERY;
-    while room_key.is_none() || event.is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{} did not get the room key and the message within {DELIVERY:?}",
-            recipient.user_id
-        );
-        let sync = recipient
-            .sync(&SyncQuery {
-                since: Some(&since),
-                timeout_ms: Some(1_000),
-                ..SyncQuery::default()
-            })
-            .await;
-        if let Some(to_device) = sync["to_device"]["events"].as_array() {
-            room_key = room_key.or_else(|| {
-                to_device
-                    .iter()
-                    .find(|event| event["type"] == "m.room.encrypted")
-                    .cloned()
-            });
+    let mut room_key: Option<Value> = None;
+    let mut event: Option<Value> = None;
+    let (room_key, event) = sync_until(recipient, since, "a room key and a message", |sync| {
+        if room_key.is_none() {
+            room_key = sync["to_device"]["events"]
+                .as_array()
+                .and_then(|events| events.iter().find(|e| e["type"] == "m.room.encrypted"))
+                .cloned();
         }
-        event = event.or_else(|| {
-            timeline(&sync, room_id)
+        if event.is_none() {
+            event = timeline(sync, room_id)
                 .into_iter()
-                .find(|event| event["event_id"] == event_id)
-                .cloned()
-        });
-        since = next_batch(&sync);
-    }
-    let room_key = device.olm_decrypt(&room_key.expect("a room key"));
-    megolm_decrypt(&mut inbound_session(&room_key), &event.expect("the event"))
+                .find(|e| e["event_id"] == event_id)
+                .cloned();
+        }
+        room_key.clone().zip(event.clone())
+    })
+    .await;
+    let room_key = device.olm_decrypt(&room_key);
+    megolm_decrypt(&mut inbound_session(&room_key), &event)
 }
 
 #[tokio::test]
 async fn encryption_and_media_work_between_tessera_and_synapse() {
-    let ca = TestCa::new();
-    let synapse = Synapse::start(&ca).await;
-    let tessera = tessera_beside_synapse(&ca).await;
-    let alice = tessera.client().register("alice", PASSWORD).await;
-    let bob = synapse.client().register("bob", PASSWORD).await;
+    let pair = Pair::start().await;
+    let (synapse, tessera, alice, bob) = (&pair.synapse, &pair.tessera, &pair.alice, &pair.bob);
     let room_id = alice
         .create_room(json!({ "preset": "public_chat", "name": "Secrets" }))
         .await;
-    enable_encryption(&alice, &room_id).await;
-    join_through(&bob, &room_id, tessera.server_name()).await;
+    enable_encryption(alice, &room_id).await;
+    join_through(bob, &room_id, tessera.server_name()).await;
 
     // Device keys, queried through each other's servers.
-    let mut alice_device = Device::of(&alice);
-    alice_device.upload(&alice, 3).await;
-    let mut bob_device = Device::of(&bob);
-    bob_device.upload(&bob, 3).await;
+    let mut alice_device = Device::of(alice);
+    alice_device.upload(alice, 3).await;
+    let mut bob_device = Device::of(bob);
+    bob_device.upload(bob, 3).await;
     // (Synapse adds an empty `unsigned`, which is not part of the signed keys.)
-    let query = query_keys(&bob, &[&alice.user_id]).await;
+    let query = query_keys(bob, &[&alice.user_id]).await;
     assert_eq!(
         signed_part(&query["device_keys"][&alice.user_id][&alice.device_id]),
         alice_device.device_keys(),
         "{query}"
     );
-    let query = query_keys(&alice, &[&bob.user_id]).await;
+    let query = query_keys(alice, &[&bob.user_id]).await;
     assert_eq!(
         signed_part(&query["device_keys"][&bob.user_id][&bob.device_id]),
         bob_device.device_keys(),
@@ -216,27 +251,27 @@ async fn encryption_and_media_work_between_tessera_and_synapse() {
     let alice_since = next_batch(&alice.initial_sync().await);
     let bob_since = next_batch(&bob.initial_sync().await);
     let from_bob = "Synapse to Tessera, in confidence";
-    let event_id = send_megolm_message(&bob, &bob_device, &alice_device, &room_id, from_bob).await;
+    let event_id = send_megolm_message(bob, &bob_device, &alice_device, &room_id, from_bob).await;
     let decrypted =
-        receive_megolm(&alice, &mut alice_device, &alice_since, &room_id, &event_id).await;
+        receive_megolm(alice, &mut alice_device, &alice_since, &room_id, &event_id).await;
     assert_eq!(decrypted["content"]["body"], from_bob, "{decrypted}");
     let from_alice = "Tessera to Synapse, in confidence";
     let event_id =
-        send_megolm_message(&alice, &alice_device, &bob_device, &room_id, from_alice).await;
-    let decrypted = receive_megolm(&bob, &mut bob_device, &bob_since, &room_id, &event_id).await;
+        send_megolm_message(alice, &alice_device, &bob_device, &room_id, from_alice).await;
+    let decrypted = receive_megolm(bob, &mut bob_device, &bob_since, &room_id, &event_id).await;
     assert_eq!(decrypted["content"]["body"], from_alice, "{decrypted}");
 
     // Media each way, through the authenticated federation media endpoints.
     let on_synapse = pattern(300_000);
-    let mxc = upload_to(&synapse.client(), &bob, on_synapse.clone()).await;
-    let got = download(&alice, &mxc).await;
+    let mxc = upload_to(&synapse.client(), bob, on_synapse.clone()).await;
+    let got = download(alice, &mxc).await;
     assert!(
         got == on_synapse,
         "Tessera served other bytes than Synapse stores"
     );
     let on_tessera = pattern(200_003);
-    let mxc = upload_to(&tessera.client(), &alice, on_tessera.clone()).await;
-    let got = download(&bob, &mxc).await;
+    let mxc = upload_to(&tessera.client(), alice, on_tessera.clone()).await;
+    let got = download(bob, &mxc).await;
     assert!(
         got == on_tessera,
         "Synapse served other bytes than Tessera stores"
@@ -286,52 +321,21 @@ async fn download(user: &User, mxc: &str) -> Vec<u8> {
     response.bytes().await.expect("the body").to_vec()
 }
 
-/// Follows `user`'s sync from `since` until `check` finds what it looks for.
-async fn sync_until<T>(
-    user: &User,
-    since: &str,
-    what: &str,
-    check: impl Fn(&Value) -> Option<T>,
-) -> T {
-    let mut since = since.to_owned();
-    let deadline = std::time::Instant::now() + DELIVERY;
-    loop {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out after {DELIVERY:?} waiting for {what}"
-        );
-        let sync = user
-            .sync(&SyncQuery {
-                since: Some(&since),
-                timeout_ms: Some(1_000),
-                ..SyncQuery::default()
-            })
-            .await;
-        if let Some(found) = check(&sync) {
-            return found;
-        }
-        since = next_batch(&sync);
-    }
-}
-
 #[tokio::test]
 async fn typing_receipts_and_presence_cross_between_tessera_and_synapse() {
-    let ca = TestCa::new();
-    let synapse = Synapse::start(&ca).await;
-    let tessera = tessera_beside_synapse(&ca).await;
-    let alice = tessera.client().register("alice", PASSWORD).await;
-    let bob = synapse.client().register("bob", PASSWORD).await;
+    let pair = Pair::start().await;
+    let (tessera, alice, bob) = (&pair.tessera, &pair.alice, &pair.bob);
     let room_id = alice
         .create_room(json!({ "preset": "public_chat", "name": "Chatter" }))
         .await;
-    join_through(&bob, &room_id, tessera.server_name()).await;
+    join_through(bob, &room_id, tessera.server_name()).await;
     let event_id = alice.send_text(&room_id, "anyone there?").await;
-    wait_for_message(&bob, &room_id, "anyone there?").await;
+    wait_for_message(bob, &room_id, "anyone there?").await;
     let alice_since = next_batch(&alice.initial_sync().await);
     let bob_since = next_batch(&bob.initial_sync().await);
 
     // Typing, each way.
-    for (typist, other, since) in [(&alice, &bob, &bob_since), (&bob, &alice, &alice_since)] {
+    for (typist, other, since) in [(alice, &bob, &bob_since), (bob, &alice, &alice_since)] {
         typist
             .client
             .put(
@@ -357,7 +361,7 @@ async fn typing_receipts_and_presence_cross_between_tessera_and_synapse() {
         )
         .await
         .ok();
-    sync_until(&alice, &alice_since, "Bob's receipt on Tessera", |sync| {
+    sync_until(alice, &alice_since, "Bob's receipt on Tessera", |sync| {
         let receipts = ephemeral(sync, &room_id, "m.receipt")?;
         receipts["content"][&event_id]["m.read"][&bob.user_id]
             .is_object()
@@ -370,19 +374,19 @@ async fn typing_receipts_and_presence_cross_between_tessera_and_synapse() {
     alice
         .client
         .put(
-            &status(&alice),
+            &status(alice),
             json!({ "presence": "online", "status_msg": "on Tessera" }),
         )
         .await
         .ok();
     bob.client
         .put(
-            &status(&bob),
+            &status(bob),
             json!({ "presence": "online", "status_msg": "on Synapse" }),
         )
         .await
         .ok();
-    for (observer, user, message) in [(&bob, &alice, "on Tessera"), (&alice, &bob, "on Synapse")] {
+    for (observer, user, message) in [(bob, &alice, "on Tessera"), (alice, &bob, "on Synapse")] {
         wait_until(
             &format!("{} to see {}'s status", observer.user_id, user.user_id),
             DELIVERY,
@@ -433,14 +437,11 @@ async fn space_with_child(owner: &User, server: &str) -> (String, String) {
 async fn space_hierarchies_are_asked_across_tessera_and_synapse() {
     // Spec: Server-Server API, "Spaces": each server asks the other about the child rooms it
     // is not in, through `GET /_matrix/federation/v1/hierarchy`.
-    let ca = TestCa::new();
-    let synapse = Synapse::start(&ca).await;
-    let tessera = tessera_beside_synapse(&ca).await;
-    let alice = tessera.client().register("alice", PASSWORD).await;
-    let bob = synapse.client().register("bob", PASSWORD).await;
+    let pair = Pair::start().await;
+    let (synapse, tessera, alice, bob) = (&pair.synapse, &pair.tessera, &pair.alice, &pair.bob);
 
-    let (tessera_space, tessera_child) = space_with_child(&alice, tessera.server_name()).await;
-    join_through(&bob, &tessera_space, tessera.server_name()).await;
+    let (tessera_space, tessera_child) = space_with_child(alice, tessera.server_name()).await;
+    join_through(bob, &tessera_space, tessera.server_name()).await;
     let page = bob.client.get(&hierarchy_path(&tessera_space)).await.ok();
     assert_eq!(
         hierarchy_room_ids(&page),
@@ -449,8 +450,8 @@ async fn space_hierarchies_are_asked_across_tessera_and_synapse() {
     );
     assert_eq!(page["rooms"][1]["name"], "A child", "{page}");
 
-    let (synapse_space, synapse_child) = space_with_child(&bob, &synapse.server_name).await;
-    join_through(&alice, &synapse_space, &synapse.server_name).await;
+    let (synapse_space, synapse_child) = space_with_child(bob, &synapse.server_name).await;
+    join_through(alice, &synapse_space, &synapse.server_name).await;
     let page = alice.client.get(&hierarchy_path(&synapse_space)).await.ok();
     assert_eq!(
         hierarchy_room_ids(&page),

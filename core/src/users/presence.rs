@@ -777,11 +777,19 @@ mod tests {
         })
     }
 
-    fn edus(store: &crate::store::Store) -> Arc<EduQueue> {
-        Arc::new(EduQueue::new(
+    /// The service on `store`, its EDUs queued for a server named `example.org`.
+    async fn start(
+        store: &crate::store::Store,
+        config: &PresenceConfig,
+        notifier: Arc<Notifier>,
+    ) -> Arc<Presence> {
+        let edus = Arc::new(EduQueue::new(
             store.clone(),
             ruma::owned_server_name!("example.org"),
-        ))
+        ));
+        Presence::start(store.clone(), config, notifier, edus)
+            .await
+            .unwrap()
     }
 
     #[test]
@@ -1004,14 +1012,7 @@ mod tests {
         let (store, _db) = test_store().await;
         let config = PresenceConfig::default();
         let alice = owned_user_id!("@alice:example.org");
-        let presence = Presence::start(
-            store.clone(),
-            &config,
-            Arc::new(Notifier::default()),
-            edus(&store),
-        )
-        .await
-        .unwrap();
+        let presence = start(&store, &config, Arc::new(Notifier::default())).await;
         presence
             .set(&alice, &PresenceState::Unavailable, Some("away".to_owned()))
             .await
@@ -1019,14 +1020,7 @@ mod tests {
         assert_eq!(presence.position(), 1);
         drop(presence);
 
-        let presence = Presence::start(
-            store.clone(),
-            &config,
-            Arc::new(Notifier::default()),
-            edus(&store),
-        )
-        .await
-        .unwrap();
+        let presence = start(&store, &config, Arc::new(Notifier::default())).await;
         assert_eq!(presence.position(), 1);
         let content = presence.get(&alice, &alice).await.unwrap();
         assert_eq!(content.presence, PresenceState::Unavailable);
@@ -1052,9 +1046,7 @@ mod tests {
             ..PresenceConfig::default()
         };
         let notifier = Arc::new(Notifier::default());
-        let presence = Presence::start(store.clone(), &config, notifier.clone(), edus(&store))
-            .await
-            .unwrap();
+        let presence = start(&store, &config, notifier.clone()).await;
         let mut bobs_sync = notifier.subscribe(&bob);
         let mut strangers_sync = notifier.subscribe(&stranger);
 
@@ -1107,14 +1099,7 @@ mod tests {
             ..PresenceConfig::default()
         };
         let alice = owned_user_id!("@alice:example.org");
-        let presence = Presence::start(
-            store.clone(),
-            &config,
-            Arc::new(Notifier::default()),
-            edus(&store),
-        )
-        .await
-        .unwrap();
+        let presence = start(&store, &config, Arc::new(Notifier::default())).await;
         let too_long = "x".repeat(super::MAX_STATUS_MSG_BYTES + 1);
         assert!(
             presence
