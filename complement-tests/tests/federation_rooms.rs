@@ -556,3 +556,54 @@ async fn a_server_denied_by_the_room_acl_is_kept_out() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn a_user_rejoins_a_room_their_server_left_through_a_server_still_in_it() {
+    // Bob's server leaves the room with him; meanwhile the room moves on (a new topic). His
+    // server's copy of the room is stale, so rejoining goes through Alice's server (spec:
+    // "Joining Rooms"), not on the stale state, which Alice's server would refuse.
+    let federation = Federation::start(2).await;
+    let (alice, bob, room_id) = joined(&federation).await;
+    bob.leave_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "leave").await;
+    alice
+        .set_state(
+            &room_id,
+            "m.room.topic",
+            "",
+            json!({ "topic": "While Bob was away" }),
+        )
+        .await;
+    alice.send_text(&room_id, "you missed this").await;
+
+    let rejoined = bob
+        .client
+        .post(&format!("{V3}/join/{}", enc(&room_id)), json!({}))
+        .await
+        .ok();
+    assert_eq!(rejoined["room_id"], room_id.as_str(), "{rejoined}");
+    wait_for_membership(&alice, &room_id, &bob.user_id, "join").await;
+    // Bob's server has the room as it is now.
+    let topic = bob
+        .client
+        .get(&format!("{}/m.room.topic/", room_path(&room_id, "state")))
+        .await
+        .ok();
+    assert_eq!(topic["topic"], "While Bob was away", "{topic}");
+    alice.send_text(&room_id, "welcome back").await;
+    wait_until("Bob to see Alice's welcome", DELIVERY, || async {
+        history(&bob, &room_id)
+            .await
+            .contains(&"welcome back".to_owned())
+            .then_some(())
+    })
+    .await;
+    bob.send_text(&room_id, "glad to be back").await;
+    wait_until("Alice to see Bob's message", DELIVERY, || async {
+        history(&alice, &room_id)
+            .await
+            .contains(&"glad to be back".to_owned())
+            .then_some(())
+    })
+    .await;
+}

@@ -45,7 +45,9 @@ pub(super) enum RemoteMembership {
 
 impl Services {
     /// Joins `user_id` to `room_id`: locally if this server is in the room, otherwise through
-    /// the first of `servers` that lets them in.
+    /// the first of `servers` that lets them in. A room this server knows but left (none of
+    /// its users is joined) is joined again through the servers last known in it too, since
+    /// a join on the stale copy would not be built on the room's latest events.
     pub async fn join(
         &self,
         user_id: &UserId,
@@ -54,7 +56,20 @@ impl Services {
         reason: Option<&str>,
     ) -> Result<()> {
         if self.rooms.room_version(room_id).await?.is_some() {
-            return self.rooms.join(user_id, room_id, reason).await;
+            let Some(known) = self.rooms.rejoin_servers(room_id).await? else {
+                return self.rooms.join(user_id, room_id, reason).await;
+            };
+            let mut candidates = servers.to_vec();
+            candidates.extend(known);
+            return self
+                .through_first_of(
+                    &candidates,
+                    user_id,
+                    room_id,
+                    RemoteMembership::Join,
+                    reason,
+                )
+                .await;
         }
         self.through_first_of(servers, user_id, room_id, RemoteMembership::Join, reason)
             .await

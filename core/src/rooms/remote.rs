@@ -44,6 +44,29 @@ impl Rooms {
             .unwrap_or_default())
     }
 
+    /// For a join: the servers to join a room through when this server knows the room but
+    /// no longer takes part in it (no user of its own is joined), so that its copy is stale;
+    /// `None` when this server is in the room, or no other server is known to be.
+    pub async fn rejoin_servers(
+        &self,
+        room_id: &RoomId,
+    ) -> Result<Option<Vec<ruma::OwnedServerName>>> {
+        if self.has_local_member(room_id).await? {
+            return Ok(None);
+        }
+        let servers = self.remote_servers(room_id).await?;
+        Ok((!servers.is_empty()).then(|| servers.to_vec()))
+    }
+
+    async fn has_local_member(&self, room_id: &RoomId) -> Result<bool> {
+        Ok(self
+            .store
+            .joined_members(room_id)
+            .await?
+            .iter()
+            .any(|user| user.server_name() == self.config.server_name))
+    }
+
     /// The room's forward extremities: its latest events, which nothing here follows yet.
     pub async fn extremities(&self, room_id: &RoomId) -> Result<Vec<OwnedEventId>> {
         let guard = self.lock(room_id).await?;
@@ -357,9 +380,12 @@ impl Rooms {
         })?;
         let slot = self.slot(room_id);
         let mut guard = slot.lock_owned().await;
-        if guard.is_some() || self.store.room_version(room_id).await?.is_some() {
+        // A room this server left is joined again on the state that came with the join; its
+        // old copy stays as history.
+        let known = self.store.room_version(room_id).await?.is_some();
+        if known && self.has_local_member(room_id).await? {
             return Err(Error::Conflict(format!(
-                "{room_id} is already known to this server"
+                "{room_id} is already joined by users of this server"
             )));
         }
         let mut by_key = HashMap::new();
@@ -439,19 +465,14 @@ impl Rooms {
             push_context: None,
         };
         let (_, row) = self.accept(&mut room, join, &auth_events, None)?;
-        let new_room = NewRoom {
+        let new_room = (!known).then(|| NewRoom {
             version,
             creator: create.sender.to_string(),
             created_ts: MilliSecondsSinceUnixEpoch::now().get().into(),
             published: false,
-        };
+        });
         let batch = self
-            .batch(
-                &mut room,
-                vec![row],
-                Some(new_room),
-                EventSource::RemoteJoin,
-            )
+            .batch(&mut room, vec![row], new_room, EventSource::RemoteJoin)
             .await?;
         self.store
             .persist_remote_join(outliers, snapshot, memberships, batch)
