@@ -179,6 +179,14 @@ where
                 }
                 None => {
                     scan.done = true;
+                    // A closing delimiter without its `--` (ruma writes it so) ends the file
+                    // just as well at the end of the answer.
+                    if let Some(at) = scan.buffer.len().checked_sub(scan.delimiter.len())
+                        && scan.buffer[at..] == scan.delimiter[..]
+                    {
+                        let last = scan.buffer.split_to(at).freeze();
+                        return Some((Ok(last), scan));
+                    }
                     return Some((
                         Err("the media answer ended before its closing boundary".to_owned()),
                         scan,
@@ -266,6 +274,18 @@ mod tests {
             assert_eq!(bytes, file, "chunks of {size}");
             assert_eq!(headers["content-type"], "image/png");
             assert_eq!(headers["content-disposition"], "inline; filename=\"a.png\"");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closing_delimiter_without_dashes_ends_the_answer() {
+        // As ruma (and so Tessera) writes it: the last delimiter has no `--` after it.
+        let mut whole =
+            b"\r\n--XyZ\r\nContent-Type: application/json\r\n\r\n{}\r\n--XyZ\r\n".to_vec();
+        whole.extend_from_slice(b"Content-Type: text/plain\r\n\r\nthe file\r\n--XyZ");
+        for size in 1..=whole.len() {
+            let (_, bytes) = file_of(chunked(&whole, size)).await;
+            assert_eq!(bytes, b"the file", "chunks of {size}");
         }
     }
 
