@@ -477,6 +477,41 @@ async fn filters_apply_by_id_and_inline() {
 }
 
 #[tokio::test]
+async fn timeline_and_state_filters_select_rooms_of_their_own() {
+    // Spec: RoomEventFilter `rooms` / `not_rooms` in the timeline and state filters: the room
+    // is still in the sync (the room filter keeps it), without the events those filters leave
+    // out.
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = shared_room(&server).await;
+    let other_room = alice.create_room(json!({ "preset": "public_chat" })).await;
+    bob.join_room(&other_room).await;
+    alice.send_text(&room_id, "in the first room").await;
+    alice.send_text(&other_room, "in the other room").await;
+
+    let filter = json!({
+        "room": {
+            "timeline": { "not_rooms": [other_room] },
+            "state": { "rooms": [other_room] },
+        }
+    })
+    .to_string();
+    let sync = bob
+        .sync(&SyncQuery {
+            filter: Some(&filter),
+            ..SyncQuery::default()
+        })
+        .await;
+    assert!(!room(&sync, "join", &other_room).is_null(), "{sync}");
+    assert!(timeline(&sync, &other_room).is_empty(), "{sync}");
+    assert!(!state(&sync, &other_room).is_empty(), "{sync}");
+    assert!(
+        bodies(&timeline(&sync, &room_id)).contains(&"in the first room".to_owned()),
+        "{sync}"
+    );
+    assert!(state(&sync, &room_id).is_empty(), "{sync}");
+}
+
+#[tokio::test]
 async fn full_state_resends_the_whole_state() {
     let server = TestServer::start().await;
     let (_alice, bob, room_id) = shared_room(&server).await;

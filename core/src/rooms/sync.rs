@@ -496,6 +496,8 @@ impl Rooms {
         let mut visibility = VisibilityFilter::with_membership(self, request.user_id, joined);
         let remembered = lower.and_then(|lower| self.recent.room_events(room_id, lower, upto));
         let (rows, limited) = match remembered {
+            // The timeline filter's `rooms`/`not_rooms` leave this room's events out.
+            _ if !sub_filter_selects(filter, room_id) => (Vec::new(), false),
             // The whole range is in memory (the usual case for a live sync): keep the newest
             // `limit` events that pass the filter and the visibility rules.
             Some(range) => {
@@ -641,6 +643,9 @@ impl Rooms {
         ids.retain(|id| !in_timeline.contains(id));
         ids.sort();
         ids.dedup();
+        if !sub_filter_selects(filter, room_id) {
+            ids.clear();
+        }
         let mut rows = self.store.events(&ids).await?;
         rows.retain(|row| parse(row).is_ok_and(|pdu| matches_filter(&pdu, filter)));
         rows.sort_by_key(|row| row.stream_ordering);
