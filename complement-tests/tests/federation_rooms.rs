@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use complement_tests::{
-    User, V3, enc,
+    Method, User, V3, Value, enc,
     federation::{Federation, federated_server_name},
     json,
     rooms::{chunk, message_bodies, room_path},
@@ -606,4 +606,85 @@ async fn a_user_rejoins_a_room_their_server_left_through_a_server_still_in_it() 
             .then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn events_a_server_could_not_see_are_served_to_it_redacted() {
+    // Spec: "History visibility", as Synapse applies it to servers: under `joined`, what was
+    // said before any user of hs1 joined reaches hs1 only redacted, even though hs1 is in the
+    // room now; what follows its join comes whole.
+    let federation = Federation::start(2).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({
+            "preset": "public_chat",
+            "initial_state": [{
+                "type": "m.room.history_visibility", "state_key": "",
+                "content": { "history_visibility": "joined" },
+            }],
+        }))
+        .await;
+    let before = alice.send_text(&room_id, "before Bob came").await;
+    let joined = bob
+        .client
+        .post(
+            &format!(
+                "{V3}/join/{}?server_name={}",
+                enc(&room_id),
+                federated_server_name(0)
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room_id.as_str(), "{joined}");
+    let after = alice.send_text(&room_id, "after Bob came").await;
+
+    let event = |event_id: String| {
+        let federation = &federation;
+        async move {
+            let response = federation
+                .signed_request(
+                    1,
+                    0,
+                    Method::GET,
+                    &format!("/_matrix/federation/v1/event/{}", enc(&event_id)),
+                    None,
+                )
+                .await;
+            assert_eq!(response.status, 200, "{}", response.json);
+            response.json["pdus"][0].clone()
+        }
+    };
+    let hidden = event(before.clone()).await;
+    assert_eq!(hidden["content"], json!({}), "{hidden}");
+    assert_eq!(hidden["type"], "m.room.message");
+    let shown = event(after.clone()).await;
+    assert_eq!(shown["content"]["body"], "after Bob came", "{shown}");
+
+    // Backfill from the newest event: the same, event by event.
+    let backfill = federation
+        .signed_request(
+            1,
+            0,
+            Method::GET,
+            &format!(
+                "/_matrix/federation/v1/backfill/{}?v={}&limit=20",
+                enc(&room_id),
+                enc(&after)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(backfill.status, 200, "{}", backfill.json);
+    let pdus = backfill.json["pdus"].as_array().expect("pdus");
+    let messages: Vec<&Value> = pdus
+        .iter()
+        .filter(|pdu| pdu["type"] == "m.room.message")
+        .collect();
+    assert_eq!(messages.len(), 2, "{}", backfill.json);
+    let bodies: Vec<&Value> = messages.iter().map(|pdu| &pdu["content"]["body"]).collect();
+    assert!(bodies.contains(&&json!("after Bob came")), "{bodies:?}");
+    assert!(!bodies.contains(&&json!("before Bob came")), "{bodies:?}");
 }

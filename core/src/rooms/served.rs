@@ -4,18 +4,23 @@
 //! events missing between two sets.
 //!
 //! A server reads a room's events only while one of its users is joined to it and the room's
-//! server ACL allows it. (Synapse also
-//! filters each event by the history visibility the server had at the time; that finer filter
-//! is not applied yet.)
+//! server ACL allows it. Each event is then checked against the history visibility at the
+//! time (spec: "History visibility", as Synapse applies it to servers): under `invited` or
+//! `joined`, an event none of the server's users could see then (invited, or joined) is
+//! served redacted, which keeps the graph whole while its content stays hidden. The state
+//! at an event and auth chains are served as they are.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
 };
 
-use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UInt};
+use ruma::{
+    CanonicalJsonObject, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName,
+    UInt, UserId,
+};
 
-use super::{Direction, Rooms, read::parse};
+use super::{Direction, Rooms, read::parse, visibility::HistoryVisibility};
 use crate::{Error, Result, events::Pdu, store::EventRow};
 
 /// Stored PDUs by event ID.
@@ -76,7 +81,8 @@ impl Rooms {
             .await?
             .ok_or_else(|| Error::NotFound(format!("Unknown event {event_id}")))?;
         self.check_server_in_room(&row.room_id, server).await?;
-        Ok(row.json)
+        let mut served = ServerView::new(self, server, &row.room_id).await?;
+        served.json(&row.json, row.state_before).await
     }
 
     /// `GET /state/{roomId}` and `/state_ids/{roomId}`: the room's state before `event_id`
@@ -120,7 +126,7 @@ impl Rooms {
             .walk_back(room_id, from.to_vec(), &HashSet::new(), 0, limit)
             .await?;
         found.sort_by_key(|(pdu, _)| std::cmp::Reverse(pdu.depth));
-        Ok(found.into_iter().map(|(pdu, _)| pdu.json).collect())
+        self.as_seen_by(server, room_id, found).await
     }
 
     /// `POST /get_missing_events/{roomId}`: up to `limit` predecessors of `latest` (not
@@ -144,13 +150,28 @@ impl Rooms {
         let mut found = self
             .walk_back(room_id, start, &stop, u64::from(min_depth), limit)
             .await?;
-        found.sort_by_key(|(pdu, position)| (pdu.depth, *position));
-        Ok(found.into_iter().map(|(pdu, _)| pdu.json).collect())
+        found.sort_by_key(|(pdu, row)| (pdu.depth, row.stream_ordering));
+        self.as_seen_by(server, room_id, found).await
+    }
+
+    /// The events as `server` may see them, in order.
+    async fn as_seen_by(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        events: Vec<(Pdu, EventRow)>,
+    ) -> Result<Vec<Arc<str>>> {
+        let mut view = ServerView::new(self, server, room_id).await?;
+        let mut served = Vec::with_capacity(events.len());
+        for (pdu, row) in events {
+            served.push(view.json(&pdu.json, row.state_before).await?);
+        }
+        Ok(served)
     }
 
     /// Timeline events of the room reached from `start` through `prev_events`, breadth first,
     /// up to `limit`; `stop` events and those below `min_depth` are neither taken nor walked
-    /// through. Each comes with its timeline position.
+    /// through. Each comes with its stored row.
     async fn walk_back(
         &self,
         room_id: &RoomId,
@@ -158,7 +179,7 @@ impl Rooms {
         stop: &HashSet<OwnedEventId>,
         min_depth: u64,
         limit: usize,
-    ) -> Result<Vec<(Pdu, i64)>> {
+    ) -> Result<Vec<(Pdu, EventRow)>> {
         let mut seen: HashSet<OwnedEventId> = stop.clone();
         let mut queue: VecDeque<OwnedEventId> = VecDeque::new();
         for id in start {
@@ -188,13 +209,102 @@ impl Rooms {
                         queue.push_back(prev.clone());
                     }
                 }
-                found.push((pdu, row.stream_ordering));
+                found.push((pdu, (*row).clone()));
                 if found.len() == limit {
                     break;
                 }
             }
         }
         Ok(found)
+    }
+}
+
+/// Decides, per state group, whether a server's users could see the events sent on it.
+struct ServerView<'a> {
+    rooms: &'a Rooms,
+    server: &'a ServerName,
+    rules: ruma::room_version_rules::RedactionRules,
+    by_group: HashMap<i64, bool>,
+}
+
+impl<'a> ServerView<'a> {
+    async fn new(rooms: &'a Rooms, server: &'a ServerName, room_id: &RoomId) -> Result<Self> {
+        let rules = rooms
+            .room_version(room_id)
+            .await?
+            .and_then(|version| version.rules())
+            .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?
+            .redaction;
+        Ok(Self {
+            rooms,
+            server,
+            rules,
+            by_group: HashMap::new(),
+        })
+    }
+
+    /// The event's JSON as the server may see it: whole, or redacted.
+    async fn json(&mut self, json: &Arc<str>, state_before: i64) -> Result<Arc<str>> {
+        if self.sees(state_before).await? {
+            return Ok(json.clone());
+        }
+        let object: CanonicalJsonObject = serde_json::from_str(json)
+            .map_err(|e| Error::Internal(format!("a stored event is not JSON: {e}")))?;
+        let redacted = ruma::canonical_json::redact(object, &self.rules, None)
+            .map_err(|e| Error::Internal(format!("cannot redact a stored event: {e}")))?;
+        Ok(serde_json::to_string(&redacted)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .into())
+    }
+
+    /// Whether one of the server's users could see what was sent on state group `group`.
+    async fn sees(&mut self, group: i64) -> Result<bool> {
+        if let Some(known) = self.by_group.get(&group) {
+            return Ok(*known);
+        }
+        let visibility = self
+            .rooms
+            .state_content_at(group, "m.room.history_visibility", "")
+            .await?;
+        let visibility = HistoryVisibility::parse(
+            visibility
+                .as_ref()
+                .and_then(|content| content.get("history_visibility"))
+                .and_then(|v| v.as_str()),
+        );
+        let wanted: &[&str] = match visibility {
+            HistoryVisibility::WorldReadable | HistoryVisibility::Shared => &[],
+            HistoryVisibility::Invited => &["invite", "join"],
+            HistoryVisibility::Joined => &["join"],
+        };
+        let sees = wanted.is_empty() || {
+            let mut any = false;
+            for entry in self.rooms.store.state_group(group).await? {
+                let local_member = entry.event_type == "m.room.member"
+                    && UserId::parse(&entry.state_key)
+                        .is_ok_and(|user| user.server_name() == self.server);
+                if !local_member {
+                    continue;
+                }
+                let membership = self
+                    .rooms
+                    .state_content_at(group, "m.room.member", &entry.state_key)
+                    .await?
+                    .and_then(|content| {
+                        content
+                            .get("membership")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_owned)
+                    });
+                if membership.is_some_and(|m| wanted.contains(&m.as_str())) {
+                    any = true;
+                    break;
+                }
+            }
+            any
+        };
+        self.by_group.insert(group, sees);
+        Ok(sees)
     }
 }
 

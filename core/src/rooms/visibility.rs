@@ -18,7 +18,7 @@ pub(super) enum HistoryVisibility {
 }
 
 impl HistoryVisibility {
-    fn parse(value: Option<&str>) -> Self {
+    pub(super) fn parse(value: Option<&str>) -> Self {
         match value {
             Some("world_readable") => Self::WorldReadable,
             Some("invited") => Self::Invited,
