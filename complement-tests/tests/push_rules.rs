@@ -409,6 +409,32 @@ async fn notifications_list_the_events_that_notified() {
 }
 
 #[tokio::test]
+async fn an_invite_notifies_the_invitee() {
+    // Spec: the default `.m.rule.invite_for_me`: the invitee is not a member yet, and is still
+    // notified of the invite.
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room_id = alice.create_room(json!({ "preset": "private_chat" })).await;
+    alice.invite_user(&room_id, &bob.user_id).await;
+    let page = notifications(&bob, "").await;
+    let invites: Vec<&Value> = page["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .filter(|n| {
+            n["room_id"] == room_id.as_str()
+                && n["event"]["type"] == "m.room.member"
+                && n["event"]["state_key"] == bob.user_id.as_str()
+        })
+        .collect();
+    assert_eq!(invites.len(), 1, "{page}");
+    assert_eq!(invites[0]["event"]["content"]["membership"], "invite");
+    // Alice, who sent it, is not notified of her own invite.
+    assert!(event_ids(&notifications(&alice, "").await).is_empty());
+}
+
+#[tokio::test]
 async fn muted_rooms_do_not_notify() {
     let server = TestServer::start().await;
     let alice = register(&server, "alice").await;

@@ -216,7 +216,24 @@ impl Rooms {
         ctx: &mut PushConditionRoomCtx,
         row: &mut NewEventRow,
     ) -> Result<()> {
-        if recipients.iter().all(|r| r.user_id.as_str() == row.sender) {
+        // An invite notifies its invitee of this server, who is not a member yet (the default
+        // `.m.rule.invite_for_me`).
+        let mut invitee = (row.membership.as_deref() == Some("invite"))
+            .then(|| {
+                row.state_key
+                    .as_deref()
+                    .and_then(|key| UserId::parse(key).ok())
+            })
+            .flatten()
+            .filter(|user| {
+                user.server_name() == self.config.server_name
+                    && !recipients.iter().any(|r| &r.user_id == user)
+            })
+            .map(|user_id| Recipient {
+                user_id,
+                display_name: String::new(),
+            });
+        if invitee.is_none() && recipients.iter().all(|r| r.user_id.as_str() == row.sender) {
             return Ok(());
         }
         let raw = Raw::<AnySyncTimelineEvent>::from_json_string(row.json.to_string())
@@ -226,7 +243,7 @@ impl Rooms {
             Some((root, rel_type)) if rel_type == THREAD => Some(root.clone()),
             _ => None,
         };
-        for recipient in recipients.iter_mut() {
+        for recipient in recipients.iter_mut().chain(invitee.as_mut()) {
             if recipient.user_id.as_str() == row.sender {
                 continue;
             }
