@@ -127,7 +127,14 @@ impl Federation {
         configure: impl Fn(usize, ServerBuilder) -> ServerBuilder,
     ) -> Self {
         let ca = TestCa::new();
-        let tls_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        // A port is free only until someone binds it: two picks in a row may name the same one.
+        let mut tls_ports: Vec<u16> = Vec::with_capacity(count);
+        while tls_ports.len() < count {
+            let port = free_port();
+            if !tls_ports.contains(&port) && peers.iter().all(|(_, taken)| *taken != port) {
+                tls_ports.push(port);
+            }
+        }
         let mut overrides = Table::new();
         for (i, port) in tls_ports.iter().enumerate() {
             overrides.insert(

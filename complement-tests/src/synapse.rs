@@ -49,7 +49,10 @@ impl Synapse {
             .tempdir()
             .expect("a temporary directory");
         let federation_port = free_port();
-        let client_port = free_port();
+        // Two picks in a row may name the same port.
+        let client_port = std::iter::repeat_with(free_port)
+            .find(|port| *port != federation_port)
+            .expect("an endless supply of ports");
         let server_name = format!("127.0.0.1:{federation_port}");
         let config = dir.path().join("homeserver.yaml");
         let generated = Command::new(&python)
