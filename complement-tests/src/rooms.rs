@@ -21,6 +21,21 @@ pub fn room_path(room_id: &str, rest: &str) -> String {
     format!("{V3}/rooms/{}/{rest}", enc(room_id))
 }
 
+/// `GET /_matrix/client/v1/rooms/{roomId}/hierarchy` with `query` (`""` or `"?..."`).
+pub fn hierarchy_path(room_id: &str, query: &str) -> String {
+    format!("/_matrix/client/v1/rooms/{}/hierarchy{query}", enc(room_id))
+}
+
+/// The room IDs of a `/hierarchy` page, in order.
+pub fn hierarchy_room_ids(page: &Value) -> Vec<String> {
+    page["rooms"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rooms in {page}"))
+        .iter()
+        .map(|room| room["room_id"].as_str().expect("room_id").to_owned())
+        .collect()
+}
+
 /// `/rooms/{roomId}/state/{eventType}/{stateKey}`, both encoded. For the empty state key the
 /// path ends with the event type: the spec makes the trailing slash optional then, and the room
 /// tests test both spellings explicitly where that is the point.

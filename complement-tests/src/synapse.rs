@@ -8,12 +8,12 @@
 use std::{
     path::Path,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use tempfile::TempDir;
 
-use crate::{Client, federation::TestCa, server::free_port};
+use crate::{Client, federation::TestCa, server::free_port, wait_until};
 
 /// How long Synapse may take to start (it compiles its config and database on first start).
 const START_DEADLINE: Duration = Duration::from_secs(180);
@@ -115,39 +115,40 @@ impl Synapse {
         Client::new(&format!("http://127.0.0.1:{}", self.client_port))
     }
 
+    /// Waits until Synapse answers; its log is printed (by `drop`) if it never does.
     async fn wait_ready(&mut self) {
         let url = format!(
             "http://127.0.0.1:{}/_matrix/client/versions",
             self.client_port
         );
-        let started = Instant::now();
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                panic!("Synapse exited ({status}) while starting\n{}", self.log());
+        let dir = self.dir.path();
+        let child = self.child.as_mut().expect("Synapse was started");
+        wait_until("Synapse to answer", START_DEADLINE, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "Synapse exited ({status}) while starting\n{}",
+                    log_tail(dir)
+                );
             }
-            if let Ok(response) = reqwest::get(&url).await
-                && response.status().is_success()
-            {
-                return;
+            let url = url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|response| response.status().is_success())
+                    .map(drop)
             }
-            assert!(
-                started.elapsed() < START_DEADLINE,
-                "Synapse did not answer within {START_DEADLINE:?}\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
     }
+}
 
-    fn log(&self) -> String {
-        let read =
-            |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-        let log = format!("{}{}", read("stdout.log"), read("homeserver.log"));
-        let tail: Vec<&str> = log.lines().rev().take(80).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-    }
+/// The last lines of Synapse's output and log.
+fn log_tail(dir: &Path) -> String {
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let log = format!("{}{}", read("stdout.log"), read("homeserver.log"));
+    let tail: Vec<&str> = log.lines().rev().take(80).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
 }
 
 impl Drop for Synapse {
@@ -159,7 +160,7 @@ impl Drop for Synapse {
         if std::thread::panicking() {
             eprintln!(
                 "----- Synapse log -----\n{}\n----- end of Synapse log -----",
-                self.log()
+                log_tail(self.dir.path())
             );
         }
     }

@@ -46,6 +46,38 @@ async fn wait_for_history(user: &User, room_id: &str, expected: &[&str]) {
     .await;
 }
 
+/// Joins `user` to the room by ID through hs0.
+async fn join_through_hs0(user: &User, room_id: &str) {
+    let joined = user
+        .client
+        .post(
+            &format!(
+                "{V3}/join/{}?server_name={}",
+                enc(room_id),
+                federated_server_name(0)
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    assert_eq!(joined["room_id"], room_id, "{joined}");
+}
+
+/// Waits until `body` is among the messages `user` sees in the room.
+async fn wait_for_body(user: &User, room_id: &str, body: &str) {
+    wait_until(
+        &format!("{} to see {body:?}", user.user_id),
+        DELIVERY,
+        || async {
+            history(user, room_id)
+                .await
+                .contains(&body.to_owned())
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// Alice on hs0 with a public room `#lobby`, Bob on hs1 joined to it by alias.
 async fn joined(federation: &Federation) -> (User, User, String) {
     let alice = federation.register(0, "alice", PASSWORD).await;
@@ -308,19 +340,7 @@ async fn a_server_that_missed_events_fetches_them_from_the_sender_of_the_next() 
     let mut federation = Federation::start(3).await;
     let (alice, bob, room_id) = joined(&federation).await;
     let carol = federation.register(2, "carol", PASSWORD).await;
-    let joined = carol
-        .client
-        .post(
-            &format!(
-                "{V3}/join/{}?server_name={}",
-                enc(&room_id),
-                federated_server_name(0)
-            ),
-            json!({}),
-        )
-        .await
-        .ok();
-    assert_eq!(joined["room_id"], room_id.as_str(), "{joined}");
+    join_through_hs0(&carol, &room_id).await;
     alice.send_text(&room_id, "base").await;
     wait_for_history(&carol, &room_id, &["base"]).await;
     // hs1 learns Carol's join from hs2 itself, not from hs0: until Bob sees "base", hs1 may not
@@ -591,21 +611,9 @@ async fn a_user_rejoins_a_room_their_server_left_through_a_server_still_in_it() 
         .ok();
     assert_eq!(topic["topic"], "While Bob was away", "{topic}");
     alice.send_text(&room_id, "welcome back").await;
-    wait_until("Bob to see Alice's welcome", DELIVERY, || async {
-        history(&bob, &room_id)
-            .await
-            .contains(&"welcome back".to_owned())
-            .then_some(())
-    })
-    .await;
+    wait_for_body(&bob, &room_id, "welcome back").await;
     bob.send_text(&room_id, "glad to be back").await;
-    wait_until("Alice to see Bob's message", DELIVERY, || async {
-        history(&alice, &room_id)
-            .await
-            .contains(&"glad to be back".to_owned())
-            .then_some(())
-    })
-    .await;
+    wait_for_body(&alice, &room_id, "glad to be back").await;
 }
 
 #[tokio::test]
@@ -626,19 +634,7 @@ async fn events_a_server_could_not_see_are_served_to_it_redacted() {
         }))
         .await;
     let before = alice.send_text(&room_id, "before Bob came").await;
-    let joined = bob
-        .client
-        .post(
-            &format!(
-                "{V3}/join/{}?server_name={}",
-                enc(&room_id),
-                federated_server_name(0)
-            ),
-            json!({}),
-        )
-        .await
-        .ok();
-    assert_eq!(joined["room_id"], room_id.as_str(), "{joined}");
+    join_through_hs0(&bob, &room_id).await;
     let after = alice.send_text(&room_id, "after Bob came").await;
 
     let event = |event_id: String| {

@@ -7,13 +7,10 @@ use complement_tests::{
     TestServer, User, Value, enc,
     federation::{Federation, federated_server_name},
     json,
+    rooms::{hierarchy_path, hierarchy_room_ids},
 };
 
 const PASSWORD: &str = "spaces-pw";
-
-fn hierarchy_path(room_id: &str, query: &str) -> String {
-    format!("/_matrix/client/v1/rooms/{}/hierarchy{query}", enc(room_id))
-}
 
 /// A public space (`m.space` room type) named `name`.
 async fn create_space(user: &User, name: &str) -> String {
@@ -32,15 +29,6 @@ async fn add_child(user: &User, space: &str, child: &str, server: &str, extra: V
         content.extend(extra.clone());
     }
     user.set_state(space, "m.space.child", child, content).await;
-}
-
-fn room_ids(page: &Value) -> Vec<String> {
-    page["rooms"]
-        .as_array()
-        .expect("rooms")
-        .iter()
-        .map(|room| room["room_id"].as_str().expect("room_id").to_owned())
-        .collect()
 }
 
 struct Tree {
@@ -109,7 +97,7 @@ async fn the_hierarchy_walks_the_tree_in_order_and_hides_what_the_user_may_not_s
 
     let page = alice.client.get(&hierarchy_path(&t.space, "")).await.ok();
     assert_eq!(
-        room_ids(&page),
+        hierarchy_room_ids(&page),
         [
             t.space.as_str(),
             t.private.as_str(),
@@ -142,7 +130,7 @@ async fn the_hierarchy_walks_the_tree_in_order_and_hides_what_the_user_may_not_s
 
     // Bob is in none of them: the invite-only room is left out.
     let page = bob.client.get(&hierarchy_path(&t.space, "")).await.ok();
-    assert_eq!(room_ids(&page), t.open_rooms(), "{page}");
+    assert_eq!(hierarchy_room_ids(&page), t.open_rooms(), "{page}");
 
     // max_depth=1 stops below the space's own children; suggested_only keeps the suggested.
     let page = alice
@@ -151,7 +139,7 @@ async fn the_hierarchy_walks_the_tree_in_order_and_hides_what_the_user_may_not_s
         .await
         .ok();
     assert_eq!(
-        room_ids(&page),
+        hierarchy_room_ids(&page),
         [
             t.space.as_str(),
             t.private.as_str(),
@@ -164,7 +152,10 @@ async fn the_hierarchy_walks_the_tree_in_order_and_hides_what_the_user_may_not_s
         .get(&hierarchy_path(&t.space, "?suggested_only=true"))
         .await
         .ok();
-    assert_eq!(room_ids(&page), [t.space.as_str(), t.private.as_str()]);
+    assert_eq!(
+        hierarchy_room_ids(&page),
+        [t.space.as_str(), t.private.as_str()]
+    );
 }
 
 #[tokio::test]
@@ -185,7 +176,7 @@ async fn hierarchy_pages_follow_next_batch_and_bad_requests_are_refused() {
             .get(&hierarchy_path(&t.space, &query))
             .await
             .ok();
-        let ids = room_ids(&page);
+        let ids = hierarchy_room_ids(&page);
         assert!(ids.len() <= 2, "{page}");
         seen.extend(ids);
         match page["next_batch"].as_str() {
@@ -281,7 +272,7 @@ async fn rooms_of_another_server_are_asked_of_it() {
     assert_eq!(summary["room_type"], "m.space", "{summary}");
 
     let page = bob.client.get(&hierarchy_path(&t.space, "")).await.ok();
-    assert_eq!(room_ids(&page), t.open_rooms(), "{page}");
+    assert_eq!(hierarchy_room_ids(&page), t.open_rooms(), "{page}");
     let lobby = &page["rooms"][1];
     assert_eq!(lobby["name"], "Lobby");
     assert_eq!(lobby["num_joined_members"], 1);

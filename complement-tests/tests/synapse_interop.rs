@@ -19,7 +19,7 @@ use complement_tests::{
     federation::TestCa,
     json,
     media::pattern,
-    rooms::{chunk, message_bodies, room_path},
+    rooms::{chunk, hierarchy_path, hierarchy_room_ids, message_bodies, room_path},
     synapse::{Synapse, tessera_beside_synapse},
     sync::{SyncQuery, ephemeral, next_batch, timeline},
     wait_until,
@@ -399,22 +399,6 @@ async fn typing_receipts_and_presence_cross_between_tessera_and_synapse() {
     }
 }
 
-fn hierarchy_path(room_id: &str) -> String {
-    format!("/_matrix/client/v1/rooms/{}/hierarchy", enc(room_id))
-}
-
-fn hierarchy_room_ids(page: &Value) -> Vec<String> {
-    page["rooms"]
-        .as_array()
-        .map(|rooms| {
-            rooms
-                .iter()
-                .filter_map(|room| room["room_id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A public space of `owner` on `server` with one public child room; (space, child).
 async fn space_with_child(owner: &User, server: &str) -> (String, String) {
     let space = owner
@@ -442,7 +426,11 @@ async fn space_hierarchies_are_asked_across_tessera_and_synapse() {
 
     let (tessera_space, tessera_child) = space_with_child(alice, tessera.server_name()).await;
     join_through(bob, &tessera_space, tessera.server_name()).await;
-    let page = bob.client.get(&hierarchy_path(&tessera_space)).await.ok();
+    let page = bob
+        .client
+        .get(&hierarchy_path(&tessera_space, ""))
+        .await
+        .ok();
     assert_eq!(
         hierarchy_room_ids(&page),
         [tessera_space.as_str(), tessera_child.as_str()],
@@ -452,7 +440,11 @@ async fn space_hierarchies_are_asked_across_tessera_and_synapse() {
 
     let (synapse_space, synapse_child) = space_with_child(bob, &synapse.server_name).await;
     join_through(alice, &synapse_space, &synapse.server_name).await;
-    let page = alice.client.get(&hierarchy_path(&synapse_space)).await.ok();
+    let page = alice
+        .client
+        .get(&hierarchy_path(&synapse_space, ""))
+        .await
+        .ok();
     assert_eq!(
         hierarchy_room_ids(&page),
         [synapse_space.as_str(), synapse_child.as_str()],

@@ -122,11 +122,8 @@ impl FederationClient {
     where
         R: OutgoingRequest<Authentication = ServerSignatures, PathBuilder = SinglePath>,
     {
-        let (target, mut request) = self.signed(destination, request).await?;
-        if let Ok(host) = HeaderValue::from_str(&target.host_header) {
-            request.headers_mut().insert(header::HOST, host);
-        }
-        self.open(destination, request).await
+        let (target, request) = self.signed(destination, request).await?;
+        self.open(destination, addressed(&target, request)).await
     }
 
     /// The request signed for `destination`, and where it goes.
@@ -227,13 +224,10 @@ impl FederationClient {
         &self,
         server: &ServerName,
         target: &Destination,
-        mut request: http::Request<Vec<u8>>,
+        request: http::Request<Vec<u8>>,
         limit: usize,
     ) -> Result<Answer, FederationError> {
-        if let Ok(host) = HeaderValue::from_str(&target.host_header) {
-            request.headers_mut().insert(header::HOST, host);
-        }
-        self.read(server, request, limit).await
+        self.read(server, addressed(target, request), limit).await
     }
 
     /// Sends a request and reads at most `limit` bytes of the answer; a non-success status
@@ -312,17 +306,14 @@ impl FederationClient {
             target.base_url(),
             timeout.as_millis()
         );
-        let mut request =
+        let request =
             http::Request::get(url)
                 .body(Vec::new())
                 .map_err(|e| FederationError::Request {
                     server: destination.to_owned(),
                     reason: e.to_string(),
                 })?;
-        if let Ok(host) = HeaderValue::from_str(&target.host_header) {
-            request.headers_mut().insert(header::HOST, host);
-        }
-        self.open(destination, request).await
+        self.open(destination, addressed(&target, request)).await
     }
 
     /// A URL that `server` named as where its media is (the `Location` of a federation
@@ -361,6 +352,14 @@ impl FederationClient {
             .map_err(|e| request_error(e.to_string()))?;
         self.open(server, request).await
     }
+}
+
+/// The request with the `Host` the destination expects (its server name, not the address).
+fn addressed(target: &Destination, mut request: http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    if let Ok(host) = HeaderValue::from_str(&target.host_header) {
+        request.headers_mut().insert(header::HOST, host);
+    }
+    request
 }
 
 /// Reads at most `limit` bytes of a body.

@@ -20,7 +20,7 @@ use ruma::{
 
 use crate::{
     Error, Result, Services,
-    rooms::{SpaceChild, Viewer, in_space_order},
+    rooms::{RoomView, SpaceChild, Viewer, in_space_order},
 };
 
 /// Rooms per page when the client sets no limit.
@@ -143,12 +143,10 @@ impl Services {
                 resume
             }
         };
-        if self
-            .rooms
-            .summary_if_visible(root, Viewer::User(user_id))
-            .await?
-            .is_none()
-        {
+        if !matches!(
+            self.rooms.room_view(root, Viewer::User(user_id)).await?,
+            RoomView::Visible(_)
+        ) {
             return Err(Error::Forbidden(format!(
                 "You may not see room {root}: you are not in it and it is not open"
             )));
@@ -222,20 +220,16 @@ impl Services {
         remote: &mut RemoteChildren,
     ) -> Result<Option<HierarchyRoom>> {
         let room_id = &pending.room_id;
-        if let Some(summary) = self
-            .rooms
-            .summary_if_visible(room_id, Viewer::User(user_id))
-            .await?
-        {
-            let children_state = self.children_state(&summary, suggested_only).await?;
-            return Ok(Some(HierarchyRoom {
-                summary,
-                children_state,
-            }));
-        }
-        if self.rooms.room_version(room_id).await?.is_some() {
-            // This server is in the room, and the user may not see it.
-            return Ok(None);
+        match self.rooms.room_view(room_id, Viewer::User(user_id)).await? {
+            RoomView::Visible(summary) => {
+                let children_state = self.children_state(&summary, suggested_only).await?;
+                return Ok(Some(HierarchyRoom {
+                    summary: *summary,
+                    children_state,
+                }));
+            }
+            RoomView::Hidden => return Ok(None),
+            RoomView::Unknown => {}
         }
         // A space's children are not in its parent's answer: it is asked about itself.
         let known = match remote.remove(room_id) {
@@ -353,15 +347,15 @@ impl Services {
         suggested_only: bool,
     ) -> Result<get_hierarchy::v1::Response> {
         self.rooms.check_server_acl(room_id, origin).await?;
-        let summary = self
+        let RoomView::Visible(summary) = self
             .rooms
-            .summary_if_visible(room_id, Viewer::Server(origin))
+            .room_view(room_id, Viewer::Server(origin))
             .await?
-            .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "Room {room_id} is unknown here or not open to {origin}"
-                ))
-            })?;
+        else {
+            return Err(Error::NotFound(format!(
+                "Room {room_id} is unknown here or not open to {origin}"
+            )));
+        };
         let children = if summary.room_type == Some(RoomType::Space) {
             self.rooms.space_children(room_id, suggested_only).await?
         } else {
@@ -369,20 +363,18 @@ impl Services {
         };
         let children_state = children.iter().map(|child| child.event.clone()).collect();
         let mut response = get_hierarchy::v1::Response::new(SpaceHierarchyParentSummary::new(
-            summary,
+            *summary,
             children_state,
         ));
         for child in children {
             match self
                 .rooms
-                .summary_if_visible(&child.room_id, Viewer::Server(origin))
+                .room_view(&child.room_id, Viewer::Server(origin))
                 .await?
             {
-                Some(summary) => response.children.push(summary),
-                None if self.rooms.room_version(&child.room_id).await?.is_some() => {
-                    response.inaccessible_children.push(child.room_id);
-                }
-                None => {}
+                RoomView::Visible(summary) => response.children.push(*summary),
+                RoomView::Hidden => response.inaccessible_children.push(child.room_id),
+                RoomView::Unknown => {}
             }
         }
         Ok(response)

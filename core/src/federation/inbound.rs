@@ -6,10 +6,7 @@ use std::collections::BTreeMap;
 
 use ruma::{
     CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, RoomId, ServerName,
-    UserId,
-    api::federation::transactions::edu::Edu,
-    events::{presence::PresenceEventContent, receipt::ReceiptThread},
-    serde::Raw,
+    UserId, api::federation::transactions::edu::Edu, events::receipt::ReceiptThread, serde::Raw,
 };
 use serde_json::value::RawValue;
 
@@ -191,13 +188,7 @@ impl Services {
             Edu::DirectToDevice(content) => self.e2ee.receive_to_device(origin, &content).await,
             Edu::Presence(content) => {
                 for update in &content.push {
-                    let mut presence = PresenceEventContent::new(update.presence.clone());
-                    presence.status_msg = update.status_msg.clone();
-                    presence.last_active_ago = Some(update.last_active_ago);
-                    presence.currently_active = Some(update.currently_active);
-                    self.presence
-                        .receive_remote(origin, &update.user_id, &presence)
-                        .await?;
+                    self.presence.receive_remote(origin, update).await?;
                 }
                 Ok(())
             }

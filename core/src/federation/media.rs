@@ -71,7 +71,7 @@ impl Services {
         let mut request = get_content::v1::Request::new(media_id.to_owned());
         request.timeout_ms = timeout;
         let client = &self.federation.client;
-        let fetch_error = |e| fetch_error(server_name, media_id, e);
+        let failed = |e| fetch_error(server_name, media_id, e);
         let file = match client.send_streamed(server_name, request).await {
             Ok(answer) => {
                 let boundary = answer
@@ -92,7 +92,7 @@ impl Services {
                         .located_media(server_name, &url)
                         .await
                         .map(RemoteFile::from)
-                        .map_err(fetch_error)?,
+                        .map_err(failed)?,
                 }
             }
             // A server older than Matrix v1.11 does not know the federation media endpoint.
@@ -100,8 +100,8 @@ impl Services {
                 .legacy_media(server_name, media_id, timeout)
                 .await
                 .map(RemoteFile::from)
-                .map_err(fetch_error)?,
-            Err(e) => return Err(fetch_error(e)),
+                .map_err(failed)?,
+            Err(e) => return Err(failed(e)),
         };
         self.media
             .cache_remote(

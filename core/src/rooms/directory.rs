@@ -29,6 +29,16 @@ pub enum Viewer<'a> {
     Server(&'a ServerName),
 }
 
+/// What a viewer may know of a room.
+#[derive(Debug, Clone)]
+pub enum RoomView {
+    /// This server is not in the room.
+    Unknown,
+    /// This server is in the room, and the viewer may not see it.
+    Hidden,
+    Visible(Box<RoomSummary>),
+}
+
 /// Largest page of the directory, also the page size when the client sets no limit.
 const MAX_PAGE: usize = 500;
 /// Rooms read from the database per step while filling a filtered page.
@@ -365,7 +375,7 @@ impl Rooms {
     }
 
     /// `GET /room_summary/{roomIdOrAlias}`: the summary and the caller's membership (`leave`
-    /// when they have none), if the caller may see the room (see [`Rooms::summary_if_visible`]).
+    /// when they have none), if the caller may see the room (see [`Rooms::room_view`]).
     /// Anything else is reported as not found.
     pub async fn room_summary(
         &self,
@@ -375,10 +385,9 @@ impl Rooms {
         let not_found = || Error::NotFound(format!("Room {room} not found"));
         let room_id = self.resolve(room).await.map_err(|_| not_found())?;
         let viewer = caller.map_or(Viewer::Anyone, Viewer::User);
-        let summary = self
-            .summary_if_visible(&room_id, viewer)
-            .await?
-            .ok_or_else(not_found)?;
+        let RoomView::Visible(summary) = self.room_view(&room_id, viewer).await? else {
+            return Err(not_found());
+        };
         let membership = match caller {
             Some(user_id) => Some(
                 self.membership(&room_id, user_id)
@@ -387,21 +396,16 @@ impl Rooms {
             ),
             None => None,
         };
-        Ok((summary, membership))
+        Ok((*summary, membership))
     }
 
-    /// The summary of a room this server is in, if `viewer` may see it (spec: "Room
-    /// summaries", and the space hierarchy's rules): the room is public, knockable or world
-    /// readable; or the user is joined, invited or knocking, or may join a restricted room
-    /// through a room they are in; or the server has a user joined to it, or to a room a
-    /// restricted join rule allows. `None` otherwise, and for rooms this server does not know.
-    pub async fn summary_if_visible(
-        &self,
-        room_id: &RoomId,
-        viewer: Viewer<'_>,
-    ) -> Result<Option<RoomSummary>> {
+    /// A room as `viewer` sees it (spec: "Room summaries", and the space hierarchy's rules):
+    /// its summary if the room is public, knockable or world readable; or the user is joined,
+    /// invited or knocking, or may join a restricted room through a room they are in; or the
+    /// server has a user joined to it, or to a room a restricted join rule allows.
+    pub async fn room_view(&self, room_id: &RoomId, viewer: Viewer<'_>) -> Result<RoomView> {
         let Some(version) = self.store.room_version(room_id).await? else {
-            return Ok(None);
+            return Ok(RoomView::Unknown);
         };
         let description = self
             .describe(std::slice::from_ref(&room_id.to_owned()))
@@ -440,7 +444,7 @@ impl Rooms {
                 }
             };
         if !visible {
-            return Ok(None);
+            return Ok(RoomView::Hidden);
         }
         let chunk = description.chunk(
             room_id.to_owned(),
@@ -463,7 +467,7 @@ impl Rooms {
             .as_deref()
             .map(EventEncryptionAlgorithm::from);
         summary.room_version = Some(version);
-        Ok(Some(summary))
+        Ok(RoomView::Visible(Box::new(summary)))
     }
 
     async fn in_any_allowed_room(&self, user_id: &UserId, allow: &[AllowRule]) -> Result<bool> {

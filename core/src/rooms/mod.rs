@@ -58,7 +58,7 @@ use tokio::sync::Mutex;
 
 pub use context::ContextPage;
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
-pub use directory::{PublicRoomsPage, PublicRoomsQuery, Viewer};
+pub use directory::{PublicRoomsPage, PublicRoomsQuery, RoomView, Viewer};
 pub use hierarchy::{SpaceChild, in_space_order};
 pub use membership::{MembershipChange, RemoteInvite};
 pub use push::{NotificationCounts, NotificationsPage, NotificationsQuery, UnreadCounts};

@@ -51,20 +51,14 @@ impl Rooms {
         &self,
         room_id: &RoomId,
     ) -> Result<Option<Vec<ruma::OwnedServerName>>> {
-        if self.has_local_member(room_id).await? {
+        if self
+            .has_joined_member(room_id, &self.config.server_name)
+            .await?
+        {
             return Ok(None);
         }
         let servers = self.remote_servers(room_id).await?;
         Ok((!servers.is_empty()).then(|| servers.to_vec()))
-    }
-
-    async fn has_local_member(&self, room_id: &RoomId) -> Result<bool> {
-        Ok(self
-            .store
-            .joined_members(room_id)
-            .await?
-            .iter()
-            .any(|user| user.server_name() == self.config.server_name))
     }
 
     /// The room's forward extremities: its latest events, which nothing here follows yet.
@@ -383,7 +377,11 @@ impl Rooms {
         // A room this server left is joined again on the state that came with the join; its
         // old copy stays as history.
         let known = self.store.room_version(room_id).await?.is_some();
-        if known && self.has_local_member(room_id).await? {
+        if known
+            && self
+                .has_joined_member(room_id, &self.config.server_name)
+                .await?
+        {
             return Err(Error::Conflict(format!(
                 "{room_id} is already joined by users of this server"
             )));

@@ -27,10 +27,10 @@ use std::{
 
 use ruma::{
     OwnedUserId, ServerName, UInt, UserId,
+    api::federation::transactions::edu::{PresenceContent, PresenceUpdate},
     events::presence::{PresenceEvent, PresenceEventContent},
     presence::PresenceState,
 };
-use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::{
@@ -391,7 +391,7 @@ impl Table {
         self.update(user_id, now, |record| {
             record.availability = report.availability;
             record.status_msg = report.status_msg;
-            record.last_active_ts = report.last_active_ago.map(|ago| now.saturating_sub(ago));
+            record.last_active_ts = Some(now.saturating_sub(report.last_active_ago));
             record.currently_active =
                 report.availability == Availability::Online && report.currently_active;
             record.last_seen_ts = now;
@@ -446,7 +446,8 @@ impl Table {
 struct Report {
     availability: Availability,
     status_msg: Option<String>,
-    last_active_ago: Option<i64>,
+    /// Milliseconds since the user's last activity when reported.
+    last_active_ago: i64,
     currently_active: bool,
 }
 
@@ -540,23 +541,21 @@ impl Presence {
         }
         let now = now_ms();
         let content = self.table().get(&user_id, now);
-        let mut update = json!({
-            "user_id": user_id,
-            "presence": content.presence,
-            "last_active_ago": content.last_active_ago.unwrap_or_default(),
-        });
-        if let Some(active) = content.currently_active {
-            update["currently_active"] = active.into();
-        }
-        if let Some(status_msg) = content.status_msg {
-            update["status_msg"] = status_msg.into();
-        }
+        let mut update = PresenceUpdate::new(
+            user_id.clone(),
+            content.presence,
+            content.last_active_ago.unwrap_or_default(),
+        );
+        update.currently_active = content.currently_active.unwrap_or(false);
+        update.status_msg = content.status_msg;
+        let edu = serde_json::to_value(PresenceContent::new(vec![update]))
+            .map_err(|e| Error::Internal(format!("a presence EDU does not serialise: {e}")))?;
         // Stale once the receiver would have timed it out anyway.
         self.edus
             .to_room_mates(
                 &user_id,
                 "m.presence",
-                json!({ "push": [update] }),
+                edu,
                 Some(now.saturating_add(FEDERATION_TIMEOUT_MS)),
             )
             .await
@@ -564,19 +563,15 @@ impl Presence {
 
     /// `m.presence` from `origin` about one of its users (others are ignored, as are unknown
     /// states and over-long status messages).
-    pub async fn receive_remote(
-        &self,
-        origin: &ServerName,
-        user_id: &UserId,
-        content: &PresenceEventContent,
-    ) -> Result<()> {
+    pub async fn receive_remote(&self, origin: &ServerName, update: &PresenceUpdate) -> Result<()> {
+        let user_id = &update.user_id;
         if !self.enabled || user_id.server_name() != origin {
             return Ok(());
         }
-        let Some(availability) = Availability::parse(&content.presence) else {
+        let Some(availability) = Availability::parse(&update.presence) else {
             return Ok(());
         };
-        if content
+        if update
             .status_msg
             .as_ref()
             .is_some_and(|msg| msg.len() > MAX_STATUS_MSG_BYTES)
@@ -585,11 +580,9 @@ impl Presence {
         }
         let report = Report {
             availability,
-            status_msg: content.status_msg.clone(),
-            last_active_ago: content
-                .last_active_ago
-                .map(|ago| i64::try_from(u64::from(ago)).unwrap_or(i64::MAX)),
-            currently_active: content.currently_active.unwrap_or(false),
+            status_msg: update.status_msg.clone(),
+            last_active_ago: i64::try_from(u64::from(update.last_active_ago)).unwrap_or(i64::MAX),
+            currently_active: update.currently_active,
         };
         let change = self.change(|table| table.report(user_id, report, now_ms()));
         if let Some(change) = change {
@@ -799,7 +792,7 @@ mod tests {
         let report = |availability| Report {
             availability,
             status_msg: Some("on a train".to_owned()),
-            last_active_ago: Some(5_000),
+            last_active_ago: 5_000,
             currently_active: true,
         };
         let online = table
