@@ -1,5 +1,6 @@
 //! The command line: `tessera user create|list|reset-password|deactivate` on the database
-//! directly, `tessera check-config`, and `tessera serve` start-up behaviour.
+//! directly, `tessera check-config`, `tessera key rotate`'s refusals, and `tessera serve`
+//! start-up behaviour.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -323,4 +324,32 @@ async fn serve_refuses_an_invalid_config() {
     });
     let output = run_tessera(&["serve", "--config", &path.to_string_lossy()]).await;
     assert_config_error(&output, "bogus_top_level_key");
+}
+
+#[tokio::test]
+async fn key_rotate_refuses_a_missing_key_and_a_malformed_old_key_list() {
+    let server = stopped_server().await;
+    let config = server.config_path().to_string_lossy().into_owned();
+    // A server never started has no key to rotate.
+    let _ = std::fs::remove_file(server.signing_key_path());
+    let missing = run_tessera(&["key", "rotate", "--config", &config]).await;
+    assert_eq!(missing.code, Some(1), "{missing}");
+    assert!(missing.stderr.contains("no signing key"), "{missing}");
+
+    // A key and a damaged list of old keys: refused, naming the line; the key is kept.
+    let key_path = server.signing_key_path();
+    std::fs::create_dir_all(key_path.parent().expect("the data directory")).expect("data dir");
+    std::fs::write(
+        server.signing_key_path(),
+        "ed25519 a_test AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n",
+    )
+    .expect("write a key");
+    let mut old_list = server.signing_key_path().into_os_string();
+    old_list.push(".old");
+    std::fs::write(&old_list, "not a key line\n").expect("write the old key list");
+    let damaged = run_tessera(&["key", "rotate", "--config", &config]).await;
+    assert_eq!(damaged.code, Some(1), "{damaged}");
+    assert!(damaged.stderr.contains("line 1"), "{damaged}");
+    let key = std::fs::read_to_string(server.signing_key_path()).expect("the key stays");
+    assert!(key.contains("a_test"), "{key}");
 }
