@@ -204,7 +204,6 @@ async fn messages(
         _ => Direction::Backward,
     };
     let page = s
-        .rooms
         .messages_for(
             &caller.user_id,
             &body.room_id,

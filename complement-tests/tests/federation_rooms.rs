@@ -684,3 +684,159 @@ async fn events_a_server_could_not_see_are_served_to_it_redacted() {
     assert!(bodies.contains(&&json!("after Bob came")), "{bodies:?}");
     assert!(!bodies.contains(&&json!("before Bob came")), "{bodies:?}");
 }
+
+/// `user`'s level in the room's `m.room.power_levels` as `viewer` sees it (`None` when the
+/// event does not list them).
+async fn power_of(viewer: &User, room_id: &str, user: &User) -> Option<i64> {
+    viewer
+        .state_content(room_id, "m.room.power_levels", "")
+        .await["users"][&user.user_id]
+        .as_i64()
+}
+
+#[tokio::test]
+async fn a_ban_and_a_demotion_made_at_once_resolve_the_same_on_both_servers() {
+    // Spec: room versions, "State resolution" (v2): power events are applied in order of
+    // their senders' power. Alice (hs0, room creator) demotes Bob while Bob (hs1, level 50,
+    // enough to ban) bans Carol, neither server having seen the other's event. Alice's change
+    // goes first, and Bob's ban, checked against the state it leaves, fails: both servers end
+    // with Carol joined and Bob without his level. Spec: Server-Server API, "Soft failure":
+    // hs0 takes the ban (it passes against the state it was sent on) but not into its
+    // timeline, as it fails against hs0's current state. Bob's next message names both
+    // branches; hs0 takes it on their resolved state.
+    let mut federation = Federation::start(2).await;
+    let (alice, bob, room_id) = joined(&federation).await;
+    let carol = federation.register(0, "carol", PASSWORD).await;
+    carol.join_room(&room_id).await;
+    let mut levels = alice
+        .state_content(&room_id, "m.room.power_levels", "")
+        .await;
+    levels["ban"] = json!(50);
+    levels["users"][&bob.user_id] = json!(50);
+    alice
+        .set_state(&room_id, "m.room.power_levels", "", levels.clone())
+        .await;
+    wait_until(
+        "Bob to hold level 50 with Carol joined",
+        DELIVERY,
+        || async {
+            let carol_joined =
+                bob.membership_of(&room_id, &carol.user_id).await.as_deref() == Some("join");
+            (carol_joined && power_of(&bob, &room_id, &bob).await == Some(50)).then_some(())
+        },
+    )
+    .await;
+
+    federation.servers[1].stop();
+    levels["users"]
+        .as_object_mut()
+        .expect("users is an object")
+        .remove(&bob.user_id);
+    alice
+        .set_state(&room_id, "m.room.power_levels", "", levels)
+        .await;
+    federation.servers[0].stop();
+    federation.servers[1].run().await;
+    bob.client
+        .post(
+            &room_path(&room_id, "ban"),
+            json!({ "user_id": carol.user_id, "reason": "racing the demotion" }),
+        )
+        .await
+        .assert_status(200);
+    assert_eq!(
+        bob.membership_of(&room_id, &carol.user_id).await.as_deref(),
+        Some("ban"),
+        "hs1 has not seen the demotion yet"
+    );
+    federation.servers[0].run().await;
+
+    wait_until("hs1 to resolve the ban away", DELIVERY, || async {
+        let carol_joined =
+            bob.membership_of(&room_id, &carol.user_id).await.as_deref() == Some("join");
+        (carol_joined && power_of(&bob, &room_id, &bob).await.is_none()).then_some(())
+    })
+    .await;
+    bob.send_text(&room_id, "after the race").await;
+    wait_for_body(&alice, &room_id, "after the race").await;
+    for viewer in [&alice, &bob, &carol] {
+        assert_eq!(
+            viewer
+                .membership_of(&room_id, &carol.user_id)
+                .await
+                .as_deref(),
+            Some("join"),
+            "Carol's membership as {} sees it",
+            viewer.user_id
+        );
+        assert_eq!(power_of(viewer, &room_id, &bob).await, None);
+    }
+    let timeline = alice.messages(&room_id, "dir=b&limit=100").await;
+    let bans: Vec<&Value> = timeline["chunk"]
+        .as_array()
+        .expect("a chunk")
+        .iter()
+        .filter(|event| event["content"]["membership"] == "ban")
+        .collect();
+    assert!(bans.is_empty(), "hs0 showed the soft-failed ban: {bans:?}");
+    // Carol is still in the room: she can speak, and Bob's server takes it.
+    carol.send_text(&room_id, "still here").await;
+    wait_for_body(&bob, &room_id, "still here").await;
+}
+
+#[tokio::test]
+async fn a_user_who_joined_through_another_server_pages_back_into_the_history_before() {
+    // Spec: Server-Server API, "Backfilling and retrieving missing events": hs1's history of
+    // the room begins with Bob's join. Paging back past it, hs1 asks hs0 for the events
+    // before, round after round, until the room's creation: every earlier message once, in
+    // order, and the room's first event last.
+    let federation = Federation::start(2).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "room_alias_name": "archive" }))
+        .await;
+    let sent: Vec<String> = (0..45).map(|i| format!("old {i}")).collect();
+    for body in &sent {
+        alice.send_text(&room_id, body).await;
+    }
+    let alias = format!("#archive:{}", federated_server_name(0));
+    bob.client
+        .post(&format!("{V3}/join/{}", enc(&alias)), json!({}))
+        .await
+        .assert_status(200);
+
+    let mut events: Vec<Value> = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..50 {
+        let query = match &from {
+            Some(token) => format!("dir=b&limit=10&from={}", enc(token)),
+            None => "dir=b&limit=10".to_owned(),
+        };
+        let page = bob.messages(&room_id, &query).await;
+        events.extend(page["chunk"].as_array().expect("a chunk").iter().cloned());
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    let mut bodies = message_bodies(&events);
+    bodies.reverse();
+    assert_eq!(
+        bodies, sent,
+        "the messages before Bob's join, once each, in order"
+    );
+    assert_eq!(
+        events.last().map(|event| event["type"].clone()),
+        Some(json!("m.room.create")),
+        "paging ends at the room's creation"
+    );
+    let mut ids: Vec<&str> = events
+        .iter()
+        .filter_map(|event| event["event_id"].as_str())
+        .collect();
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no event twice");
+}

@@ -49,7 +49,7 @@ impl Services {
         let missing = prev_events.iter().any(|id| {
             !known
                 .iter()
-                .any(|row| &row.event_id == id && row.stream_ordering != 0)
+                .any(|row| &row.event_id == id && row.has_state())
         });
         if !missing {
             return Ok(());

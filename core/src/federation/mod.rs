@@ -4,6 +4,7 @@
 //! This lives in core, not in the federation crate, because core services (profiles, device
 //! keys, aliases) ask remote servers too; the federation crate serves the inbound side.
 
+mod backfill;
 mod client;
 mod discovery;
 pub mod edus;

@@ -259,7 +259,7 @@ impl Rooms {
             published: request.public,
         };
         let pending = self
-            .enqueue(&mut room, rows, Some(new_room), EventSource::Local)
+            .enqueue(&mut room, rows, Some(new_room), EventSource::Local, None)
             .await;
         *guard = Some(room);
         drop(guard);

@@ -257,7 +257,8 @@ impl Rooms {
         row.json = signed.json.clone();
         room.state
             .insert((StateEventType::RoomMember, target.to_string()), signed);
-        self.commit_locked(guard, row, EventSource::Local).await
+        self.commit_locked(guard, row, EventSource::Local, None)
+            .await
     }
 
     /// The member event of a membership change, checked against the room's current state,

@@ -9,9 +9,11 @@
 
 mod aggregations;
 mod aliases;
+mod backfill;
 mod context;
 mod create;
 mod directory;
+mod fork;
 mod hierarchy;
 mod lazy_loaded;
 mod membership;
@@ -56,6 +58,7 @@ use ruma::{
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+pub use backfill::BackfillPoint;
 pub use context::ContextPage;
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
 pub use directory::{PublicRoomsPage, PublicRoomsQuery, RoomView, Viewer};
@@ -80,7 +83,9 @@ use crate::{
     events::{EventError, GraphPosition, NewEvent, Pdu, build_pdu},
     federation::edus::EduQueue,
     keys::SigningKey,
-    store::{AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, Pending, Store},
+    store::{
+        AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, Pending, ResolvedState, Store,
+    },
     sync::Notifier,
 };
 
@@ -95,6 +100,8 @@ pub struct Rooms {
     recent: Arc<recent::RecentChanges>,
     notifier: Arc<Notifier>,
     next_state_group: AtomicI64,
+    /// The next (negative) timeline position for events backfilled from other servers.
+    backfill_position: AtomicI64,
     /// The timestamp of the last v12 create event: each gets a later one, so two identical
     /// createRoom requests in one millisecond still get distinct room IDs (the create event's
     /// hash).
@@ -149,6 +156,7 @@ impl Rooms {
         let timeline = stream::TimelineStream::new(last_position);
         let recent = Arc::new(recent::RecentChanges::new(last_position));
         let next_state_group = AtomicI64::new(store.max_state_group().await? + 1);
+        let backfill_position = AtomicI64::new(store.min_stream_ordering().await?.min(0) - 1);
         Ok(Self {
             store,
             config,
@@ -158,6 +166,7 @@ impl Rooms {
             recent,
             notifier,
             next_state_group,
+            backfill_position,
             last_create_ts: std::sync::atomic::AtomicU64::new(0),
             typing: typing::Typing::default(),
             lazy_loaded: lazy_loaded::LazyLoaded::default(),
@@ -386,23 +395,27 @@ impl Rooms {
         rows: Vec<NewEventRow>,
         new_room: Option<NewRoom>,
         source: EventSource,
+        resolved: Option<ResolvedState>,
     ) -> Result<Pending<()>> {
-        let batch = self.batch(room, rows, new_room, source).await?;
+        let mut batch = self.batch(room, rows, new_room, source).await?;
+        batch.resolved = resolved;
         Ok(self.store.enqueue_events(batch).await?)
     }
 
-    /// [`Rooms::enqueue`] of one event's row, with the room's lock: if it cannot be queued,
-    /// the room's cached state (which already holds the event) is dropped.
+    /// [`Rooms::enqueue`] of one event's row (and the room's state, if its branches merged),
+    /// with the room's lock: if it cannot be queued, the room's cached state (which already
+    /// holds the event) is dropped.
     async fn enqueue_locked(
         &self,
         guard: &mut tokio::sync::OwnedMutexGuard<Option<RoomState>>,
         row: NewEventRow,
         source: EventSource,
+        resolved: Option<ResolvedState>,
     ) -> Result<Pending<()>> {
         let room = guard
             .as_mut()
             .ok_or_else(|| Error::Internal("room not loaded".to_owned()))?;
-        let queued = self.enqueue(room, vec![row], None, source).await;
+        let queued = self.enqueue(room, vec![row], None, source, resolved).await;
         if queued.is_err() {
             **guard = None;
         }
@@ -415,8 +428,11 @@ impl Rooms {
         mut guard: tokio::sync::OwnedMutexGuard<Option<RoomState>>,
         row: NewEventRow,
         source: EventSource,
+        resolved: Option<ResolvedState>,
     ) -> Result<()> {
-        let pending = self.enqueue_locked(&mut guard, row, source).await?;
+        let pending = self
+            .enqueue_locked(&mut guard, row, source, resolved)
+            .await?;
         let room_id = guard
             .as_ref()
             .map(|room| room.room_id.clone())
@@ -511,6 +527,7 @@ impl Rooms {
             remote_servers,
             prev_events_local,
             after_commit: Some(after_commit),
+            resolved: None,
         })
     }
 
@@ -582,7 +599,7 @@ fn relation(pdu: &Pdu) -> Option<(OwnedEventId, String)> {
 }
 
 /// A redaction of a current state event prunes the cached copy as the store prunes its own.
-fn redact_cached_state(room: &mut RoomState, target: &ruma::EventId) {
+pub(super) fn redact_cached_state(room: &mut RoomState, target: &ruma::EventId) {
     let Some((key, pdu)) = room
         .state
         .iter()

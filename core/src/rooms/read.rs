@@ -27,6 +27,7 @@ pub enum Direction {
 }
 
 /// Which page of `/messages`.
+#[derive(Clone, Copy)]
 pub struct MessagesQuery<'a> {
     pub from: Option<StreamToken>,
     pub to: Option<StreamToken>,

@@ -2,11 +2,8 @@
 //! for (`make_join`, `make_leave`), events received from other servers, the state handed to a joining server,
 //! and persisting a room this server joins through another.
 //!
-//! Received events are accepted when they extend this server's latest events (the room's
-//! forward extremities), or when they are concurrent events that need no state resolution
-//! (see `concurrent_extremities`): messages and state changes racing each other. Merging other
-//! forks with state resolution is not wired in yet, so such an event is refused with a clear
-//! reason.
+//! Received events built on other events than this server's latest ones are placed on their
+//! branch of the room graph and merged in `fork`.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -16,7 +13,12 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{EventSource, RoomState, Rooms, read::parse, state::StateKey};
+use super::{
+    EventSource, RoomState, Rooms,
+    fork::{StateBefore, extremities_with},
+    read::parse,
+    state::StateKey,
+};
 use crate::{
     Error, Result,
     events::Pdu,
@@ -33,10 +35,7 @@ impl Rooms {
     }
 
     /// The other servers with users joined to the room, as cached with its state.
-    pub(super) async fn remote_servers(
-        &self,
-        room_id: &RoomId,
-    ) -> Result<Arc<[ruma::OwnedServerName]>> {
+    pub async fn remote_servers(&self, room_id: &RoomId) -> Result<Arc<[ruma::OwnedServerName]>> {
         let mut guard = self.lock(room_id).await?;
         Ok(guard
             .as_mut()
@@ -132,9 +131,11 @@ impl Rooms {
         Ok((room.version.clone(), template))
     }
 
-    /// Persists an event another server sent, whose signatures and hashes were checked. It
-    /// must extend the room's latest events and pass the auth rules against its auth events
-    /// and the room's state. An event already stored is accepted again without change.
+    /// Persists an event another server sent, whose signatures and hashes were checked. Its
+    /// predecessors must be known here with their state; it must pass the auth rules against
+    /// its auth events and the state before it, and is soft-failed (kept, not shown) if it does
+    /// not pass them against the room's current state. An event already stored is accepted
+    /// again without change.
     pub async fn receive_pdu(
         &self,
         room_id: &RoomId,
@@ -157,7 +158,7 @@ impl Rooms {
             .store
             .event(event_id)
             .await?
-            .is_some_and(|row| row.stream_ordering != 0)
+            .is_some_and(|row| row.has_state())
         {
             return Ok(());
         }
@@ -167,89 +168,48 @@ impl Rooms {
         let room = guard
             .as_mut()
             .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;
-        let mut prev = pdu.prev_events.clone();
-        prev.sort();
-        let mut latest = room.extremities.clone();
-        latest.sort();
         let auth_events = self.known_events(room_id, &pdu.auth_events).await?;
-        let extremities = if prev == latest {
-            None
-        } else {
-            Some(
-                self.concurrent_extremities(room, &pdu, &auth_events)
-                    .await?,
-            )
-        };
-        let (_, row) = self.accept(room, pdu, &auth_events, None)?;
-        if let Some(extremities) = extremities {
-            room.extremities = extremities;
-        }
-        self.commit_locked(guard, row, source).await
-    }
-
-    /// For an event that is not built on the room's latest events: the room's forward
-    /// extremities once it is added, if it is a concurrent event whose branch needs no state
-    /// resolution. Its predecessors must all be in this server's timeline of the room, and
-    /// either the room's state has not changed since them (the branches differ by this event
-    /// alone, so resolving them gives the current state plus this event), or it is a non-state
-    /// event on one older state, which it must also pass the auth rules against (the current
-    /// state is checked when it is accepted; failing that, it is refused rather than
-    /// soft-failed). Messages sent on two servers at once are such events; the branches merge
-    /// when the next event names both. Other forks are refused with the reason.
-    async fn concurrent_extremities(
-        &self,
-        room: &RoomState,
-        pdu: &Pdu,
-        auth_events: &[Arc<Pdu>],
-    ) -> Result<Vec<OwnedEventId>> {
-        let refuse = |why: &str| {
-            Err(Error::Unknown(format!(
-                "{} is not built on this server's latest events of {} and {why} \
-                 (merging such forks is not supported yet)",
-                pdu.event_id, room.room_id
-            )))
-        };
-        let rows = self.store.events(&pdu.prev_events).await?;
-        let mut groups = Vec::with_capacity(pdu.prev_events.len());
-        for prev in &pdu.prev_events {
-            let Some(row) = rows.iter().find(|row| &row.event_id == prev) else {
-                return refuse(&format!("its predecessor {prev} is unknown here"));
-            };
-            if row.room_id != room.room_id || row.stream_ordering == 0 {
-                return refuse(&format!("its predecessor {prev} is not in the timeline"));
+        let previous = room.extremities.clone();
+        match self.state_before(room, &pdu).await? {
+            StateBefore::Current => {
+                let (pdu, row) = self.accept(room, pdu, &auth_events, None)?;
+                room.extremities = extremities_with(&previous, &pdu);
+                self.commit_locked(guard, row, source, None).await
             }
-            groups.push(row.state_after);
-        }
-        groups.sort_unstable();
-        groups.dedup();
-        if groups != [room.state_group] {
-            if pdu.state_key.is_some() {
-                return refuse("is a state event on a state that has changed since");
+            StateBefore::Branch {
+                room: mut branch,
+                group,
+            } => {
+                let (pdu, row) =
+                    self.accept(&mut branch, pdu, &auth_events, None)
+                        .map_err(|e| match e {
+                            Error::Forbidden(reason) => Error::Forbidden(format!(
+                                "{event_id} is not allowed by the state before it: {reason}"
+                            )),
+                            other => other,
+                        })?;
+                if let Err(reason) = room.authorize(&pdu, &auth_events) {
+                    tracing::info!(%room_id, %event_id, %reason, "soft-failed a received event");
+                    let groups = group.into_iter().chain(row.state_group.clone()).collect();
+                    return Ok(self
+                        .store
+                        .persist_soft_failed(room_id, &row, groups)
+                        .await?);
+                }
+                if let Some(target) = &pdu.redacts {
+                    super::redact_cached_state(room, target);
+                }
+                let mut resolved = self.merge_branch(room, &branch).await?;
+                resolved.groups.splice(0..0, group);
+                room.extremities = extremities_with(&previous, &pdu);
+                room.depth = room.depth.max(pdu.depth);
+                self.commit_locked(guard, row, source, Some(resolved)).await
             }
-            let [group] = groups[..] else {
-                return refuse("its predecessors have different states");
-            };
-            let mut before = room.clone();
-            before.state = self.state_of_group(group).await?;
-            before.authorize(pdu, auth_events).map_err(|reason| {
-                Error::Forbidden(format!(
-                    "{} is not allowed by the state it was sent on: {reason}",
-                    pdu.event_id
-                ))
-            })?;
         }
-        let mut extremities: Vec<OwnedEventId> = room
-            .extremities
-            .iter()
-            .filter(|id| !pdu.prev_events.contains(id))
-            .cloned()
-            .collect();
-        extremities.push(pdu.event_id.clone());
-        Ok(extremities)
     }
 
     /// The state of a stored state group, as the PDUs.
-    async fn state_of_group(&self, group: i64) -> Result<HashMap<StateKey, Arc<Pdu>>> {
+    pub(super) async fn state_of_group(&self, group: i64) -> Result<HashMap<StateKey, Arc<Pdu>>> {
         let entries = self.store.state_group(group).await?;
         let ids: Vec<OwnedEventId> = entries.iter().map(|entry| entry.event_id.clone()).collect();
         let pdus: HashMap<OwnedEventId, Arc<Pdu>> = self

@@ -203,7 +203,7 @@ impl Rooms {
         }
         let (pdu, row) = self.append(room, sender, new, transaction.map(|t| (sender, t)))?;
         let pending = self
-            .enqueue_locked(&mut guard, row, EventSource::Local)
+            .enqueue_locked(&mut guard, row, EventSource::Local, None)
             .await?;
         if let Some(key) = &key {
             self.recent_transactions()

@@ -197,7 +197,7 @@ impl Rooms {
                 let Some(row) = by_id.get(id) else {
                     continue;
                 };
-                if row.room_id != room_id || row.stream_ordering == 0 {
+                if row.room_id != room_id || !row.has_state() {
                     continue;
                 }
                 let pdu = parse(row)?;

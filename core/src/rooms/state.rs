@@ -14,7 +14,7 @@ use ruma::{
 use super::push::PushContext;
 use crate::{
     events::Pdu,
-    store::{NewStateGroup, StateEntry},
+    store::{NewStateGroup, ResolvedState, StateEntry},
 };
 
 /// Longest chain of state deltas before a full snapshot is written: bounds the rows read to
@@ -154,14 +154,74 @@ impl RoomState {
         }
         self.push_context = None;
         self.state.insert(key, pdu.clone());
-        let group_id = next_group();
-        let delta = self.chain_length < MAX_DELTA_CHAIN && self.state_group > 0;
+        let changed = vec![StateEntry {
+            event_type: pdu.kind.to_string(),
+            state_key: state_key.clone(),
+            event_id: pdu.event_id.clone(),
+        }];
+        Some(self.write_group(changed, false, next_group()))
+    }
+
+    /// Makes `state` the room's current state, as resolved from its branches: the entries of
+    /// the current state that change, and the state group written for them (none if nothing
+    /// changed).
+    pub fn replace_state(
+        &mut self,
+        state: HashMap<StateKey, Arc<Pdu>>,
+        next_group: impl FnOnce() -> i64,
+    ) -> ResolvedState {
+        let changed: Vec<(StateEntry, Option<String>)> = state
+            .iter()
+            .filter(|(key, pdu)| {
+                self.state
+                    .get(*key)
+                    .is_none_or(|current| current.event_id != pdu.event_id)
+            })
+            .map(|((kind, key), pdu)| {
+                let entry = StateEntry {
+                    event_type: kind.to_string(),
+                    state_key: key.clone(),
+                    event_id: pdu.event_id.clone(),
+                };
+                (entry, pdu.membership())
+            })
+            .collect();
+        let removed: Vec<(String, String)> = self
+            .state
+            .keys()
+            .filter(|key| !state.contains_key(*key))
+            .map(|(kind, key)| (kind.to_string(), key.clone()))
+            .collect();
+        let mut groups = Vec::new();
+        if !changed.is_empty() || !removed.is_empty() {
+            self.local_audience = None;
+            self.remote_servers = None;
+            self.push_context = None;
+            self.state = state;
+            let entries = changed.iter().map(|(entry, _)| entry.clone()).collect();
+            // A delta cannot take entries away: a removal needs a full snapshot.
+            groups.push(self.write_group(entries, !removed.is_empty(), next_group()));
+        }
+        ResolvedState {
+            groups,
+            current_group: self.state_group,
+            changed,
+            removed,
+        }
+    }
+
+    /// The state group `group_id` of the current state, as a delta of `changed` entries over the
+    /// previous group or, every so often (or when `full` is asked for), as a full snapshot; it
+    /// becomes the room's group.
+    fn write_group(
+        &mut self,
+        changed: Vec<StateEntry>,
+        full: bool,
+        group_id: i64,
+    ) -> NewStateGroup {
+        let delta = !full && self.chain_length < MAX_DELTA_CHAIN && self.state_group > 0;
         let entries = if delta {
-            vec![StateEntry {
-                event_type: pdu.kind.to_string(),
-                state_key: state_key.clone(),
-                event_id: pdu.event_id.clone(),
-            }]
+            changed
         } else {
             self.state
                 .iter()
@@ -180,6 +240,6 @@ impl RoomState {
         };
         self.state_group = group_id;
         self.chain_length = group.chain_length;
-        Some(group)
+        group
     }
 }

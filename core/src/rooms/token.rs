@@ -21,10 +21,8 @@ impl std::str::FromStr for StreamToken {
         let invalid = || Error::InvalidParam(format!("Invalid pagination token {token:?}"));
         let first = token.split('_').next().unwrap_or_default();
         let digits = first.strip_prefix('s').ok_or_else(invalid)?;
+        // Negative positions are history taken in from other servers (backfill).
         let position = digits.parse::<i64>().map_err(|_| invalid())?;
-        if position < 0 {
-            return Err(invalid());
-        }
         Ok(Self(position))
     }
 }
@@ -38,7 +36,8 @@ mod tests {
         assert_eq!("s42".parse::<StreamToken>().unwrap(), StreamToken(42));
         assert_eq!(StreamToken(7).to_string(), "s7");
         assert_eq!("s9_3_1".parse::<StreamToken>().unwrap(), StreamToken(9));
-        for bad in ["", "42", "s", "s-1", "sx", "t3"] {
+        assert_eq!("s-12".parse::<StreamToken>().unwrap(), StreamToken(-12));
+        for bad in ["", "42", "s", "s-", "sx", "t3"] {
             assert!(bad.parse::<StreamToken>().is_err(), "{bad}");
         }
     }

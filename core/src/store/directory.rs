@@ -187,6 +187,7 @@ mod tests {
                 remote_servers: Vec::new(),
                 prev_events_local: true,
                 after_commit: None,
+                resolved: None,
             })
             .await
             .unwrap()

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::{
     Result, StoreError,
-    rooms::{AfterCommit, EventBatch, prune_redacted},
+    rooms::{AfterCommit, EventBatch, NewEventRow, NewStateGroup, prune_redacted},
     search,
     writer::{Arg, Pending, Writer, bind_arg},
 };
@@ -290,6 +290,10 @@ async fn check_prev_events_persisted(
     }
 }
 
+/// A `current_state` row as a write leaves it: `(event ID, membership)`, or `None` when it goes
+/// (branches merged without it).
+type CurrentEntry<'a> = Option<(&'a str, Option<&'a str>)>;
+
 async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
     for batch in batches {
         if let Some(new_room) = &batch.new_room {
@@ -318,7 +322,7 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
     let mut events = Vec::new();
     let mut groups = Vec::new();
     let mut group_entries = Vec::new();
-    let mut current_state: HashMap<(&str, &str, &str), (&str, Option<&str>)> = HashMap::new();
+    let mut current_state: HashMap<(&str, &str, &str), CurrentEntry> = HashMap::new();
     let mut transactions = Vec::new();
     let mut search_entries = Vec::new();
     let mut push_actions = Vec::new();
@@ -330,51 +334,17 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
             for server in &batch.remote_servers {
                 outbox.push(vec![server.as_str().into(), event.stream_ordering.into()]);
             }
-            let (relates_to, rel_type) = match &event.relates_to {
-                Some((id, rel)) => (Some(id.to_string()), Some(rel.clone())),
-                None => (None, None),
-            };
-            events.push(vec![
-                event.stream_ordering.into(),
-                event.event_id.as_str().into(),
-                room.into(),
-                event.event_type.as_str().into(),
-                event.state_key.clone().into(),
-                event.sender.as_str().into(),
-                event.origin_server_ts.into(),
-                event.depth.into(),
-                event.state_before.into(),
-                event.state_after.into(),
-                event
-                    .replaces_state
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .into(),
-                relates_to.into(),
-                rel_type.into(),
-                (*event.json).into(),
-            ]);
+            events.push(event_args(room, event));
             if let Some(group) = &event.state_group {
-                groups.push(vec![
-                    group.group_id.into(),
-                    room.into(),
-                    group.prev_group.into(),
-                    group.chain_length.into(),
-                ]);
-                for entry in &group.entries {
-                    group_entries.push(vec![
-                        group.group_id.into(),
-                        entry.event_type.as_str().into(),
-                        entry.state_key.as_str().into(),
-                        entry.event_id.as_str().into(),
-                    ]);
-                }
+                state_group_rows(room, group, &mut groups, &mut group_entries);
             }
             if let Some(state_key) = &event.state_key {
-                current_state.insert(
-                    (room, event.event_type.as_str(), state_key.as_str()),
-                    (event.event_id.as_str(), event.membership.as_deref()),
-                );
+                if batch.resolved.is_none() {
+                    current_state.insert(
+                        (room, event.event_type.as_str(), state_key.as_str()),
+                        Some((event.event_id.as_str(), event.membership.as_deref())),
+                    );
+                }
                 if event.event_type == "m.room.member"
                     && matches!(
                         event.membership.as_deref(),
@@ -412,15 +382,22 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
                 ]);
             }
         }
+        if let Some(resolved) = &batch.resolved {
+            for group in &resolved.groups {
+                state_group_rows(room, group, &mut groups, &mut group_entries);
+            }
+            for (entry, membership) in &resolved.changed {
+                current_state.insert(
+                    (room, entry.event_type.as_str(), entry.state_key.as_str()),
+                    Some((entry.event_id.as_str(), membership.as_deref())),
+                );
+            }
+            for (kind, key) in &resolved.removed {
+                current_state.insert((room, kind.as_str(), key.as_str()), None);
+            }
+        }
     }
-    insert_rows(
-        conn,
-        "INSERT INTO events (stream_ordering, event_id, room_id, event_type, state_key, sender, \
-         origin_server_ts, depth, state_before, state_after, replaces_state, relates_to, rel_type, json)",
-        "",
-        events,
-    )
-    .await?;
+    insert_rows(conn, INSERT_EVENTS, "", events).await?;
     insert_rows(
         conn,
         "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length)",
@@ -435,18 +412,33 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
         group_entries,
     )
     .await?;
+    let mut removed_state = Vec::new();
     let current_state = current_state
         .into_iter()
-        .map(|((room, kind, key), (event_id, membership))| {
-            vec![
+        .filter_map(|((room, kind, key), entry)| match entry {
+            Some((event_id, membership)) => Some(vec![
                 room.into(),
                 kind.into(),
                 key.into(),
                 event_id.into(),
                 membership.into(),
-            ]
+            ]),
+            None => {
+                removed_state.push((room, kind, key));
+                None
+            }
         })
         .collect();
+    for (room, kind, key) in removed_state {
+        sqlx::query(
+            "DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
+        )
+        .bind(room)
+        .bind(kind)
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    }
     insert_rows(
         conn,
         "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership)",
@@ -503,19 +495,99 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
     write_room_heads(conn, batches).await
 }
 
+/// The `events` row of an event of `room`, in the column order of [`INSERT_EVENTS`].
+fn event_args(room: &str, event: &NewEventRow) -> Vec<Arg> {
+    let (relates_to, rel_type) = match &event.relates_to {
+        Some((id, rel)) => (Some(id.to_string()), Some(rel.clone())),
+        None => (None, None),
+    };
+    vec![
+        event.stream_ordering.into(),
+        event.event_id.as_str().into(),
+        room.into(),
+        event.event_type.as_str().into(),
+        event.state_key.clone().into(),
+        event.sender.as_str().into(),
+        event.origin_server_ts.into(),
+        event.depth.into(),
+        event.state_before.into(),
+        event.state_after.into(),
+        event
+            .replaces_state
+            .as_ref()
+            .map(ToString::to_string)
+            .into(),
+        relates_to.into(),
+        rel_type.into(),
+        (*event.json).into(),
+    ]
+}
+
+/// Inserts events of another server's history, older than any of the room's (see
+/// [`crate::store::Store::persist_backfilled`]): their rows and search entries, nothing of the
+/// room's current state.
+pub(super) async fn write_backfilled(
+    conn: &mut AnyConnection,
+    room: &str,
+    events: &[NewEventRow],
+) -> Result<()> {
+    insert_rows(
+        conn,
+        INSERT_EVENTS,
+        "",
+        events.iter().map(|event| event_args(room, event)).collect(),
+    )
+    .await?;
+    search::index_entries(
+        conn,
+        events.iter().filter_map(search::search_entry).collect(),
+    )
+    .await
+}
+
+const INSERT_EVENTS: &str = "INSERT INTO events (stream_ordering, event_id, room_id, event_type, \
+     state_key, sender, origin_server_ts, depth, state_before, state_after, replaces_state, \
+     relates_to, rel_type, json)";
+
+/// The rows of a state group and of its entries.
+pub(super) fn state_group_rows(
+    room: &str,
+    group: &NewStateGroup,
+    groups: &mut Vec<Vec<Arg>>,
+    group_entries: &mut Vec<Vec<Arg>>,
+) {
+    groups.push(vec![
+        group.group_id.into(),
+        room.into(),
+        group.prev_group.into(),
+        group.chain_length.into(),
+    ]);
+    for entry in &group.entries {
+        group_entries.push(vec![
+            group.group_id.into(),
+            entry.event_type.as_str().into(),
+            entry.state_key.as_str().into(),
+            entry.event_id.as_str().into(),
+        ]);
+    }
+}
+
 /// Each room's latest state group and forward extremities, from its last batch.
 async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
     let mut heads: HashMap<&str, &EventBatch> = HashMap::new();
     let mut state_groups: HashMap<&str, i64> = HashMap::new();
     for batch in batches {
         heads.insert(batch.room_id.as_str(), batch);
-        if let Some(group) = batch
-            .events
-            .iter()
-            .rev()
-            .find_map(|e| e.state_group.as_ref())
-        {
-            state_groups.insert(batch.room_id.as_str(), group.group_id);
+        let current_group = match &batch.resolved {
+            Some(resolved) => Some(resolved.current_group),
+            None => batch
+                .events
+                .iter()
+                .rev()
+                .find_map(|e| e.state_group.as_ref().map(|group| group.group_id)),
+        };
+        if let Some(group) = current_group {
+            state_groups.insert(batch.room_id.as_str(), group);
         }
     }
     for (room, group) in state_groups {
@@ -607,6 +679,7 @@ mod tests {
             remote_servers: Vec::new(),
             prev_events_local: true,
             after_commit: None,
+            resolved: None,
         }
     }
 

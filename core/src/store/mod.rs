@@ -63,7 +63,7 @@ pub use receipts::{NewReceipt, Receipt};
 pub use relations::{ChildRelation, RelationsQuery, ThreadRoot, ThreadSummary};
 pub use rooms::{
     AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, PushActionRow,
-    StateEntry, StoredRoom,
+    ResolvedState, StateEntry, StoredRoom,
 };
 pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
 pub use server_keys::StoredServerKey;

@@ -24,6 +24,14 @@ pub struct EventRow {
     pub json: Arc<str>,
 }
 
+impl EventRow {
+    /// Whether the event is in the room graph with the state around it: a timeline event or a
+    /// soft-failed one; not an outlier, whose state this server does not know.
+    pub fn has_state(&self) -> bool {
+        self.state_after != 0
+    }
+}
+
 /// A state group written with an event: a delta over `prev_group`, or a full snapshot.
 #[derive(Debug, Clone)]
 pub struct NewStateGroup {
@@ -98,6 +106,23 @@ pub struct EventBatch {
     /// Run once the batch has committed (never if it fails): releases the events' positions
     /// to readers and wakes their syncs. Runs even if the request that queued it went away.
     pub after_commit: Option<AfterCommit>,
+    /// Set when branches of the room merged: the room's current state is then not its events'
+    /// state after them, but the state resolved from its branches.
+    pub resolved: Option<ResolvedState>,
+}
+
+/// The current state of a room whose branches were merged by state resolution.
+#[derive(Debug, Clone)]
+pub struct ResolvedState {
+    /// State groups written with no event: a resolved state before an event, the resolved
+    /// current state.
+    pub groups: Vec<NewStateGroup>,
+    /// The group of the room's current state.
+    pub current_group: i64,
+    /// Entries of the current state that changed, with their membership for member events.
+    pub changed: Vec<(StateEntry, Option<String>)>,
+    /// `(type, state key)` of entries no longer in the current state.
+    pub removed: Vec<(String, String)>,
 }
 
 pub type AfterCommit = Box<dyn FnOnce() + Send + Sync>;
@@ -149,9 +174,10 @@ const STATE_CHAIN: &str = "WITH RECURSIVE chain(group_id, prev_group, n) AS ( \
      SELECT g.group_id, g.prev_group, chain.n + 1 FROM state_groups g \
      JOIN chain ON g.group_id = chain.prev_group)";
 
-/// An outlier read as an [`EventRow`]: no timeline position, no state groups.
+/// An outlier read as an [`EventRow`]: no timeline position; state groups only for a
+/// soft-failed event.
 const OUTLIER_COLUMNS: &str = "CAST(0 AS BIGINT) AS stream_ordering, event_id, room_id, \
-     CAST(0 AS BIGINT) AS state_before, CAST(0 AS BIGINT) AS state_after, \
+     state_before, state_after, \
      CAST(NULL AS TEXT) AS replaces_state, CAST(NULL AS TEXT) AS redacted_by, json";
 
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
@@ -187,6 +213,31 @@ impl Store {
                 .await?
                 .unwrap_or(0),
         )
+    }
+
+    /// The lowest timeline position: events of other servers' history taken in later are
+    /// placed below it (negative positions; 0 marks outliers).
+    pub async fn min_stream_ordering(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar::<_, Option<i64>>("SELECT MIN(stream_ordering) FROM events")
+                .fetch_one(&self.pool)
+                .await?
+                .unwrap_or(0),
+        )
+    }
+
+    /// Stores events of a room's history that other servers sent back (`/backfill`), at the
+    /// (negative) positions they were given: rows and search entries only, as the room's
+    /// current state, latest events and sync are untouched by its past.
+    pub async fn persist_backfilled(&self, room_id: &RoomId, rows: Vec<NewEventRow>) -> Result<()> {
+        let room = room_id.to_string();
+        self.writer
+            .write(move |conn| {
+                Box::pin(
+                    async move { super::event_writer::write_backfilled(conn, &room, &rows).await },
+                )
+            })
+            .await
     }
 
     pub async fn max_state_group(&self) -> Result<i64> {
@@ -273,6 +324,75 @@ impl Store {
             after_commit();
         }
         Ok(())
+    }
+
+    /// Keeps a soft-failed event (see the migration of `outliers`) with the state groups
+    /// around it: `groups` are those written for it. A stored outlier of the same ID gains
+    /// the state.
+    pub async fn persist_soft_failed(
+        &self,
+        room_id: &RoomId,
+        row: &NewEventRow,
+        groups: Vec<NewStateGroup>,
+    ) -> Result<()> {
+        let room = room_id.to_string();
+        let event_id = row.event_id.to_string();
+        let json = row.json.to_string();
+        let (state_before, state_after) = (row.state_before, row.state_after);
+        self.writer
+            .write(move |conn| {
+                Box::pin(async move {
+                    let mut group_rows = Vec::new();
+                    let mut entry_rows = Vec::new();
+                    for group in &groups {
+                        super::event_writer::state_group_rows(
+                            &room,
+                            group,
+                            &mut group_rows,
+                            &mut entry_rows,
+                        );
+                    }
+                    super::event_writer::insert_rows(
+                        conn,
+                        "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length)",
+                        "",
+                        group_rows,
+                    )
+                    .await?;
+                    super::event_writer::insert_rows(
+                        conn,
+                        "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id)",
+                        "",
+                        entry_rows,
+                    )
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO outliers (event_id, room_id, json, state_before, state_after) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO UPDATE \
+                         SET state_before = excluded.state_before, state_after = excluded.state_after",
+                    )
+                    .bind(&event_id)
+                    .bind(&room)
+                    .bind(&json)
+                    .bind(state_before)
+                    .bind(state_after)
+                    .execute(&mut *conn)
+                    .await?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// The number of deltas between a state group and its full snapshot.
+    pub async fn state_chain_length(&self, group_id: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar::<_, i64>(
+            "SELECT chain_length FROM state_groups WHERE group_id = $1",
+        )
+        .bind(group_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or_default())
     }
 
     pub async fn load_room(&self, room_id: &RoomId) -> Result<Option<StoredRoom>> {

@@ -402,6 +402,7 @@ mod tests {
                 remote_servers: Vec::new(),
                 prev_events_local: true,
                 after_commit: None,
+                resolved: None,
             })
             .await
             .unwrap()

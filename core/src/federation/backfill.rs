@@ -1,0 +1,93 @@
+//! Backfilling (spec: Server-Server API, "Backfilling and retrieving missing events"): when
+//! `/messages` pages backwards past the start of this server's history of a room (it joined
+//! through another server), the room's other servers are asked for the events before it.
+
+use ruma::{RoomId, UInt, UserId, api::federation::backfill::get_backfill};
+
+use crate::{
+    Error, Result, Services,
+    rooms::{BackfillPoint, Direction, MessagesPage, MessagesQuery},
+};
+
+/// The fewest events asked for per round: a short page still brings a useful stretch.
+const MIN_BACKFILL: usize = 20;
+/// The most events asked for per round (the largest `/messages` page).
+const MAX_BACKFILL: usize = 100;
+
+impl Services {
+    /// `/messages`: a backwards page that reaches the start of this server's history of the
+    /// room is completed from the room's other servers, when they have older events.
+    pub async fn messages_for(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        query: MessagesQuery<'_>,
+    ) -> Result<MessagesPage> {
+        let page = self.rooms.messages_for(user_id, room_id, query).await?;
+        if query.dir != Direction::Backward || page.end.is_some() || page.chunk.len() >= query.limit
+        {
+            return Ok(page);
+        }
+        let Some(point) = self.rooms.backfill_point(room_id).await? else {
+            return Ok(page);
+        };
+        let wanted = (query.limit - page.chunk.len()).clamp(MIN_BACKFILL, MAX_BACKFILL);
+        if self.backfill(room_id, &point, wanted).await? == 0 {
+            return Ok(page);
+        }
+        self.rooms.messages_for(user_id, room_id, query).await
+    }
+
+    /// Asks the room's other servers, one after the other until one answers, for up to
+    /// `limit` events before `point`; stores what they send. Returns how many were new.
+    async fn backfill(
+        &self,
+        room_id: &RoomId,
+        point: &BackfillPoint,
+        limit: usize,
+    ) -> Result<usize> {
+        let version = self
+            .rooms
+            .room_version(room_id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;
+        let rules = version.rules().ok_or_else(|| {
+            Error::Internal(format!("room {room_id} has unknown version {version}"))
+        })?;
+        for server in self.rooms.remote_servers(room_id).await?.iter() {
+            let request = get_backfill::v1::Request::new(
+                room_id.to_owned(),
+                point.missing.clone(),
+                UInt::try_from(limit).unwrap_or(UInt::MAX),
+            );
+            let response = match self.federation.client.send(server, request).await {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::info!(%server, %room_id, error = %e, "backfill failed; trying the next server");
+                    continue;
+                }
+            };
+            let mut events = Vec::with_capacity(response.pdus.len());
+            for json in &response.pdus {
+                // An event that does not check out is left out; the rest is still history.
+                match self
+                    .federation
+                    .keys
+                    .check_pdu(server, room_id, &rules, json)
+                    .await
+                {
+                    Ok(checked) => {
+                        let json = serde_json::to_string(&checked.object)
+                            .map_err(|e| Error::Internal(e.to_string()))?;
+                        events.push((checked.event_id, json.into()));
+                    }
+                    Err(e) => {
+                        tracing::info!(%server, %room_id, error = %e, "a backfilled event was refused");
+                    }
+                }
+            }
+            return self.rooms.persist_backfilled(room_id, point, events).await;
+        }
+        Ok(0)
+    }
+}

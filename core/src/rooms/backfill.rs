@@ -1,0 +1,122 @@
+//! The room graph's side of backfilling (spec: Server-Server API, "Backfilling and retrieving
+//! missing events"): where this server's history of a room begins, and storing the older
+//! events other servers send back below it in the timeline.
+//!
+//! Backfilled events are history: they take negative timeline positions, lower with each
+//! round, so `/messages` pages on into them while sync (which only reads forwards from its
+//! token) never sees them; the room's current state and latest events stay as they are. Their
+//! state is taken to be the state at the start of this server's history (before its first
+//! join), which is what history visibility is judged on: a user of this server was not in
+//! the room then, so `joined` and `invited` history stays hidden while `shared` and
+//! `world_readable` history shows.
+
+use std::sync::{Arc, atomic::Ordering};
+
+use ruma::{OwnedEventId, RoomId};
+
+use super::{Rooms, read::parse};
+use crate::{Error, Result, events::Pdu, store::NewEventRow};
+
+/// Where this server's history of a room begins, when older events exist elsewhere.
+#[derive(Debug, Clone)]
+pub struct BackfillPoint {
+    /// The predecessors of the room's earliest event here, which this server lacks.
+    pub missing: Vec<OwnedEventId>,
+    /// The state group of that earliest event's state before it.
+    state_group: i64,
+}
+
+impl Rooms {
+    /// Where the room's history here begins, if it has older events this server lacks: the
+    /// room was joined through another server (or backfilled only in part).
+    pub async fn backfill_point(&self, room_id: &RoomId) -> Result<Option<BackfillPoint>> {
+        let Some(earliest) = self
+            .store
+            .room_events(room_id, i64::MIN, true, 1)
+            .await?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let pdu = parse(&earliest)?;
+        if pdu.prev_events.is_empty() {
+            return Ok(None);
+        }
+        let known = self.store.events(&pdu.prev_events).await?;
+        let missing: Vec<OwnedEventId> = pdu
+            .prev_events
+            .iter()
+            .filter(|id| {
+                !known
+                    .iter()
+                    .any(|row| &row.event_id == *id && row.stream_ordering != 0)
+            })
+            .cloned()
+            .collect();
+        Ok((!missing.is_empty()).then_some(BackfillPoint {
+            missing,
+            state_group: earliest.state_before,
+        }))
+    }
+
+    /// Stores `events` (checked PDUs another server sent for `point`) below the room's
+    /// history, newest first; events already in the timeline are skipped. Returns how many
+    /// were stored.
+    pub async fn persist_backfilled(
+        &self,
+        room_id: &RoomId,
+        point: &BackfillPoint,
+        events: Vec<(OwnedEventId, Arc<str>)>,
+    ) -> Result<usize> {
+        let ids: Vec<OwnedEventId> = events.iter().map(|(id, _)| id.clone()).collect();
+        let stored = self.store.events(&ids).await?;
+        let mut pdus = Vec::with_capacity(events.len());
+        for (event_id, json) in events {
+            if stored
+                .iter()
+                .any(|row| row.event_id == event_id && row.stream_ordering != 0)
+            {
+                continue;
+            }
+            let pdu = Pdu::from_json(event_id, room_id, json)
+                .map_err(|e| Error::BadJson(e.to_string()))?;
+            pdus.push(pdu);
+        }
+        pdus.sort_by(|a, b| {
+            (b.depth, b.origin_server_ts, &b.event_id).cmp(&(
+                a.depth,
+                a.origin_server_ts,
+                &a.event_id,
+            ))
+        });
+        let count = i64::try_from(pdus.len()).unwrap_or(i64::MAX);
+        let first = self.backfill_position.fetch_sub(count, Ordering::Relaxed);
+        let rows: Vec<NewEventRow> = pdus
+            .iter()
+            .zip((0..).map(|i: i64| first - i))
+            .map(|(pdu, position)| NewEventRow {
+                stream_ordering: position,
+                event_id: pdu.event_id.clone(),
+                event_type: pdu.kind.to_string(),
+                state_key: pdu.state_key.clone(),
+                sender: pdu.sender.to_string(),
+                origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+                depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+                prev_events: pdu.prev_events.clone(),
+                state_before: point.state_group,
+                state_after: point.state_group,
+                state_group: None,
+                membership: pdu.membership(),
+                replaces_state: None,
+                relates_to: super::relation(pdu),
+                transaction: None,
+                redacts: pdu.redacts.clone(),
+                json: pdu.json.clone(),
+                push_actions: Vec::new(),
+            })
+            .collect();
+        let stored = rows.len();
+        self.store.persist_backfilled(room_id, rows).await?;
+        Ok(stored)
+    }
+}
