@@ -1,6 +1,6 @@
 //! Federation with Synapse, the reference homeserver, over real TLS on loopback (spec:
 //! Server-Server API): a Synapse user joins a Tessera room and a Tessera user a Synapse room,
-//! messages flow both ways, invites cross in both directions; device keys are queried and
+//! whose earlier history Tessera backfills from Synapse; messages flow both ways, invites cross in both directions; device keys are queried and
 //! claimed across, Olm and Megolm work both ways, media and profiles are fetched across;
 //! typing notices, read receipts and presence cross as EDUs; each server asks the other
 //! about the rooms of a space.
@@ -114,7 +114,24 @@ async fn rooms_messages_and_invites_cross_between_tessera_and_synapse() {
     let synapse_room = bob
         .create_room(json!({ "preset": "public_chat", "name": "Made on Synapse" }))
         .await;
+    let earlier: Vec<String> = (0..5).map(|i| format!("before Alice {i}")).collect();
+    for body in &earlier {
+        bob.send_text(&synapse_room, body).await;
+    }
     join_through(alice, &synapse_room, &synapse.server_name).await;
+    // Tessera's history of the room begins with Alice's join: the messages before it are
+    // backfilled from Synapse.
+    let page = alice
+        .client
+        .get(&format!(
+            "{}?dir=b&limit=50",
+            room_path(&synapse_room, "messages")
+        ))
+        .await
+        .ok();
+    let mut backfilled = message_bodies(chunk(&page));
+    backfilled.reverse();
+    assert_eq!(backfilled, earlier, "{page}");
     bob.send_text(&synapse_room, "welcome to Synapse").await;
     wait_for_message(alice, &synapse_room, "welcome to Synapse").await;
     alice.send_text(&synapse_room, "thanks from Tessera").await;
