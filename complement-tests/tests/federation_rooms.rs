@@ -335,8 +335,9 @@ async fn messages_sent_on_both_servers_at_once_reach_both() {
 #[tokio::test]
 async fn a_server_that_missed_events_fetches_them_from_the_sender_of_the_next() {
     // Spec: Server-Server API, "Backfilling and retrieving missing events": hs2 missed Alice's
-    // message (it was down, and Alice's server is down now). Bob's reply names it as its
-    // predecessor, so hs2 asks Bob's server for the events between.
+    // messages (it was down, and Alice's server is down now). Bob's reply names the last as its
+    // predecessor, so hs2 asks Bob's server for the events between: more than one request
+    // brings (a server answers at most 20 events per request).
     let mut federation = Federation::start(3).await;
     let (alice, bob, room_id) = joined(&federation).await;
     let carol = federation.register(2, "carol", PASSWORD).await;
@@ -348,18 +349,21 @@ async fn a_server_that_missed_events_fetches_them_from_the_sender_of_the_next() 
     wait_for_history(&bob, &room_id, &["base"]).await;
 
     federation.servers[2].stop();
-    alice.send_text(&room_id, "while hs2 is down").await;
-    wait_for_history(&bob, &room_id, &["base", "while hs2 is down"]).await;
+    let mut expected: Vec<String> = vec!["base".to_owned()];
+    for i in 0..45 {
+        let body = format!("while hs2 is down {i}");
+        alice.send_text(&room_id, &body).await;
+        expected.push(body);
+    }
+    let expected_refs: Vec<&str> = expected.iter().map(String::as_str).collect();
+    wait_for_history(&bob, &room_id, &expected_refs).await;
     federation.servers[0].stop();
     bob.send_text(&room_id, "reply from hs1").await;
     federation.servers[2].run().await;
 
-    wait_for_history(
-        &carol,
-        &room_id,
-        &["base", "while hs2 is down", "reply from hs1"],
-    )
-    .await;
+    expected.push("reply from hs1".to_owned());
+    let expected_refs: Vec<&str> = expected.iter().map(String::as_str).collect();
+    wait_for_history(&carol, &room_id, &expected_refs).await;
 }
 
 /// A private room of Alice's on hs0 that others knock to enter, and Bob on hs1.
@@ -839,4 +843,68 @@ async fn a_user_who_joined_through_another_server_pages_back_into_the_history_be
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), total, "no event twice");
+}
+
+#[tokio::test]
+async fn a_server_down_for_long_catches_up_from_the_newest_event() {
+    // hs1 is down while Alice sends 1,050 messages, more than hs0 keeps queued for a server
+    // that is down (1,000): hs0 keeps only the room's newest event for it. Back up, hs1 takes
+    // that event and fetches the 1,000 before it (spec: Server-Server API, "Backfilling and
+    // retrieving missing events", 20 per request); the older ones are left out, the oldest
+    // fetched event being placed on the state before its missing predecessor, which hs1 asks
+    // hs0 for (`/event`, `/state`). Bob sees the newest messages without a break after the
+    // gap, and the room goes on both ways.
+    let mut federation = Federation::start(2).await;
+    let (alice, bob, room_id) = joined(&federation).await;
+    alice.send_text(&room_id, "base").await;
+    wait_for_history(&bob, &room_id, &["base"]).await;
+
+    federation.servers[1].stop();
+    let sent: Vec<String> = (0..1050).map(|i| format!("n {i}")).collect();
+    for body in &sent {
+        alice.send_text(&room_id, body).await;
+    }
+    // A restarted server trims what it kept for a server that is down.
+    federation.servers[0].stop();
+    federation.servers[0].run().await;
+    federation.servers[1].run().await;
+    wait_for_body(&bob, &room_id, "n 1049").await;
+
+    let mut events: Vec<Value> = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..30 {
+        let query = match &from {
+            Some(token) => format!("dir=b&limit=100&from={}", enc(token)),
+            None => "dir=b&limit=100".to_owned(),
+        };
+        let page = bob.messages(&room_id, &query).await;
+        events.extend(chunk(&page).iter().cloned());
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => break,
+        }
+    }
+    let mut bodies = message_bodies(&events);
+    bodies.reverse();
+    assert_eq!(
+        bodies.first().map(String::as_str),
+        Some("base"),
+        "{bodies:?}"
+    );
+    let after_gap = &bodies[1..];
+    assert!(
+        after_gap.len() >= 1000 && after_gap.len() < sent.len(),
+        "the newest 1,000 messages or more, not all: {} of them",
+        after_gap.len()
+    );
+    assert_eq!(
+        after_gap,
+        &sent[sent.len() - after_gap.len()..],
+        "the newest messages, in order, without a break"
+    );
+
+    bob.send_text(&room_id, "caught up").await;
+    wait_for_body(&alice, &room_id, "caught up").await;
+    alice.send_text(&room_id, "and on").await;
+    wait_for_body(&bob, &room_id, "and on").await;
 }

@@ -1,7 +1,9 @@
 //! The durable outbound sender: events queued for other servers (the `federation_outbox`
 //! rows written with each local event) and EDUs (`federation_outbox_edus`) are sent per
-//! destination in transactions of at most 50 PDUs and 100 EDUs, in order. A destination that fails is retried with exponential backoff, at once
-//! when it contacts this server; the queue is in the database, so a restart resumes it.
+//! destination in transactions of at most 50 PDUs and 100 EDUs, in order. A destination that
+//! fails is retried with exponential backoff, at once when it contacts this server; the queue
+//! is in the database, so a restart resumes it. A destination left far behind catches up:
+//! only the newest event of each room is sent, and it fetches what it missed.
 
 use std::{
     collections::HashMap,
@@ -21,11 +23,25 @@ use crate::Services;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
+/// Events queued for a destination that is down beyond which only the newest of each room is
+/// kept: it fetches up to 1,000 missing events per gap itself (`get_missing_events`).
+const CATCH_UP_BACKLOG: i64 = 1_000;
 
 /// Wakes destination workers: when events are queued for them, or when they come back.
 #[derive(Default)]
 pub struct Outbound {
-    workers: Mutex<HashMap<OwnedServerName, Arc<Notify>>>,
+    workers: Mutex<HashMap<OwnedServerName, Arc<Wake>>>,
+}
+
+/// What wakes a destination's worker.
+#[derive(Default)]
+struct Wake {
+    /// Events or EDUs were queued for the destination: an idle worker sends them.
+    queued: Notify,
+    /// The destination contacted this server: a worker waiting out a backoff tries again now.
+    /// New events do not cut a backoff short, or a server that is down would be tried once
+    /// per event sent.
+    up: Notify,
 }
 
 impl Outbound {
@@ -33,11 +49,11 @@ impl Outbound {
     /// for it tries again now.
     pub fn server_is_up(&self, server: &ServerName) {
         if let Some(wake) = self.lock().get(server) {
-            wake.notify_one();
+            wake.up.notify_one();
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedServerName, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedServerName, Arc<Wake>>> {
         // A poisoned map is still a valid map.
         self.workers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -66,29 +82,48 @@ fn wake_worker(services: &Arc<Services>, destination: OwnedServerName) {
     let outbound = &services.federation.outbound;
     let mut workers = outbound.lock();
     if let Some(wake) = workers.get(&destination) {
-        wake.notify_one();
+        wake.queued.notify_one();
         return;
     }
-    let wake = Arc::new(Notify::new());
+    let wake = Arc::new(Wake::default());
     workers.insert(destination.clone(), wake.clone());
     tokio::spawn(worker(services.clone(), destination, wake));
 }
 
-async fn worker(services: Arc<Services>, destination: OwnedServerName, wake: Arc<Notify>) {
+async fn worker(services: Arc<Services>, destination: OwnedServerName, wake: Arc<Wake>) {
     let mut backoff = FIRST_BACKOFF;
+    // A backlog found on start-up was left by a destination that was down.
+    catch_up(&services, &destination).await;
     loop {
         match send_next(&services, &destination).await {
             Ok(true) => backoff = FIRST_BACKOFF,
-            Ok(false) => wake.notified().await,
+            Ok(false) => wake.queued.notified().await,
             Err(e) => {
                 tracing::info!(%destination, error = %e, retry_in = ?backoff, "federation send failed");
+                catch_up(&services, &destination).await;
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = wake.notified() => {}
+                    () = wake.up.notified() => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
+    }
+}
+
+/// Keeps a destination that is down from piling up events without bound (see
+/// [`crate::store::Store::outbox_catch_up`]).
+async fn catch_up(services: &Services, destination: &ServerName) {
+    match services
+        .store
+        .outbox_catch_up(destination.as_str(), CATCH_UP_BACKLOG)
+        .await
+    {
+        Ok(0) => {}
+        Ok(dropped) => {
+            tracing::info!(%destination, dropped, "the destination fell behind: only the newest event of each room is kept for it");
+        }
+        Err(e) => tracing::warn!(%destination, error = %e, "cannot trim the federation queue"),
     }
 }
 

@@ -69,6 +69,11 @@ impl Rooms {
         branch.push_context = None;
         if let [group] = groups[..] {
             branch.state = self.state_of_group(group).await?;
+            // The same state under another group (taken in at the edge of a gap, or resolved
+            // to the same): the event's successors then find the current group.
+            if same_state(&branch.state, &room.state) {
+                return Ok(StateBefore::Current);
+            }
             branch.state_group = group;
             branch.chain_length = self.store.state_chain_length(group).await?;
             return Ok(StateBefore::Branch {
@@ -81,6 +86,9 @@ impl Rooms {
             states.push(self.state_of_group(group).await?);
         }
         branch.state = self.resolve_states(room, &states).await?;
+        if same_state(&branch.state, &room.state) {
+            return Ok(StateBefore::Current);
+        }
         branch.state_group = self.next_state_group.fetch_add(1, Ordering::Relaxed);
         branch.chain_length = 0;
         let group = NewStateGroup {
@@ -109,14 +117,7 @@ impl Rooms {
         room: &mut RoomState,
         branch: &RoomState,
     ) -> Result<ResolvedState> {
-        let same = room.state.len() == branch.state.len()
-            && room.state.iter().all(|(key, pdu)| {
-                branch
-                    .state
-                    .get(key)
-                    .is_some_and(|other| other.event_id == pdu.event_id)
-            });
-        let resolved = if same {
+        let resolved = if same_state(&room.state, &branch.state) {
             room.state.clone()
         } else {
             self.resolve_states(room, &[room.state.clone(), branch.state.clone()])
@@ -176,6 +177,15 @@ fn resolve_with(
                 .ok_or_else(|| Error::Internal(format!("resolved to {event_id}, not loaded")))
         })
         .collect()
+}
+
+/// Whether two states hold the same events.
+fn same_state(a: &State, b: &State) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|(key, pdu)| {
+            b.get(key)
+                .is_some_and(|other| other.event_id == pdu.event_id)
+        })
 }
 
 /// The room's forward extremities once `pdu` is added: it follows its predecessors.

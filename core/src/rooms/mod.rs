@@ -14,6 +14,7 @@ mod context;
 mod create;
 mod directory;
 mod fork;
+mod gap;
 mod hierarchy;
 mod lazy_loaded;
 mod membership;

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     Error, Result,
     events::Pdu,
-    store::{NewRoom, NewStateGroup, StateEntry},
+    store::{NewRoom, NewStateGroup, OutlierWithState, StateEntry},
 };
 
 /// Events read per round while walking an auth chain.
@@ -191,9 +191,15 @@ impl Rooms {
                 if let Err(reason) = room.authorize(&pdu, &auth_events) {
                     tracing::info!(%room_id, %event_id, %reason, "soft-failed a received event");
                     let groups = group.into_iter().chain(row.state_group.clone()).collect();
+                    let event = OutlierWithState {
+                        event_id: row.event_id,
+                        json: row.json,
+                        state_before: row.state_before,
+                        state_after: row.state_after,
+                    };
                     return Ok(self
                         .store
-                        .persist_soft_failed(room_id, &row, groups)
+                        .persist_outlier_with_state(room_id, event, groups, Vec::new())
                         .await?);
                 }
                 if let Some(target) = &pdu.redacts {

@@ -85,6 +85,24 @@ impl Store {
         Ok(servers_of(users, own))
     }
 
+    /// Catch-up for a destination that fell far behind (down for a while): once more than
+    /// `backlog` events are queued for it, only the newest of each room is kept. The
+    /// destination fetches the events before it (`get_missing_events`), as far as it wants.
+    /// Returns how many were dropped.
+    pub async fn outbox_catch_up(&self, destination: &str, backlog: i64) -> Result<u64> {
+        self.writer
+            .execute(
+                "DELETE FROM federation_outbox WHERE destination = $1 \
+                 AND (SELECT COUNT(*) FROM federation_outbox WHERE destination = $1) > $2 \
+                 AND stream_ordering NOT IN ( \
+                   SELECT MAX(o.stream_ordering) FROM federation_outbox o \
+                   JOIN events e ON e.stream_ordering = o.stream_ordering \
+                   WHERE o.destination = $1 GROUP BY e.room_id)",
+                vec![destination.into(), backlog.into()],
+            )
+            .await
+    }
+
     /// The oldest `limit` events queued for `destination`: (position, PDU JSON).
     pub async fn outbox_batch(&self, destination: &str, limit: i64) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query(

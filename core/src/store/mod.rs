@@ -62,8 +62,8 @@ pub use push::{PushNotification, UnreadPushCount};
 pub use receipts::{NewReceipt, Receipt};
 pub use relations::{ChildRelation, RelationsQuery, ThreadRoot, ThreadSummary};
 pub use rooms::{
-    AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, PushActionRow,
-    ResolvedState, StateEntry, StoredRoom,
+    AfterCommit, EventBatch, EventRow, NewEventRow, NewRoom, NewStateGroup, OutlierWithState,
+    PushActionRow, ResolvedState, StateEntry, StoredRoom,
 };
 pub use search::{SEARCH_KEYS, SearchHit, SearchOrder, SearchPosition, SearchQuery};
 pub use server_keys::StoredServerKey;

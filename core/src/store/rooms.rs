@@ -32,6 +32,16 @@ impl EventRow {
     }
 }
 
+/// An event kept outside the timeline with its state (see
+/// [`Store::persist_outlier_with_state`]).
+#[derive(Debug, Clone)]
+pub struct OutlierWithState {
+    pub event_id: OwnedEventId,
+    pub json: Arc<str>,
+    pub state_before: i64,
+    pub state_after: i64,
+}
+
 /// A state group written with an event: a delta over `prev_group`, or a full snapshot.
 #[derive(Debug, Clone)]
 pub struct NewStateGroup {
@@ -326,19 +336,19 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps a soft-failed event (see the migration of `outliers`) with the state groups
-    /// around it: `groups` are those written for it. A stored outlier of the same ID gains
-    /// the state.
-    pub async fn persist_soft_failed(
+    /// Keeps an event outside the timeline but with the state groups around it (see the
+    /// migration of `outliers`): a soft-failed event, or one at the edge of a gap in the
+    /// room's history. `groups` are the state groups written for it; `outliers` are other
+    /// events it rests on (its state and auth chain), kept as plain outliers. A stored outlier
+    /// of the same ID gains the state.
+    pub async fn persist_outlier_with_state(
         &self,
         room_id: &RoomId,
-        row: &NewEventRow,
+        event: OutlierWithState,
         groups: Vec<NewStateGroup>,
+        outliers: Vec<(OwnedEventId, Arc<str>)>,
     ) -> Result<()> {
         let room = room_id.to_string();
-        let event_id = row.event_id.to_string();
-        let json = row.json.to_string();
-        let (state_before, state_after) = (row.state_before, row.state_after);
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
@@ -366,16 +376,28 @@ impl Store {
                         entry_rows,
                     )
                     .await?;
+                    super::event_writer::insert_rows(
+                        conn,
+                        "INSERT INTO outliers (event_id, room_id, json)",
+                        " ON CONFLICT (event_id) DO NOTHING",
+                        outliers
+                            .iter()
+                            .map(|(id, json)| {
+                                vec![id.as_str().into(), room.as_str().into(), (**json).into()]
+                            })
+                            .collect(),
+                    )
+                    .await?;
                     sqlx::query(
                         "INSERT INTO outliers (event_id, room_id, json, state_before, state_after) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO UPDATE \
                          SET state_before = excluded.state_before, state_after = excluded.state_after",
                     )
-                    .bind(&event_id)
+                    .bind(event.event_id.as_str())
                     .bind(&room)
-                    .bind(&json)
-                    .bind(state_before)
-                    .bind(state_after)
+                    .bind(&*event.json)
+                    .bind(event.state_before)
+                    .bind(event.state_after)
                     .execute(&mut *conn)
                     .await?;
                     Ok(())
