@@ -427,6 +427,34 @@ async fn a_remote_user_knocks_and_is_let_in() {
 }
 
 #[tokio::test]
+async fn a_user_knocks_on_a_room_their_server_left_through_a_server_still_in_it() {
+    // Bob (hs1) was in Alice's knock room and left: hs1 knows the room but takes no part in it,
+    // so its copy is stale. Carol (hs1) knocking goes through Alice's server (spec:
+    // "Knocking upon a room"), not onto the stale copy, which Alice's server would never see.
+    let federation = Federation::start(2).await;
+    let (alice, bob, room_id) = knock_room(&federation).await;
+    let carol = federation.register(1, "carol", PASSWORD).await;
+    alice.invite_user(&room_id, &bob.user_id).await;
+    wait_for_invite(&bob, &room_id).await;
+    bob.join_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "join").await;
+    bob.leave_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &bob.user_id, "leave").await;
+
+    let knocked = carol
+        .client
+        .post(&format!("{V3}/knock/{}", enc(&room_id)), json!({}))
+        .await
+        .ok();
+    assert_eq!(knocked["room_id"], room_id.as_str(), "{knocked}");
+    wait_for_membership(&alice, &room_id, &carol.user_id, "knock").await;
+    alice.invite_user(&room_id, &carol.user_id).await;
+    wait_for_invite(&carol, &room_id).await;
+    carol.join_room(&room_id).await;
+    wait_for_membership(&alice, &room_id, &carol.user_id, "join").await;
+}
+
+#[tokio::test]
 async fn a_remote_knock_can_be_rescinded() {
     let federation = Federation::start(2).await;
     let (alice, bob, room_id) = knock_room(&federation).await;

@@ -55,24 +55,21 @@ impl Services {
         servers: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<()> {
+        let mut candidates = servers.to_vec();
         if self.rooms.room_version(room_id).await?.is_some() {
             let Some(known) = self.rooms.rejoin_servers(room_id).await? else {
                 return self.rooms.join(user_id, room_id, reason).await;
             };
-            let mut candidates = servers.to_vec();
             candidates.extend(known);
-            return self
-                .through_first_of(
-                    &candidates,
-                    user_id,
-                    room_id,
-                    RemoteMembership::Join,
-                    reason,
-                )
-                .await;
         }
-        self.through_first_of(servers, user_id, room_id, RemoteMembership::Join, reason)
-            .await
+        self.through_first_of(
+            &candidates,
+            user_id,
+            room_id,
+            RemoteMembership::Join,
+            reason,
+        )
+        .await
     }
 
     /// Joins or knocks through each server that may be in the room: the given `servers`,

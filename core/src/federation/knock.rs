@@ -19,8 +19,10 @@ use crate::{
 };
 
 impl Services {
-    /// `user_id` knocks on the room: locally if this server knows it, otherwise through the
-    /// first of `servers` that takes the knock.
+    /// `user_id` knocks on the room: locally if this server is in it, otherwise through the
+    /// first of `servers` that takes the knock. A room this server knows but left is knocked
+    /// on through the servers last known in it too, as its copy here is stale (see
+    /// [`Services::join`]).
     pub async fn knock(
         &self,
         user_id: &UserId,
@@ -28,17 +30,27 @@ impl Services {
         servers: &[OwnedServerName],
         reason: Option<&str>,
     ) -> Result<()> {
+        let mut candidates = servers.to_vec();
         if self.rooms.room_version(room_id).await?.is_some() {
-            let change = MembershipChange {
-                sender: user_id,
-                target: user_id,
-                membership: "knock",
-                reason,
+            let Some(known) = self.rooms.rejoin_servers(room_id).await? else {
+                let change = MembershipChange {
+                    sender: user_id,
+                    target: user_id,
+                    membership: "knock",
+                    reason,
+                };
+                return self.rooms.change_membership(room_id, change, false).await;
             };
-            return self.rooms.change_membership(room_id, change, false).await;
+            candidates.extend(known);
         }
-        self.through_first_of(servers, user_id, room_id, RemoteMembership::Knock, reason)
-            .await
+        self.through_first_of(
+            &candidates,
+            user_id,
+            room_id,
+            RemoteMembership::Knock,
+            reason,
+        )
+        .await
     }
 
     pub(super) async fn knock_through(
