@@ -78,6 +78,29 @@ async fn wait_for_body(user: &User, room_id: &str, body: &str) {
     .await;
 }
 
+/// Every event of the room `user` sees, newest first, paging back `limit` at a time to the
+/// end (at most 100 pages).
+async fn all_events_back(user: &User, room_id: &str, limit: usize) -> Vec<Value> {
+    let mut events: Vec<Value> = Vec::new();
+    let mut from: Option<String> = None;
+    for _ in 0..100 {
+        let query = match &from {
+            Some(token) => format!("dir=b&limit={limit}&from={}", enc(token)),
+            None => format!("dir=b&limit={limit}"),
+        };
+        let page = user.messages(room_id, &query).await;
+        events.extend(chunk(&page).iter().cloned());
+        match page["end"].as_str() {
+            Some(end) => from = Some(end.to_owned()),
+            None => return events,
+        }
+    }
+    panic!(
+        "{}'s history of {room_id} did not end within 100 pages",
+        user.user_id
+    )
+}
+
 /// Alice on hs0 with a public room `#lobby`, Bob on hs1 joined to it by alias.
 async fn joined(federation: &Federation) -> (User, User, String) {
     let alice = federation.register(0, "alice", PASSWORD).await;
@@ -838,20 +861,7 @@ async fn a_user_who_joined_through_another_server_pages_back_into_the_history_be
         .await
         .assert_status(200);
 
-    let mut events: Vec<Value> = Vec::new();
-    let mut from: Option<String> = None;
-    for _ in 0..50 {
-        let query = match &from {
-            Some(token) => format!("dir=b&limit=10&from={}", enc(token)),
-            None => "dir=b&limit=10".to_owned(),
-        };
-        let page = bob.messages(&room_id, &query).await;
-        events.extend(page["chunk"].as_array().expect("a chunk").iter().cloned());
-        match page["end"].as_str() {
-            Some(end) => from = Some(end.to_owned()),
-            None => break,
-        }
-    }
+    let events = all_events_back(&bob, &room_id, 10).await;
     let mut bodies = message_bodies(&events);
     bodies.reverse();
     assert_eq!(
@@ -898,20 +908,7 @@ async fn a_server_down_for_long_catches_up_from_the_newest_event() {
     federation.servers[1].run().await;
     wait_for_body(&bob, &room_id, "n 1049").await;
 
-    let mut events: Vec<Value> = Vec::new();
-    let mut from: Option<String> = None;
-    for _ in 0..30 {
-        let query = match &from {
-            Some(token) => format!("dir=b&limit=100&from={}", enc(token)),
-            None => "dir=b&limit=100".to_owned(),
-        };
-        let page = bob.messages(&room_id, &query).await;
-        events.extend(chunk(&page).iter().cloned());
-        match page["end"].as_str() {
-            Some(end) => from = Some(end.to_owned()),
-            None => break,
-        }
-    }
+    let events = all_events_back(&bob, &room_id, 100).await;
     let mut bodies = message_bodies(&events);
     bodies.reverse();
     assert_eq!(

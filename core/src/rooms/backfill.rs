@@ -96,23 +96,9 @@ impl Rooms {
             .zip((0..).map(|i: i64| first - i))
             .map(|(pdu, position)| NewEventRow {
                 stream_ordering: position,
-                event_id: pdu.event_id.clone(),
-                event_type: pdu.kind.to_string(),
-                state_key: pdu.state_key.clone(),
-                sender: pdu.sender.to_string(),
-                origin_server_ts: i64::from(pdu.origin_server_ts.get()),
-                depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
-                prev_events: pdu.prev_events.clone(),
                 state_before: point.state_group,
                 state_after: point.state_group,
-                state_group: None,
-                membership: pdu.membership(),
-                replaces_state: None,
-                relates_to: super::relation(pdu),
-                transaction: None,
-                redacts: pdu.redacts.clone(),
-                json: pdu.json.clone(),
-                push_actions: Vec::new(),
+                ..super::event_row(pdu)
             })
             .collect();
         let stored = rows.len();

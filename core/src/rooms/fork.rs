@@ -10,11 +10,15 @@ use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering};
 
 use ruma::{OwnedEventId, room_version_rules::RoomVersionRules, state_res::StateMap};
 
-use super::{RoomState, Rooms, resolve::resolve_state, state::StateKey};
+use super::{
+    RoomState, Rooms,
+    resolve::resolve_state,
+    state::{StateKey, snapshot},
+};
 use crate::{
     Error, Result,
     events::Pdu,
-    store::{NewStateGroup, ResolvedState, StateEntry},
+    store::{NewStateGroup, ResolvedState},
 };
 
 pub(super) type State = HashMap<StateKey, Arc<Pdu>>;
@@ -91,20 +95,7 @@ impl Rooms {
         }
         branch.state_group = self.next_state_group.fetch_add(1, Ordering::Relaxed);
         branch.chain_length = 0;
-        let group = NewStateGroup {
-            group_id: branch.state_group,
-            prev_group: None,
-            chain_length: 0,
-            entries: branch
-                .state
-                .iter()
-                .map(|((kind, key), pdu)| StateEntry {
-                    event_type: kind.to_string(),
-                    state_key: key.clone(),
-                    event_id: pdu.event_id.clone(),
-                })
-                .collect(),
-        };
+        let group = snapshot(branch.state_group, &branch.state);
         Ok(StateBefore::Branch {
             room: Box::new(branch),
             group: Some(group),

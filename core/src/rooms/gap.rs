@@ -8,12 +8,8 @@ use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering};
 
 use ruma::{OwnedEventId, RoomId, events::StateEventType};
 
-use super::{Rooms, fork::State};
-use crate::{
-    Error, Result,
-    events::Pdu,
-    store::{NewStateGroup, OutlierWithState, StateEntry},
-};
+use super::{Rooms, fork::State, state::snapshot};
+use crate::{Error, Result, events::Pdu, store::OutlierWithState};
 
 impl Rooms {
     /// Keeps `event` (checked) outside the timeline with `state` (the room's state before it,
@@ -81,20 +77,7 @@ impl Rooms {
                 event.event_id
             ))
         })?;
-        let mut groups = vec![NewStateGroup {
-            group_id: branch.state_group,
-            prev_group: None,
-            chain_length: 0,
-            entries: branch
-                .state
-                .iter()
-                .map(|((kind, key), pdu)| StateEntry {
-                    event_type: kind.to_string(),
-                    state_key: key.clone(),
-                    event_id: pdu.event_id.clone(),
-                })
-                .collect(),
-        }];
+        let mut groups = vec![snapshot(branch.state_group, &branch.state)];
         let state_before = branch.state_group;
         let event = Arc::new(event);
         groups.extend(branch.advance(&event, || {

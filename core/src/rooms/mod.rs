@@ -334,21 +334,10 @@ impl Rooms {
             self.next_state_group.fetch_add(1, Ordering::Relaxed)
         });
         let row = NewEventRow {
-            // Positions are handed out when the rows are queued, in queue order.
-            stream_ordering: 0,
-            event_id: pdu.event_id.clone(),
-            event_type: pdu.kind.to_string(),
-            state_key: pdu.state_key.clone(),
-            sender: pdu.sender.to_string(),
-            origin_server_ts: i64::from(pdu.origin_server_ts.get()),
-            depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
-            prev_events: pdu.prev_events.clone(),
             state_before,
             state_after: room.state_group,
             state_group,
-            membership: pdu.membership(),
             replaces_state,
-            relates_to: relation(&pdu),
             transaction: transaction.map(|(user, txn)| {
                 (
                     user.to_string(),
@@ -357,10 +346,7 @@ impl Rooms {
                     txn.txn_id.clone(),
                 )
             }),
-            redacts: pdu.redacts.clone(),
-            json: pdu.json.clone(),
-            // Evaluated when the rows are queued, on the room's state after all of them.
-            push_actions: Vec::new(),
+            ..event_row(&pdu)
         };
         if let Some(target) = &pdu.redacts {
             redact_cached_state(room, target);
@@ -561,6 +547,32 @@ fn event_error(e: EventError) -> Error {
         }
         EventError::InvalidContent(_) => Error::BadJson(e.to_string()),
         EventError::Signing(_) => Error::Internal(e.to_string()),
+    }
+}
+
+/// The row of `pdu` before it has its place: no timeline position (handed out when rows are
+/// queued, in queue order), state groups, transaction or push actions (evaluated when the rows
+/// are queued, on the room's state after all of them).
+fn event_row(pdu: &Pdu) -> NewEventRow {
+    NewEventRow {
+        stream_ordering: 0,
+        event_id: pdu.event_id.clone(),
+        event_type: pdu.kind.to_string(),
+        state_key: pdu.state_key.clone(),
+        sender: pdu.sender.to_string(),
+        origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+        depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+        prev_events: pdu.prev_events.clone(),
+        state_before: 0,
+        state_after: 0,
+        state_group: None,
+        membership: pdu.membership(),
+        replaces_state: None,
+        relates_to: relation(pdu),
+        transaction: None,
+        redacts: pdu.redacts.clone(),
+        json: pdu.json.clone(),
+        push_actions: Vec::new(),
     }
 }
 

@@ -17,12 +17,12 @@ use super::{
     EventSource, RoomState, Rooms,
     fork::{StateBefore, extremities_with},
     read::parse,
-    state::StateKey,
+    state::{StateKey, snapshot},
 };
 use crate::{
     Error, Result,
     events::Pdu,
-    store::{NewRoom, NewStateGroup, OutlierWithState, StateEntry},
+    store::{NewRoom, OutlierWithState},
 };
 
 /// Events read per round while walking an auth chain.
@@ -402,19 +402,7 @@ impl Rooms {
         let snapshot_id = self
             .next_state_group
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let snapshot = NewStateGroup {
-            group_id: snapshot_id,
-            prev_group: None,
-            chain_length: 0,
-            entries: by_key
-                .iter()
-                .map(|((kind, key), pdu)| StateEntry {
-                    event_type: kind.to_string(),
-                    state_key: key.clone(),
-                    event_id: pdu.event_id.clone(),
-                })
-                .collect(),
-        };
+        let snapshot = snapshot(snapshot_id, &by_key);
         let mut room = RoomState {
             room_id: room_id.to_owned(),
             version: version.clone(),

@@ -223,14 +223,7 @@ impl RoomState {
         let entries = if delta {
             changed
         } else {
-            self.state
-                .iter()
-                .map(|((kind, key), pdu)| StateEntry {
-                    event_type: kind.to_string(),
-                    state_key: key.clone(),
-                    event_id: pdu.event_id.clone(),
-                })
-                .collect()
+            snapshot(group_id, &self.state).entries
         };
         let group = NewStateGroup {
             group_id,
@@ -241,5 +234,22 @@ impl RoomState {
         self.state_group = group_id;
         self.chain_length = group.chain_length;
         group
+    }
+}
+
+/// A state group holding all of `state` (a full snapshot, no delta).
+pub fn snapshot(group_id: i64, state: &HashMap<StateKey, Arc<Pdu>>) -> NewStateGroup {
+    NewStateGroup {
+        group_id,
+        prev_group: None,
+        chain_length: 0,
+        entries: state
+            .iter()
+            .map(|((kind, key), pdu)| StateEntry {
+                event_type: kind.to_string(),
+                state_key: key.clone(),
+                event_id: pdu.event_id.clone(),
+            })
+            .collect(),
     }
 }
