@@ -548,3 +548,43 @@ fn room_version_1_state_resolution_is_refused() {
     });
     assert!(outcome.is_err());
 }
+
+/// The current state replaced by a resolution (see `fork`): changed entries go into a delta
+/// over the room's group, with their memberships for `current_state`; an entry taken away
+/// needs a full snapshot, as a delta cannot remove one.
+#[test]
+fn a_resolved_state_is_written_as_a_delta_unless_it_drops_an_entry() {
+    let base = TestRoom::new(RoomVersionId::V11, json!({ ALICE: 100 }), "public");
+    let mut joined = base.clone();
+    joined
+        .state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
+    let mut room = base.state.clone();
+    let before = room.state_group;
+    let resolved = room.replace_state(joined.state.state.clone(), || 100);
+    let [group] = &resolved.groups[..] else {
+        panic!("one group: {resolved:?}");
+    };
+    assert_eq!((group.group_id, group.prev_group), (100, Some(before)));
+    assert_eq!(group.entries.len(), 1);
+    assert_eq!(resolved.current_group, 100);
+    assert_eq!(
+        resolved.changed[0].1.as_deref(),
+        Some("join"),
+        "{resolved:?}"
+    );
+    assert!(resolved.removed.is_empty());
+
+    let resolved = room.replace_state(base.state.state.clone(), || 101);
+    assert_eq!(
+        resolved.removed,
+        [("m.room.member".to_owned(), BOB.to_owned())]
+    );
+    assert_eq!(resolved.groups[0].prev_group, None, "a full snapshot");
+    assert_eq!(resolved.groups[0].entries.len(), base.state.state.len());
+    assert_eq!(room.state_group, 101);
+
+    let unchanged = room.replace_state(base.state.state.clone(), || 102);
+    assert!(unchanged.groups.is_empty() && unchanged.changed.is_empty());
+    assert_eq!(unchanged.current_group, 101);
+}
