@@ -169,10 +169,51 @@ impl CsClient {
 
     pub async fn join_room(&self, access_token: &str, room_id: &str) -> Result<(), RequestError> {
         let path = format!("/_matrix/client/v3/join/{}", percent_encode(room_id));
+        self.join(access_token, &path).await
+    }
+
+    /// Joins a room this server may not be in yet, asking `server_name` (a server in the room)
+    /// to let its user in over federation.
+    pub async fn join_room_via(
+        &self,
+        access_token: &str,
+        room_id: &str,
+        server_name: &str,
+    ) -> Result<(), RequestError> {
+        let path = format!(
+            "/_matrix/client/v3/join/{}?server_name={}",
+            percent_encode(room_id),
+            percent_encode(server_name)
+        );
+        self.join(access_token, &path).await
+    }
+
+    async fn join(&self, access_token: &str, path: &str) -> Result<(), RequestError> {
         let response = self
-            .expect_ok(Method::POST, &path, Some(access_token), Some(&json!({})))
+            .expect_ok(Method::POST, path, Some(access_token), Some(&json!({})))
             .await?;
         string_field(&response, "room_id").map(drop)
+    }
+
+    /// `GET /rooms/{roomId}/members`; returns how many member events came back. Synapse
+    /// answers it only once it has the room's full state, so after a partial-state join it
+    /// waits until the room's membership has been fetched.
+    pub async fn member_count(
+        &self,
+        access_token: &str,
+        room_id: &str,
+    ) -> Result<usize, RequestError> {
+        let path = format!(
+            "/_matrix/client/v3/rooms/{}/members",
+            percent_encode(room_id)
+        );
+        let response = self
+            .expect_ok(Method::GET, &path, Some(access_token), None)
+            .await?;
+        response["chunk"]
+            .as_array()
+            .map(Vec::len)
+            .ok_or_else(|| RequestError::Malformed(format!("no `chunk` array in {response}")))
     }
 
     /// Sends an `m.text` message; `txn_id` must be unique per access token.
@@ -558,6 +599,9 @@ pub struct SyncBatch {
     pub joined_rooms: usize,
     /// The bodies of the `m.room.message` events in the joined rooms' timelines.
     pub message_bodies: Vec<String>,
+    /// Some joined room's timeline is `limited`: it skipped events between `since` and its
+    /// first event.
+    pub limited: bool,
     /// The contents of the to-device events.
     pub to_device_contents: Vec<Value>,
 }
@@ -579,9 +623,13 @@ fn sync_batch_from(response: &Value) -> Result<SyncBatch, RequestError> {
             next_batch,
             joined_rooms: 0,
             message_bodies: Vec::new(),
+            limited: false,
             to_device_contents,
         });
     };
+    let limited = joined
+        .values()
+        .any(|room| room["timeline"]["limited"] == true);
     let message_bodies = joined
         .values()
         .filter_map(|room| room["timeline"]["events"].as_array())
@@ -593,6 +641,7 @@ fn sync_batch_from(response: &Value) -> Result<SyncBatch, RequestError> {
         next_batch,
         joined_rooms: joined.len(),
         message_bodies,
+        limited,
         to_device_contents,
     })
 }
@@ -682,6 +731,7 @@ mod tests {
         assert_eq!(batch.next_batch, "s42");
         assert_eq!(batch.joined_rooms, 2);
         assert_eq!(batch.message_bodies, ["one"]);
+        assert!(!batch.limited);
 
         assert!(batch.to_device_contents.is_empty());
 
@@ -695,6 +745,12 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(to_device.to_device_contents, [json!({ "n": 1 })]);
+        let gap = sync_batch_from(&json!({
+            "next_batch": "s45",
+            "rooms": { "join": { "!a:localhost": { "timeline": { "limited": true, "events": [] } } } },
+        }))
+        .unwrap();
+        assert!(gap.limited);
         assert!(sync_batch_from(&json!({ "rooms": {} })).is_err());
     }
 

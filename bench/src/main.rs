@@ -50,6 +50,11 @@ enum Command {
     /// pages through the feed.
     #[command(args_override_self = true)]
     Feed(scenarios::feed::FeedArgs),
+    /// Federation between --base-url (the rooms' origin) and --remote-url: --messages messages
+    /// from --senders senders on the origin delivered to a remote live sync, then remote users
+    /// joining a room of --members members.
+    #[command(args_override_self = true)]
+    Federation(scenarios::federation::FederationArgs),
     /// Print reports saved with --json, and the ratios between two of them.
     Compare(compare::CompareArgs),
 }
@@ -68,6 +73,7 @@ async fn main() -> ExitCode {
         Command::Media(args) => publish(scenarios::media::run(args).await, &args.common),
         Command::E2ee(args) => publish(scenarios::e2ee::run(args).await, &args.common),
         Command::Feed(args) => publish(scenarios::feed::run(args).await, &args.common),
+        Command::Federation(args) => publish(scenarios::federation::run(args).await, &args.common),
         Command::Compare(args) => compare::run(args).map(|output| {
             print!("{output}");
             ExitCode::SUCCESS

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod e2ee;
+pub mod federation;
 pub mod feed;
 pub mod media;
 pub mod messages;
@@ -48,8 +49,13 @@ impl CommonArgs {
     /// A client keeping enough idle connections for `--concurrency` and for `max_in_flight`,
     /// whichever is larger.
     pub fn client(&self, max_in_flight: usize) -> Result<CsClient, String> {
+        self.client_of(&self.base_url, max_in_flight)
+    }
+
+    /// [`CommonArgs::client`] for another server than `--base-url`.
+    pub fn client_of(&self, base_url: &str, max_in_flight: usize) -> Result<CsClient, String> {
         CsClient::new(
-            &self.base_url,
+            base_url,
             self.concurrency().max(max_in_flight),
             Duration::from_secs(self.timeout_secs),
         )
