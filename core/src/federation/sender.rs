@@ -23,6 +23,10 @@ use crate::Services;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
+/// New events cut a backoff short, but no sooner than this after the last attempt: a room
+/// that goes on reaches a destination that came back within seconds, without one attempt
+/// per event while it is down.
+const QUEUED_RETRY: Duration = Duration::from_secs(5);
 /// Events queued for a destination that is down beyond which only the newest of each room is
 /// kept: it fetches up to 1,000 missing events per gap itself (`get_missing_events`).
 const CATCH_UP_BACKLOG: i64 = 1_000;
@@ -39,8 +43,8 @@ struct Wake {
     /// Events or EDUs were queued for the destination: an idle worker sends them.
     queued: Notify,
     /// The destination contacted this server: a worker waiting out a backoff tries again now.
-    /// New events do not cut a backoff short, or a server that is down would be tried once
-    /// per event sent.
+    /// New events cut a backoff short only after [`QUEUED_RETRY`], or a server that is down
+    /// would be tried once per event sent.
     up: Notify,
 }
 
@@ -101,9 +105,14 @@ async fn worker(services: Arc<Services>, destination: OwnedServerName, wake: Arc
             Err(e) => {
                 tracing::info!(%destination, error = %e, retry_in = ?backoff, "federation send failed");
                 catch_up(&services, &destination).await;
+                let failed_at = tokio::time::Instant::now();
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep_until(failed_at + backoff) => {}
                     () = wake.up.notified() => {}
+                    () = async {
+                        tokio::time::sleep_until(failed_at + QUEUED_RETRY.min(backoff)).await;
+                        wake.queued.notified().await;
+                    } => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
