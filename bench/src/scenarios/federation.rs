@@ -140,21 +140,7 @@ async fn delivery(
     receiver: &RegisteredUser,
 ) -> Result<Vec<OperationReport>, String> {
     let common = &args.common;
-    let (creator, others) = senders.split_first().expect("--senders is at least 1");
-    let room_id = origin
-        .create_room(creator.token(), "public_chat")
-        .await
-        .map_err(|e| format!("delivery: cannot create the room: {e}"))?;
-    run_setup(
-        "federation: delivery: senders joined",
-        common.concurrency(),
-        others.len(),
-        |i| {
-            let room_id = &room_id;
-            async move { ("join", origin.join_room(others[i].token(), room_id).await) }
-        },
-    )
-    .await?;
+    let room_id = room_on_origin(origin, senders, common.concurrency(), "delivery").await?;
     remote
         .join_room_via(receiver.token(), &room_id, &args.origin_server_name)
         .await
@@ -175,7 +161,7 @@ async fn delivery(
     // works end to end before anything is measured.
     let warm_up = "federation warm-up";
     origin
-        .send_text(creator.token(), &room_id, "warm-up", warm_up)
+        .send_text(senders[0].token(), &room_id, "warm-up", warm_up)
         .await
         .map_err(|e| format!("delivery: cannot send the warm-up message: {e}"))?;
     live.wait_for(warm_up, Instant::now(), timeout)
@@ -233,6 +219,32 @@ async fn delivery(
     ])
 }
 
+/// A public room on the origin, created by the first of `users` and joined by the others
+/// (untimed setup); `phase` names the part of the scenario in errors.
+async fn room_on_origin(
+    origin: &CsClient,
+    users: &[RegisteredUser],
+    concurrency: usize,
+    phase: &str,
+) -> Result<String, String> {
+    let (creator, others) = users.split_first().expect("a room needs a creator");
+    let room_id = origin
+        .create_room(creator.token(), "public_chat")
+        .await
+        .map_err(|e| format!("{phase}: cannot create the room: {e}"))?;
+    run_setup(
+        &format!("federation: {phase}: members joined"),
+        concurrency,
+        others.len(),
+        |i| {
+            let room_id = &room_id;
+            async move { ("join", origin.join_room(others[i].token(), room_id).await) }
+        },
+    )
+    .await?;
+    Ok(room_id)
+}
+
 /// `join room of N`: a room on A gets `members` as its members (untimed), then each of
 /// `joiners` joins it from B, one after another. Each join is timed until it answers, and then a message
 /// sent on A right after it is timed until the joiner's live sync returns it. The first joiner
@@ -246,26 +258,12 @@ async fn remote_joins(
     joiners: &[RegisteredUser],
 ) -> Result<Vec<OperationReport>, String> {
     let common = &args.common;
-    let (creator, others) = members.split_first().expect("--members is at least 1");
-    let room_id = origin
-        .create_room(creator.token(), "public_chat")
-        .await
-        .map_err(|e| format!("remote join: cannot create the room: {e}"))?;
     eprintln!(
-        "federation: remote join: {} members joining the room on the origin",
+        "federation: remote join: {} members joining a room on the origin",
         members.len()
     );
     let started = Instant::now();
-    run_setup(
-        "federation: remote join: members joined",
-        common.concurrency(),
-        others.len(),
-        |i| {
-            let room_id = &room_id;
-            async move { ("join", origin.join_room(others[i].token(), room_id).await) }
-        },
-    )
-    .await?;
+    let room_id = room_on_origin(origin, members, common.concurrency(), "remote join").await?;
     eprintln!(
         "federation: remote join: room of {} members filled in {:.1} s",
         members.len(),
@@ -297,7 +295,7 @@ async fn remote_joins(
         let sent = Instant::now();
         let txn_id = format!("j{j}-{}", members.len());
         match origin
-            .send_text(creator.token(), &room_id, &txn_id, &body)
+            .send_text(members[0].token(), &room_id, &txn_id, &body)
             .await
         {
             Ok(()) => match live.wait_for(&body, sent, timeout).await {
