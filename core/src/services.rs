@@ -99,15 +99,17 @@ impl Services {
         let media = Media::new(config.clone(), store.clone()).map_err(StartError::Media)?;
         let federation = Federation::new(config.clone(), store.clone(), signing_key.clone())
             .map_err(StartError::Federation)?;
-        let im = Im::new(
-            store.clone(),
-            config.clone(),
-            rooms.clone(),
-            notifier.clone(),
-        );
-        Ok(Arc::new(Self {
+        // The IM layer's membership changes may cross servers, which these services carry
+        // out: it holds them weakly, as they hold it.
+        Ok(Arc::new_cyclic(|services| Self {
+            im: Im::new(
+                store.clone(),
+                config.clone(),
+                rooms.clone(),
+                notifier.clone(),
+                services.clone(),
+            ),
             federation,
-            im,
             e2ee,
             media,
             users,

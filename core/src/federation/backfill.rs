@@ -2,10 +2,11 @@
 //! `/messages` pages backwards past the start of this server's history of a room (it joined
 //! through another server), the room's other servers are asked for the events before it.
 
-use ruma::{RoomId, UInt, UserId, api::federation::backfill::get_backfill};
+use ruma::{EventId, RoomId, UInt, UserId, api::federation::backfill::get_backfill};
 
 use crate::{
     Error, Result, Services,
+    events::Pdu,
     rooms::{BackfillPoint, Direction, MessagesPage, MessagesQuery},
 };
 
@@ -32,20 +33,35 @@ impl Services {
             return Ok(page);
         };
         let wanted = (query.limit - page.chunk.len()).clamp(MIN_BACKFILL, MAX_BACKFILL);
-        if self.backfill(room_id, &point, wanted).await? == 0 {
+        if self.backfill(room_id, &point, wanted).await?.is_empty() {
             return Ok(page);
         }
         self.rooms.messages_for(user_id, room_id, query).await
     }
 
+    /// Fetches up to `limit` of the events before `event_id` that this server lacks (as
+    /// after a join, which brings state but no timeline). Returns those stored, with their
+    /// (negative) stream positions.
+    pub async fn backfill_before(
+        &self,
+        room_id: &RoomId,
+        event_id: &EventId,
+        limit: usize,
+    ) -> Result<Vec<(i64, Pdu)>> {
+        match self.rooms.backfill_point_before(event_id).await? {
+            Some(point) => self.backfill(room_id, &point, limit).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// Asks the room's other servers, one after the other until one answers, for up to
-    /// `limit` events before `point`; stores what they send. Returns how many were new.
+    /// `limit` events before `point`; stores what they send. Returns those that were new.
     async fn backfill(
         &self,
         room_id: &RoomId,
         point: &BackfillPoint,
         limit: usize,
-    ) -> Result<usize> {
+    ) -> Result<Vec<(i64, Pdu)>> {
         let version = self
             .rooms
             .room_version(room_id)
@@ -88,6 +104,6 @@ impl Services {
             }
             return self.rooms.persist_backfilled(room_id, point, events).await;
         }
-        Ok(0)
+        Ok(Vec::new())
     }
 }

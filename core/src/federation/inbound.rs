@@ -140,6 +140,9 @@ impl Services {
             .receive_pdu(&room_id, &checked.event_id, json.into())
             .await
             .map_err(|e| e.to_string());
+        if outcome.is_ok() {
+            self.im.received(&room_id, &checked.event_id);
+        }
         (Some(checked.event_id), outcome)
     }
 }
@@ -280,6 +283,8 @@ impl Services {
                 json.into(),
                 crate::rooms::EventSource::Relayed,
             )
-            .await
+            .await?;
+        self.im.received(room_id, &checked.event_id);
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@ use serde_json::{Value as JsonValue, value::RawValue};
 use super::{FEDERATED_ROOM_VERSIONS, join::pdu_of};
 use crate::{
     Error, Result, Services,
+    im::{IncomingInvite, moments::PROFILE_TYPE},
     rooms::{CreateRoom, MembershipChange, RemoteInvite},
 };
 
@@ -58,15 +59,28 @@ impl Services {
         change: MembershipChange<'_>,
         is_direct: bool,
     ) -> Result<()> {
+        self.invite_with(room_id, change, is_direct, &JsonValue::Null)
+            .await
+    }
+
+    /// [`Services::invite`] with the fields of `extra` (an object, or null) added to the
+    /// invite's content: the IM layer marks friend requests so.
+    pub async fn invite_with(
+        &self,
+        room_id: &RoomId,
+        change: MembershipChange<'_>,
+        is_direct: bool,
+        extra: &JsonValue,
+    ) -> Result<()> {
         let server = change.target.server_name().to_owned();
         if server == self.config.server_name {
             return self
                 .rooms
-                .change_membership(room_id, change, is_direct)
+                .change_membership_with(room_id, change, is_direct, extra)
                 .await;
         }
         self.rooms
-            .invite_remote(room_id, change, is_direct, async |invite| {
+            .invite_remote(room_id, change, is_direct, extra, async |invite| {
                 self.countersigned_invite(&server, invite).await
             })
             .await
@@ -167,6 +181,28 @@ impl Services {
         if participating {
             self.rooms.check_server_acl(room_id, origin).await?;
         }
+        let inviter = sender_of(&checked.object)?;
+        let content = checked
+            .object
+            .get("content")
+            .map(|content| JsonValue::from(content.clone()))
+            .unwrap_or_default();
+        let profile_room = request
+            .invite_room_state
+            .iter()
+            .filter_map(stripped_event)
+            .any(|event| {
+                event["type"] == "m.room.create" && event["content"]["type"] == PROFILE_TYPE
+            });
+        self.im
+            .incoming_invite(IncomingInvite {
+                inviter: &inviter,
+                invitee: &invitee,
+                room_id,
+                content: &content,
+                profile_room,
+            })
+            .await?;
         let mut object = checked.object;
         hash_and_sign_event(
             self.config.server_name.as_str(),
@@ -188,6 +224,15 @@ impl Services {
         }
         RawValue::from_string(pdu.json.to_string()).map_err(|e| Error::Internal(e.to_string()))
     }
+}
+
+/// The sender of an invite [`invitee`] accepted.
+fn sender_of(object: &CanonicalJsonObject) -> Result<OwnedUserId> {
+    object
+        .get("sender")
+        .and_then(CanonicalJsonValue::as_str)
+        .and_then(|sender| UserId::parse(sender).ok())
+        .ok_or_else(|| Error::BadJson("The invite has no valid sender".to_owned()))
 }
 
 /// The local user an invite PDU from `origin` invites; anything else is refused.

@@ -72,18 +72,7 @@ impl Im {
         let room_id = self.store.claim_dm_room(user_id, other, &fresh).await?;
         if room_id != fresh {
             // Another process recorded its room first: this one is given up.
-            self.rooms
-                .change_membership(
-                    &fresh,
-                    MembershipChange {
-                        sender: user_id,
-                        target: user_id,
-                        membership: "leave",
-                        reason: None,
-                    },
-                    false,
-                )
-                .await?;
+            self.leave_quietly(user_id, &fresh).await;
             self.reenter(user_id, other, &room_id, &invite_extra)
                 .await?;
         }
@@ -94,9 +83,10 @@ impl Im {
         })
     }
 
-    /// The recorded DM room as `user_id` may use it again: joined (accepting an invite), with
-    /// `other` invited again if they left. `false` when the user cannot get back in (they left
-    /// an invite-only room, or were banned), so a new room is needed.
+    /// The recorded DM room as `user_id` may use it again: joined (accepting an invite, which
+    /// for a room held by another server is a join through it), with `other` invited again if
+    /// they left. `false` when the user cannot get back in (they left an invite-only room, or
+    /// were banned), or a friend request cannot be carried by it, so a new room is needed.
     async fn reenter(
         &self,
         user_id: &UserId,
@@ -104,15 +94,42 @@ impl Im {
         room_id: &RoomId,
         invite_extra: &JsonValue,
     ) -> Result<bool> {
-        match self.rooms.membership(room_id, user_id).await?.as_deref() {
+        let others = self.rooms.membership(room_id, other).await?;
+        // A marked invite is how another server learns of a friend request: a remote user
+        // already in the room cannot be invited, so a new room carries the request.
+        let must_invite = !invite_extra.is_null() && other.server_name() != self.config.server_name;
+        if must_invite && others.as_deref() == Some("join") {
+            return Ok(false);
+        }
+        match self.membership_of(room_id, user_id).await?.as_deref() {
             Some("join") => {}
-            Some("invite") => self.rooms.join(user_id, room_id, None).await?,
+            Some("invite") => self.services()?.join(user_id, room_id, &[], None).await?,
             _ => return Ok(false),
         }
-        if self.rooms.membership(room_id, other).await?.as_deref() == Some("leave") {
+        if others.as_deref() == Some("leave") {
             self.invite(room_id, user_id, other, invite_extra).await?;
         }
         Ok(true)
+    }
+
+    /// The user's membership of the room, an invite from another server to a room this server
+    /// is not in included.
+    pub(super) async fn membership_of(
+        &self,
+        room_id: &RoomId,
+        user_id: &UserId,
+    ) -> Result<Option<String>> {
+        if let Some(membership) = self.rooms.membership(room_id, user_id).await? {
+            return Ok(Some(membership));
+        }
+        Ok(self
+            .rooms
+            .pending_membership(room_id, user_id)
+            .await?
+            .and_then(|pending| {
+                let event: JsonValue = serde_json::from_str(&pending.event.json).ok()?;
+                event["content"]["membership"].as_str().map(str::to_owned)
+            }))
     }
 
     async fn create_direct(
@@ -132,8 +149,25 @@ impl Im {
                 },
             )
             .await?;
-        self.invite(&room_id, user_id, other, invite_extra).await?;
+        if let Err(e) = self.invite(&room_id, user_id, other, invite_extra).await {
+            // The other user's server refused the invite or could not be reached: the new room
+            // would be an empty DM, so it is given up.
+            self.leave_quietly(user_id, &room_id).await;
+            return Err(e);
+        }
         Ok(room_id)
+    }
+
+    async fn leave_quietly(&self, user_id: &UserId, room_id: &RoomId) {
+        let leave = MembershipChange {
+            sender: user_id,
+            target: user_id,
+            membership: "leave",
+            reason: None,
+        };
+        if let Err(e) = self.rooms.change_membership(room_id, leave, false).await {
+            tracing::warn!(%room_id, error = %e, "cannot leave an unused DM room");
+        }
     }
 
     async fn invite(
@@ -149,8 +183,8 @@ impl Im {
             membership: "invite",
             reason: None,
         };
-        self.rooms
-            .change_membership_with(room_id, change, true, invite_extra)
+        self.services()?
+            .invite_with(room_id, change, true, invite_extra)
             .await
     }
 

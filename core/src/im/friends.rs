@@ -19,7 +19,7 @@ use crate::{Error, Result, rooms::MembershipChange, store::FriendRequestRow};
 /// The account data type of the friends list, its categories and the privacy setting.
 pub const FRIENDS_DATA: &str = "im.tessera.friends";
 /// The member event content key that marks an invite as a friend request.
-const REQUEST_MARK: &str = "im.tessera.friend_request";
+pub(super) const REQUEST_MARK: &str = "im.tessera.friend_request";
 /// The spec's list of ignored (here: blocked) users.
 const IGNORED_USERS: &str = "m.ignored_user_list";
 /// Longest message a friend request may carry, in characters.
@@ -131,6 +131,57 @@ impl Im {
         Ok(ignored.ignored_users.contains_key(other.as_str()))
     }
 
+    /// Whether the local user `target` takes a friend request from `requester` (of this
+    /// server or another): not if they blocked the requester, and as their privacy setting
+    /// says. Refusals are `M_FORBIDDEN` with the reason.
+    pub(super) async fn check_request_allowed(
+        &self,
+        requester: &UserId,
+        target: &UserId,
+    ) -> Result<()> {
+        if self.blocks(target, requester).await? {
+            return Err(Error::Forbidden(format!(
+                "{target} does not accept friend requests from you"
+            )));
+        }
+        let theirs = self.friends_data(target).await?;
+        match theirs.privacy {
+            Privacy::Anyone => Ok(()),
+            Privacy::Nobody => Err(Error::Forbidden(format!(
+                "{target} does not accept friend requests"
+            ))),
+            Privacy::FriendsOfFriends => {
+                if self.common_friend(requester, &theirs).await? {
+                    Ok(())
+                } else {
+                    Err(Error::Forbidden(format!(
+                        "{target} accepts friend requests only from friends of their friends"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Whether one of the friends in `theirs` is a friend of `requester`. Friendship is
+    /// recorded on both sides, so a local requester's or local friend's own list answers; a
+    /// friend of a remote requester on a third server cannot be asked and does not count.
+    async fn common_friend(&self, requester: &UserId, theirs: &FriendsData) -> Result<bool> {
+        if requester.server_name() == self.config.server_name {
+            let mine = self.friends_data(requester).await?;
+            if mine.friends.keys().any(|f| theirs.friends.contains_key(f)) {
+                return Ok(true);
+            }
+        }
+        for friend in theirs.friends.keys() {
+            if friend.server_name() == self.config.server_name
+                && self.is_friend(friend, requester).await?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Sends a friend request (or accepts theirs, if `target` already asked the requester).
     /// Returns the pair's DM room.
     pub async fn request_friend(
@@ -163,32 +214,8 @@ impl Im {
                 "You have blocked {target}: unblock them before sending a friend request"
             )));
         }
-        if self.blocks(target, requester).await? {
-            return Err(Error::Forbidden(format!(
-                "{target} does not accept friend requests from you"
-            )));
-        }
         if target.server_name() == self.config.server_name {
-            let theirs = self.friends_data(target).await?;
-            match theirs.privacy {
-                Privacy::Anyone => {}
-                Privacy::Nobody => {
-                    return Err(Error::Forbidden(format!(
-                        "{target} does not accept friend requests"
-                    )));
-                }
-                Privacy::FriendsOfFriends => {
-                    let common = mine
-                        .friends
-                        .keys()
-                        .any(|friend| theirs.friends.contains_key(friend));
-                    if !common {
-                        return Err(Error::Forbidden(format!(
-                            "{target} accepts friend requests only from friends of their friends"
-                        )));
-                    }
-                }
-            }
+            self.check_request_allowed(requester, target).await?;
         }
         if self
             .store
@@ -266,8 +293,6 @@ impl Im {
 
     /// Records the friendship on both (local) sides and drops the requests between them.
     async fn befriend(&self, one: &UserId, other: &UserId, room_id: &RoomId) -> Result<()> {
-        self.store.delete_friend_request(one, other).await?;
-        self.store.delete_friend_request(other, one).await?;
         let since = now_ms();
         for (owner, friend) in [(one, other), (other, one)] {
             if owner.server_name() != self.config.server_name {
@@ -284,6 +309,10 @@ impl Im {
             })
             .await?;
         }
+        // Only now: the pair is never neither friends nor asked (an invite to the other's
+        // profile room from their server is accepted on either ground).
+        self.store.delete_friend_request(one, other).await?;
+        self.store.delete_friend_request(other, one).await?;
         self.friendship_started(one, other).await
     }
 
@@ -326,7 +355,8 @@ impl Im {
     }
 
     /// Ends `target`'s invite to the room that carried a friend request, if still pending:
-    /// declined by the target, or withdrawn by the sender.
+    /// declined by the target (through the inviting server when this one is not in the room),
+    /// or withdrawn by the sender.
     async fn withdraw_invite(
         &self,
         room_id: &RoomId,
@@ -334,8 +364,11 @@ impl Im {
         target: &UserId,
         reason: &str,
     ) -> Result<()> {
-        if self.rooms.membership(room_id, target).await?.as_deref() != Some("invite") {
+        if self.membership_of(room_id, target).await?.as_deref() != Some("invite") {
             return Ok(());
+        }
+        if sender == target {
+            return self.services()?.leave(target, room_id, Some(reason)).await;
         }
         self.rooms
             .change_membership(
@@ -351,27 +384,15 @@ impl Im {
             .await
     }
 
-    /// Ends a friendship: the friend leaves both lists and the user leaves the DM room.
+    /// Ends a friendship: the friend leaves both lists and the user leaves the DM room (which
+    /// tells a friend on another server that it ended).
     pub async fn remove_friend(&self, user_id: &UserId, friend: &UserId) -> Result<()> {
         let removed = self
-            .update_account_data(user_id, None, FRIENDS_DATA, |data: &mut FriendsData| {
-                Ok(data.friends.remove(friend))
-            })
+            .forget_friend(user_id, friend)
             .await?
             .ok_or_else(|| Error::NotFound(format!("{friend} is not your friend")))?;
         if friend.server_name() == self.config.server_name {
-            self.update_account_data(friend, None, FRIENDS_DATA, |data: &mut FriendsData| {
-                data.friends.remove(user_id);
-                Ok(())
-            })
-            .await?;
-        }
-        if let Some(category) = &removed.category {
-            let data = self.friends_data(user_id).await?;
-            if let Some(name) = category_name(&data, category) {
-                self.retag(user_id, &removed.room_id, Some(&name), None)
-                    .await?;
-            }
+            self.forget_friend(friend, user_id).await?;
         }
         if self
             .rooms
@@ -394,6 +415,30 @@ impl Im {
                 .await?;
         }
         self.friendship_ended(user_id, friend).await
+    }
+
+    /// Takes `friend` out of the local user's list, and their DM room out of its category's
+    /// tag. The friend as they were listed, `None` if they were not.
+    pub(super) async fn forget_friend(
+        &self,
+        user_id: &UserId,
+        friend: &UserId,
+    ) -> Result<Option<Friend>> {
+        let removed = self
+            .update_account_data(user_id, None, FRIENDS_DATA, |data: &mut FriendsData| {
+                Ok(data.friends.remove(friend))
+            })
+            .await?;
+        if let Some(removed) = &removed
+            && let Some(category) = &removed.category
+        {
+            let data = self.friends_data(user_id).await?;
+            if let Some(name) = category_name(&data, category) {
+                self.retag(user_id, &removed.room_id, Some(&name), None)
+                    .await?;
+            }
+        }
+        Ok(removed)
     }
 
     /// The user's friends with their profiles, ordered by user ID.

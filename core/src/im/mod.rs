@@ -5,6 +5,7 @@
 mod account_data;
 mod categories;
 mod dm;
+mod federated;
 mod friends;
 pub mod group_admin;
 pub mod group_avatar;
@@ -12,18 +13,19 @@ mod locks;
 pub mod moments;
 pub mod recall;
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use ruma::{OwnedEventId, OwnedUserId};
 
 pub use categories::{MAX_CATEGORIES, MAX_CATEGORY_NAME_CHARS};
 pub use dm::DirectRoom;
+pub use federated::IncomingInvite;
 pub use friends::{
     Category, FRIENDS_DATA, Friend, FriendView, FriendsData, MAX_REQUEST_MESSAGE_CHARS, Privacy,
     RequestView,
 };
 
-use crate::{Config, rooms::Rooms, store::Store, sync::Notifier};
+use crate::{Config, Error, Result, Services, rooms::Rooms, store::Store, sync::Notifier};
 
 pub struct Im {
     store: Store,
@@ -35,6 +37,8 @@ pub struct Im {
     profile_locks: locks::KeyedLocks<OwnedUserId>,
     like_locks: locks::KeyedLocks<(OwnedUserId, OwnedEventId)>,
     mutes: group_admin::Mutes,
+    /// The services this layer is part of, for membership changes that may cross servers.
+    services: Weak<Services>,
 }
 
 impl Im {
@@ -43,6 +47,7 @@ impl Im {
         config: Arc<Config>,
         rooms: Arc<Rooms>,
         notifier: Arc<Notifier>,
+        services: Weak<Services>,
     ) -> Self {
         Self {
             mutes: group_admin::Mutes::start(store.clone(), rooms.clone()),
@@ -54,6 +59,14 @@ impl Im {
             account_data_locks: locks::KeyedLocks::default(),
             profile_locks: locks::KeyedLocks::default(),
             like_locks: locks::KeyedLocks::default(),
+            services,
         }
+    }
+
+    /// The services this layer is part of; gone only while the server shuts down.
+    fn services(&self) -> Result<Arc<Services>> {
+        self.services
+            .upgrade()
+            .ok_or_else(|| Error::Internal("the server is shutting down".to_owned()))
     }
 }

@@ -12,10 +12,14 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use ruma::{OwnedEventId, RoomId};
+use ruma::{EventId, OwnedEventId, RoomId};
 
 use super::{Rooms, read::parse};
-use crate::{Error, Result, events::Pdu, store::NewEventRow};
+use crate::{
+    Error, Result,
+    events::Pdu,
+    store::{EventRow, NewEventRow},
+};
 
 /// Where this server's history of a room begins, when older events exist elsewhere.
 #[derive(Debug, Clone)]
@@ -30,14 +34,27 @@ impl Rooms {
     /// Where the room's history here begins, if it has older events this server lacks: the
     /// room was joined through another server (or backfilled only in part).
     pub async fn backfill_point(&self, room_id: &RoomId) -> Result<Option<BackfillPoint>> {
-        let Some(earliest) = self
+        match self
             .store
             .room_events(room_id, i64::MIN, true, 1)
             .await?
             .pop()
-        else {
-            return Ok(None);
-        };
+        {
+            Some(earliest) => self.gap_before(earliest).await,
+            None => Ok(None),
+        }
+    }
+
+    /// The events just before `event_id` (a timeline event) that this server lacks, if any:
+    /// after a join, the events between an earlier invite and the join.
+    pub async fn backfill_point_before(&self, event_id: &EventId) -> Result<Option<BackfillPoint>> {
+        match self.store.event(event_id).await? {
+            Some(row) if row.stream_ordering != 0 => self.gap_before(row).await,
+            _ => Ok(None),
+        }
+    }
+
+    async fn gap_before(&self, earliest: EventRow) -> Result<Option<BackfillPoint>> {
         let pdu = parse(&earliest)?;
         if pdu.prev_events.is_empty() {
             return Ok(None);
@@ -60,14 +77,14 @@ impl Rooms {
     }
 
     /// Stores `events` (checked PDUs another server sent for `point`) below the room's
-    /// history, newest first; events already in the timeline are skipped. Returns how many
-    /// were stored.
+    /// history, newest first; events already in the timeline are skipped. Returns those
+    /// stored, with their stream positions.
     pub async fn persist_backfilled(
         &self,
         room_id: &RoomId,
         point: &BackfillPoint,
         events: Vec<(OwnedEventId, Arc<str>)>,
-    ) -> Result<usize> {
+    ) -> Result<Vec<(i64, Pdu)>> {
         let ids: Vec<OwnedEventId> = events.iter().map(|(id, _)| id.clone()).collect();
         let stored = self.store.events(&ids).await?;
         let mut pdus = Vec::with_capacity(events.len());
@@ -101,8 +118,8 @@ impl Rooms {
                 ..super::event_row(pdu)
             })
             .collect();
-        let stored = rows.len();
+        let positions: Vec<i64> = rows.iter().map(|row| row.stream_ordering).collect();
         self.store.persist_backfilled(room_id, rows).await?;
-        Ok(stored)
+        Ok(positions.into_iter().zip(pdus).collect())
     }
 }

@@ -195,8 +195,7 @@ impl Rooms {
     ) -> Result<()> {
         if change.membership == "invite" && change.target.server_name() != self.config.server_name {
             return Err(Error::Forbidden(format!(
-                "{} is a user of another server, who is invited through that server \
-                 (not yet done for this request)",
+                "{} is a user of another server, who is invited through that server",
                 change.target
             )));
         }
@@ -218,12 +217,13 @@ impl Rooms {
         room_id: &RoomId,
         change: MembershipChange<'_>,
         is_direct: bool,
+        extra: &JsonValue,
         countersign: impl AsyncFnOnce(RemoteInvite) -> Result<Arc<str>>,
     ) -> Result<()> {
         let sender = change.sender;
         let target = change.target.to_owned();
         let (mut guard, new) = self
-            .member_event_of(room_id, change, is_direct, &JsonValue::Null)
+            .member_event_of(room_id, change, is_direct, extra)
             .await?;
         let room = guard
             .as_mut()

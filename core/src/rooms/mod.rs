@@ -53,7 +53,8 @@ use std::{
 };
 
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
+    MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId,
+    UInt, UserId,
     events::{StateEventType, TimelineEventType},
 };
 use serde::Deserialize;
@@ -444,18 +445,31 @@ impl Rooms {
         }
         let audience = room.local_audience(&self.config.server_name);
         // This server sends its own events to the others; received events were sent by theirs.
-        let remote_servers = match source {
-            EventSource::Local => room.remote_servers(&self.config.server_name).to_vec(),
-            EventSource::Relayed => {
-                let senders: Vec<OwnedUserId> = rows
+        // The room's servers are counted after the events: a remote member who left, was
+        // kicked or banned is added back, as their server must hear of it.
+        let senders: Vec<OwnedUserId> = rows
+            .iter()
+            .filter_map(|row| UserId::parse(&row.sender).ok())
+            .collect();
+        let relayed = |server: &OwnedServerName| {
+            source == EventSource::Local || !senders.iter().any(|user| user.server_name() == server)
+        };
+        let remote_servers: Vec<OwnedServerName> = match source {
+            EventSource::Local | EventSource::Relayed => {
+                let mut servers = room.remote_servers(&self.config.server_name).to_vec();
+                let members = rows
                     .iter()
-                    .filter_map(|row| UserId::parse(&row.sender).ok())
-                    .collect();
-                room.remote_servers(&self.config.server_name)
-                    .iter()
-                    .filter(|server| !senders.iter().any(|user| user.server_name() == *server))
-                    .cloned()
-                    .collect()
+                    .filter(|row| matches!(row.membership.as_deref(), Some("leave" | "ban")))
+                    .filter_map(|row| row.state_key.as_deref())
+                    .filter_map(|key| UserId::parse(key).ok());
+                for member in members {
+                    let server = member.server_name();
+                    if server != self.config.server_name && !servers.iter().any(|s| s == server) {
+                        servers.push(server.to_owned());
+                    }
+                }
+                servers.retain(relayed);
+                servers
             }
             EventSource::Received | EventSource::RemoteJoin => Vec::new(),
         };

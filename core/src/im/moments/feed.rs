@@ -64,10 +64,11 @@ pub(super) fn content_of(json: &str) -> JsonValue {
 
 fn parse_token(from: Option<&str>) -> Result<Option<i64>> {
     from.map(|token| {
+        // Moments fetched from before this server joined a profile room sit at negative
+        // (backfilled) positions, so any position is a valid token.
         token
             .parse::<i64>()
             .ok()
-            .filter(|position| *position > 0)
             .ok_or_else(|| Error::InvalidParam(format!("Invalid pagination token {token:?}")))
     })
     .transpose()

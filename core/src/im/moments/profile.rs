@@ -57,7 +57,8 @@ impl Im {
         Ok(room_id)
     }
 
-    /// Makes `friend` a member of the owner's profile room: invited, and joined when local.
+    /// Makes `friend` a member of the owner's profile room: invited, and joined when local
+    /// (a friend on another server is joined by their server, see `federated.rs`).
     pub(in crate::im) async fn add_follower(
         &self,
         room_id: &RoomId,
@@ -66,18 +67,21 @@ impl Im {
     ) -> Result<()> {
         let membership = self.rooms.membership(room_id, friend).await?;
         if !matches!(membership.as_deref(), Some("invite" | "join")) {
-            self.rooms
-                .change_membership(
-                    room_id,
-                    MembershipChange {
-                        sender: owner,
-                        target: friend,
-                        membership: "invite",
-                        reason: None,
-                    },
-                    false,
-                )
-                .await?;
+            let invite = MembershipChange {
+                sender: owner,
+                target: friend,
+                membership: "invite",
+                reason: None,
+            };
+            // A friend on another server joins when their server takes the invite. If it
+            // cannot be reached, the friendship still stands; the invite is sent again the
+            // next time the friendship starts.
+            if let Err(e) = self.services()?.invite(room_id, invite, false).await {
+                if friend.server_name() == self.config.server_name {
+                    return Err(e);
+                }
+                tracing::warn!(%room_id, %friend, error = %e, "cannot invite a remote friend to a profile room");
+            }
         }
         if friend.server_name() == self.config.server_name && membership.as_deref() != Some("join")
         {
