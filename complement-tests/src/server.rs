@@ -491,11 +491,30 @@ impl fmt::Display for StartFailure {
 }
 
 /// A port that was free a moment ago (bind to port 0, read it, release it).
+/// A loopback port free now, below the ephemeral range (32768 and up on Linux) that outgoing
+/// connections draw from: a port the system hands out for binding port 0 may be taken by a
+/// client socket of a busy test before the server binds it. Ports are tried in a spread-out
+/// order (a stride coprime to the range's size visits every port once), from a start that
+/// differs per test process.
 pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("cannot bind a loopback port")
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    const STRIDE: u32 = 7_919;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    static START: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(rand::random::<u32>);
+    for _ in 0..COUNT {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let offset = start.wrapping_add(step.wrapping_mul(STRIDE)) % COUNT;
+        let port = u16::try_from(FIRST + offset).expect("ports below 32,000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free loopback port between {FIRST} and {}",
+        FIRST + COUNT
+    )
 }
 
 fn base_config(

@@ -294,3 +294,118 @@ async fn a_dm_crosses_servers_and_a_later_request_comes_in_a_new_room() {
     assert_eq!(alice.dm(&bob.user_id).await, (room_id.clone(), false));
     assert_eq!(bob.dm(&alice.user_id).await, (room_id, false));
 }
+
+#[tokio::test]
+async fn group_ownership_passes_to_a_remote_member_where_the_room_version_allows() {
+    let federation = Federation::start(2).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let transfer = |room_id: String| {
+        let (alice, bob) = (alice.clone(), bob.clone());
+        async move {
+            alice
+                .client
+                .post(
+                    &format!("{IM}/groups/{}/owner", enc(&room_id)),
+                    json!({ "user_id": bob.user_id }),
+                )
+                .await
+        }
+    };
+    let mut rooms = Vec::new();
+    for version in ["11", "12"] {
+        let room_id = alice
+            .create_room(json!({ "preset": "private_chat", "room_version": version }))
+            .await;
+        alice.invite_user(&room_id, &bob.user_id).await;
+        bob.join_room(&room_id).await;
+        rooms.push(room_id);
+    }
+    // Version 11: one power levels event, which Bob's server applies.
+    let moved = transfer(rooms[0].clone()).await.ok();
+    assert_eq!(moved["room_id"], rooms[0].as_str());
+    wait_until("Bob's server to see him as the owner", DELIVERY, || async {
+        let levels = bob
+            .state_content(&rooms[0], "m.room.power_levels", "")
+            .await;
+        (levels["users"][&bob.user_id] == 100).then_some(())
+    })
+    .await;
+    bob.set_state(&rooms[0], "m.room.name", "", json!({ "name": "Bob's now" }))
+        .await;
+    // Version 12: only Bob's own server could make the upgrade that passes it on.
+    transfer(rooms[1].clone())
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+}
+
+#[tokio::test]
+async fn a_recall_and_mute_all_reach_the_other_server() {
+    let federation = Federation::start(2).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "private_chat", "room_version": "11" }))
+        .await;
+    alice.invite_user(&room_id, &bob.user_id).await;
+    bob.join_room(&room_id).await;
+
+    let event_path =
+        |event_id: &str| format!("{V3}/rooms/{}/event/{}", enc(&room_id), enc(event_id));
+    let message = bob.send_text(&room_id, "Oops, wrong group").await;
+    wait_until(
+        "Bob's message to reach Alice's server",
+        DELIVERY,
+        || async { (alice.client.get(&event_path(&message)).await.status == 200).then_some(()) },
+    )
+    .await;
+    // Bob recalls it (inside the default window): pruned on both servers, showing who did.
+    bob.client
+        .put(
+            &format!(
+                "{V3}/rooms/{}/redact/{}/{}",
+                enc(&room_id),
+                enc(&message),
+                txn_id()
+            ),
+            json!({}),
+        )
+        .await
+        .ok();
+    let seen = wait_until("the recall to reach Alice's server", DELIVERY, || async {
+        let event = alice.client.get(&event_path(&message)).await.ok();
+        (event["content"] == json!({})).then_some(event)
+    })
+    .await;
+    assert_eq!(
+        seen["unsigned"]["redacted_because"]["sender"],
+        bob.user_id.as_str(),
+        "{seen}"
+    );
+
+    // Alice mutes everyone: Bob's server applies the raised send level to him.
+    alice
+        .client
+        .put(
+            &format!("{IM}/groups/{}/mute_all", enc(&room_id)),
+            json!({ "muted": true }),
+        )
+        .await
+        .ok();
+    wait_until(
+        "Bob's server to see the raised send level",
+        DELIVERY,
+        || async {
+            let levels = bob.state_content(&room_id, "m.room.power_levels", "").await;
+            (levels["events_default"] == 50).then_some(())
+        },
+    )
+    .await;
+    bob.send_event(
+        &room_id,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "Hello?" }),
+    )
+    .await
+    .assert_error(403, "M_FORBIDDEN");
+}

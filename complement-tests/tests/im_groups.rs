@@ -426,3 +426,112 @@ async fn a_generated_group_avatar_tiles_the_first_members_avatars() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+async fn transfer(owner: &User, room_id: &str, new_owner: &str) -> Response {
+    owner
+        .client
+        .post(
+            &group_path(room_id, "/owner"),
+            json!({ "user_id": new_owner }),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn ownership_before_room_version_12_moves_with_the_power_levels() {
+    let server = TestServer::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "room_version": "11" }))
+        .await;
+    bob.join_room(&room_id).await;
+
+    // Only the owner hands the group on, to a member other than themselves.
+    transfer(&bob, &room_id, &alice.user_id)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    transfer(&alice, &room_id, &alice.user_id)
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    transfer(&alice, &room_id, "@nobody:localhost")
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+
+    let moved = transfer(&alice, &room_id, &bob.user_id).await.ok();
+    assert_eq!(moved["room_id"], room_id.as_str(), "{moved}");
+    let levels = alice
+        .state_content(&room_id, "m.room.power_levels", "")
+        .await;
+    assert_eq!(levels["users"][&bob.user_id], 100, "{levels}");
+    assert!(levels["users"].get(&alice.user_id).is_none(), "{levels}");
+    // Alice is an ordinary member now: no more owner's powers.
+    alice
+        .put_state(&room_id, "m.room.name", "", json!({ "name": "Mine" }))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    transfer(&alice, &room_id, &bob.user_id)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    bob.set_state(&room_id, "m.room.name", "", json!({ "name": "Bob's" }))
+        .await;
+}
+
+#[tokio::test]
+async fn ownership_of_a_version_12_group_passes_by_an_upgrade_the_new_owner_makes() {
+    let server = TestServer::start().await;
+    let alice = server.client().register("alice", PASSWORD).await;
+    let bob = server.client().register("bob", PASSWORD).await;
+    let carol = server.client().register("carol", PASSWORD).await;
+    let room_id = alice
+        .create_room(json!({ "preset": "private_chat", "name": "Climbing", "room_version": "12" }))
+        .await;
+    for member in [&bob, &carol] {
+        alice.invite_user(&room_id, &member.user_id).await;
+        member.join_room(&room_id).await;
+    }
+
+    let moved = transfer(&alice, &room_id, &bob.user_id).await.ok();
+    let new_room = moved["room_id"].as_str().expect("room_id").to_owned();
+    assert_ne!(
+        new_room, room_id,
+        "a version 12 creator's power ends only with the room"
+    );
+    let tombstone = alice.state_content(&room_id, "m.room.tombstone", "").await;
+    assert_eq!(
+        tombstone["replacement_room"],
+        new_room.as_str(),
+        "{tombstone}"
+    );
+    // Bob created the replacement; everyone was moved in, and the name came along.
+    let create = bob.state_content(&new_room, "m.room.create", "").await;
+    assert_eq!(
+        create["predecessor"]["room_id"],
+        room_id.as_str(),
+        "{create}"
+    );
+    for member in [&alice, &bob, &carol] {
+        assert_eq!(
+            bob.membership_of(&new_room, &member.user_id)
+                .await
+                .as_deref(),
+            Some("join"),
+            "{}",
+            member.user_id
+        );
+    }
+    assert_eq!(
+        carol.state_content(&new_room, "m.room.name", "").await["name"],
+        "Climbing"
+    );
+    // Alice is an ordinary member of the new room; Bob owns it.
+    alice
+        .put_state(&new_room, "m.room.name", "", json!({ "name": "Mine" }))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    transfer(&alice, &new_room, &carol.user_id)
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    let back = transfer(&bob, &new_room, &alice.user_id).await.ok();
+    assert_ne!(back["room_id"], new_room.as_str());
+}

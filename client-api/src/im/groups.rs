@@ -1,5 +1,6 @@
 //! Group administration under `/_matrix/client/unstable/im.tessera/groups/{roomId}`:
-//! announcements, a generated avatar, mute all, mute one member for a while, join approval.
+//! announcements, a generated avatar, mute all, mute one member for a while, join approval,
+//! ownership transfer.
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub(super) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .route(&path("/knocks"), get(knocks))
         .route(&path("/knocks/{user_id}/approve"), post(approve))
         .route(&path("/knocks/{user_id}/deny"), post(deny))
+        .route(&path("/owner"), post(transfer_ownership))
 }
 
 #[derive(Deserialize)]
@@ -133,6 +135,24 @@ async fn deny(
     s.im.answer_knock(&caller.user_id, &room_id, &knocker, false)
         .await?;
     Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct NewOwner {
+    user_id: OwnedUserId,
+}
+
+async fn transfer_ownership(
+    State(s): State<Arc<Services>>,
+    Authed(caller): Authed,
+    params: PathParams,
+    JsonBody(body): JsonBody<NewOwner>,
+) -> ApiResult {
+    let room_id: OwnedRoomId = params.get("room_id")?;
+    let room_id =
+        s.im.transfer_ownership(&caller.user_id, &room_id, &body.user_id)
+            .await?;
+    Ok(Json(json!({ "room_id": room_id })))
 }
 
 async fn generate_avatar(

@@ -91,6 +91,7 @@ impl Services {
         let Some(room_id) = room_of(json) else {
             return (None, Err("the PDU has no valid room_id".to_owned()));
         };
+        self.federation.joins.wait_for(&room_id).await;
         let version = match self.rooms.room_version(&room_id).await {
             Ok(Some(version)) => version,
             Ok(None) => return (None, Err(format!("this server is not in {room_id}"))),
@@ -284,6 +285,11 @@ impl Services {
                 crate::rooms::EventSource::Relayed,
             )
             .await?;
+        if membership == "join" {
+            self.rooms
+                .send_concurrent_events(room_id, &checked.event_id, origin)
+                .await?;
+        }
         self.im.received(room_id, &checked.event_id);
         Ok(())
     }

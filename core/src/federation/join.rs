@@ -129,6 +129,7 @@ impl Services {
         room_id: &RoomId,
         reason: Option<&str>,
     ) -> Result<()> {
+        let _joining = self.federation.joins.start(room_id).await;
         let client = &self.federation.client;
         let mut request =
             prepare_join_event::v1::Request::new(room_id.to_owned(), user_id.to_owned());

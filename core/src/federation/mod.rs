@@ -12,6 +12,7 @@ pub mod hierarchy;
 mod inbound;
 mod invite;
 mod join;
+pub mod joining;
 mod knock;
 mod leave;
 mod media;
@@ -76,6 +77,7 @@ pub struct Federation {
     pub client: Arc<FederationClient>,
     pub keys: ServerKeys,
     pub outbound: sender::Outbound,
+    pub joins: joining::JoinsInProgress,
 }
 
 impl Federation {
@@ -90,6 +92,7 @@ impl Federation {
             client,
             keys,
             outbound: sender::Outbound::default(),
+            joins: joining::JoinsInProgress::default(),
         })
     }
 }

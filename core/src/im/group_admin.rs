@@ -50,6 +50,17 @@ pub fn check_member_limit(room: &RoomState, limit: u32) -> Result<()> {
     Ok(())
 }
 
+/// Refuses group administration of a moments profile room: it is not a group.
+pub(super) async fn check_not_profile_room(store: &Store, room_id: &RoomId) -> Result<()> {
+    let create = state_content(store, room_id, "m.room.create", "").await?;
+    if create.is_some_and(|content| content["type"] == PROFILE_TYPE) {
+        return Err(Error::InvalidParam(
+            "A moments profile room is not a group".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// The current content of a room's state entry.
 pub(super) async fn state_content(
     store: &Store,
@@ -72,14 +83,14 @@ pub(super) async fn state_content(
         .map(|mut event| event["content"].take()))
 }
 
-async fn power_levels(store: &Store, room_id: &RoomId) -> Result<JsonValue> {
+pub(super) async fn power_levels(store: &Store, room_id: &RoomId) -> Result<JsonValue> {
     state_content(store, room_id, "m.room.power_levels", "")
         .await?
         .filter(JsonValue::is_object)
         .ok_or_else(|| Error::NotFound(format!("Room {room_id} has no power levels")))
 }
 
-fn level(value: &JsonValue) -> Option<i64> {
+pub(super) fn level(value: &JsonValue) -> Option<i64> {
     value
         .as_i64()
         .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
@@ -357,7 +368,7 @@ impl Im {
         self.rooms.change_membership(room_id, change, false).await
     }
 
-    async fn require_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
+    pub(super) async fn require_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {
         if self.rooms.membership(room_id, user_id).await?.as_deref() != Some("join") {
             return Err(Error::Forbidden(format!(
                 "You are not a member of room {room_id}"

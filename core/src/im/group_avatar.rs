@@ -13,7 +13,7 @@ use image::{DynamicImage, ImageFormat, Rgba, RgbaImage, imageops};
 use ruma::{MxcUri, OwnedMxcUri, RoomId, UserId, events::StateEventType};
 use serde_json::{Value as JsonValue, json};
 
-use super::{group_admin::state_content, moments::PROFILE_TYPE};
+use super::group_admin::{check_not_profile_room, state_content};
 use crate::{
     Error, Result, Services,
     media::{Access, Method, ThumbnailRequest, UploadInfo},
@@ -94,18 +94,9 @@ impl Services {
         user_id: &UserId,
         room_id: &RoomId,
     ) -> Result<OwnedMxcUri> {
-        if self.rooms.membership(room_id, user_id).await?.as_deref() != Some("join") {
-            return Err(Error::Forbidden(format!(
-                "You are not a member of room {room_id}"
-            )));
-        }
+        self.im.require_joined(user_id, room_id).await?;
+        check_not_profile_room(&self.store, room_id).await?;
         let store = &self.store;
-        let create = state_content(store, room_id, "m.room.create", "").await?;
-        if create.is_some_and(|content| content["type"] == PROFILE_TYPE) {
-            return Err(Error::InvalidParam(
-                "A moments profile room is not a group and has no group avatar".to_owned(),
-            ));
-        }
         let current = state_content(store, room_id, "m.room.avatar", "").await?;
         if let Some(current) = current
             && current["url"].as_str().is_some_and(|url| !url.is_empty())

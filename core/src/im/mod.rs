@@ -11,6 +11,7 @@ pub mod group_admin;
 pub mod group_avatar;
 mod locks;
 pub mod moments;
+mod ownership;
 pub mod recall;
 
 use std::sync::{Arc, Weak};

@@ -8,7 +8,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, UInt, UserId,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, ServerName, UInt,
+    UserId,
     events::{StateEventType, TimelineEventType},
 };
 use serde_json::{Value as JsonValue, json};
@@ -25,10 +26,50 @@ use crate::{
     store::{NewRoom, OutlierWithState},
 };
 
+/// The most events sent to a joining server for having been added while its join was made.
+const CONCURRENT_EVENTS_LIMIT: i64 = 100;
 /// Events read per round while walking an auth chain.
 const AUTH_CHAIN_BATCH: usize = 500;
 
 impl Rooms {
+    /// After a remote user's join (`send_join`) is stored: the events this server added to
+    /// the room while the join was being made (after its template, so not among its
+    /// ancestors) are sent to the joining server too. Otherwise it would not hear of them
+    /// until a later event pointed at them, which in a quiet room may be never.
+    pub async fn send_concurrent_events(
+        &self,
+        room_id: &RoomId,
+        join: &EventId,
+        server: &ServerName,
+    ) -> Result<()> {
+        let Some(row) = self.store.event(join).await? else {
+            return Ok(());
+        };
+        let pdu = parse(&row)?;
+        let template_end = self
+            .store
+            .events(&pdu.prev_events)
+            .await?
+            .iter()
+            .map(|prev| prev.stream_ordering)
+            .max()
+            .unwrap_or(row.stream_ordering);
+        let concurrent: Vec<i64> = self
+            .store
+            .room_events(room_id, template_end, true, CONCURRENT_EVENTS_LIMIT)
+            .await?
+            .iter()
+            .map(|event| event.stream_ordering)
+            .filter(|position| *position < row.stream_ordering)
+            .collect();
+        if concurrent.is_empty() {
+            return Ok(());
+        }
+        self.store.queue_for(server.as_str(), &concurrent).await?;
+        self.outbound.notify_one();
+        Ok(())
+    }
+
     /// The version of a room this server knows.
     pub async fn room_version(&self, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
         Ok(self.store.room_version(room_id).await?)

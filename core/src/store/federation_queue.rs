@@ -103,6 +103,20 @@ impl Store {
             .await
     }
 
+    /// Queues stored events (by stream position) for `destination` once more.
+    pub async fn queue_for(&self, destination: &str, positions: &[i64]) -> Result<()> {
+        for position in positions {
+            self.writer
+                .execute(
+                    "INSERT INTO federation_outbox (destination, stream_ordering) VALUES ($1, $2) \
+                     ON CONFLICT (destination, stream_ordering) DO NOTHING",
+                    vec![destination.into(), (*position).into()],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The oldest `limit` events queued for `destination`: (position, PDU JSON).
     pub async fn outbox_batch(&self, destination: &str, limit: i64) -> Result<Vec<(i64, String)>> {
         let rows = sqlx::query(
