@@ -146,6 +146,17 @@ async fn a_friendship_across_servers_shares_moments_and_ends_on_both() {
         item["likes"] == json!([bob.user_id]) && item["comments"][0]["body"] == "Beautiful"
     })
     .await;
+    // They reach Alice as notifications too, though they came from another server.
+    let notifications = alice.client.get(&format!("{V3}/notifications")).await.ok();
+    let from_bob: Vec<&str> = notifications["notifications"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["event"]["sender"] == bob.user_id.as_str())
+        .filter_map(|n| n["event"]["type"].as_str())
+        .collect();
+    assert!(from_bob.contains(&"m.reaction"), "{notifications}");
+    assert!(from_bob.contains(&"m.room.message"), "{notifications}");
     let hike = post(&bob, "Hiking today").await;
     wait_for_moment(&alice, &hike, "Bob's moment", |item| {
         item["sender"] == bob.user_id.as_str()

@@ -142,7 +142,12 @@ impl Services {
             .await
             .map_err(|e| e.to_string());
         if outcome.is_ok() {
-            self.im.received(&room_id, &checked.event_id);
+            let kind = checked
+                .object
+                .get("type")
+                .and_then(CanonicalJsonValue::as_str)
+                .unwrap_or_default();
+            self.im.received(&room_id, &checked.event_id, kind);
         }
         (Some(checked.event_id), outcome)
     }
@@ -290,7 +295,8 @@ impl Services {
                 .send_concurrent_events(room_id, &checked.event_id, origin)
                 .await?;
         }
-        self.im.received(room_id, &checked.event_id);
+        self.im
+            .received(room_id, &checked.event_id, "m.room.member");
         Ok(())
     }
 }

@@ -160,7 +160,11 @@ impl Im {
 
     /// An event another server sent, now in the room's timeline: what it means to the IM
     /// layer is worked out in the background.
-    pub fn received(&self, room_id: &RoomId, event_id: &EventId) {
+    pub fn received(&self, room_id: &RoomId, event_id: &EventId, kind: &str) {
+        // Only these types mean anything here: the rest is not worth a task and a read.
+        if !matches!(kind, "m.room.member" | "m.room.redaction" | POST_TYPE) {
+            return;
+        }
         let services = self.services.clone();
         let (room_id, event_id) = (room_id.to_owned(), event_id.to_owned());
         tokio::spawn(async move {
@@ -226,7 +230,8 @@ impl Im {
                     .await?;
             }
         }
-        for local in self.store.joined_members(room_id).await? {
+        for (one, other) in self.store.dm_pairs_of(room_id).await? {
+            let local = if one == member { other } else { one };
             if local.server_name() != self.config.server_name {
                 continue;
             }

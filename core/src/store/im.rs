@@ -28,6 +28,23 @@ impl Store {
         room.map(super::stored_id::<OwnedRoomId>).transpose()
     }
 
+    /// The pairs whose DM room `room_id` is (one, unless a pair's mapping was replaced
+    /// concurrently).
+    pub async fn dm_pairs_of(&self, room_id: &RoomId) -> Result<Vec<(OwnedUserId, OwnedUserId)>> {
+        let rows = sqlx::query("SELECT user_a, user_b FROM im_dm_rooms WHERE room_id = $1")
+            .bind(room_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    super::stored_id(row.try_get(0)?)?,
+                    super::stored_id(row.try_get(1)?)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Records `room_id` as the pair's DM room unless one is recorded already; returns the room
     /// that is recorded afterwards (the first one wins).
     pub async fn claim_dm_room(
