@@ -165,6 +165,10 @@ impl Client {
         self.request(Method::PUT, path, Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> Response {
+        self.request(Method::DELETE, path, None).await
+    }
+
     pub(crate) async fn send(
         &self,
         method: Method,

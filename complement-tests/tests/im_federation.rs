@@ -172,11 +172,7 @@ async fn a_friendship_across_servers_shares_moments_and_ends_on_both() {
     // A moment deleted on its owner's server leaves the other's feed.
     alice
         .client
-        .request(
-            complement_tests::Method::DELETE,
-            &format!("{IM}/moments/posts/{}", enc(&sunset)),
-            None,
-        )
+        .delete(&format!("{IM}/moments/posts/{}", enc(&sunset)))
         .await
         .ok();
     wait_until(
@@ -195,11 +191,7 @@ async fn a_friendship_across_servers_shares_moments_and_ends_on_both() {
     // Deleting the friend ends it on both servers, and each one's moments leave the other's feed.
     alice
         .client
-        .request(
-            complement_tests::Method::DELETE,
-            &format!("{IM}/friends/{}", enc(&bob.user_id)),
-            None,
-        )
+        .delete(&format!("{IM}/friends/{}", enc(&bob.user_id)))
         .await
         .ok();
     assert!(friend_ids(&alice).await.is_empty());

@@ -258,24 +258,14 @@ impl Im {
         if owner.as_deref() != Some(pdu.sender.as_str()) {
             return Ok(());
         }
-        let viewers: Vec<OwnedUserId> = self
-            .store
-            .joined_members(room_id)
-            .await?
-            .into_iter()
-            .filter(|user| user.server_name() == self.config.server_name)
-            .collect();
-        self.store
-            .add_moment(
-                &MomentRow {
-                    position,
-                    event_id: pdu.event_id.clone(),
-                    room_id: room_id.to_owned(),
-                },
-                &pdu.sender,
-                &viewers,
-            )
-            .await?;
-        Ok(())
+        self.index_moment(
+            MomentRow {
+                position,
+                event_id: pdu.event_id.clone(),
+                room_id: room_id.to_owned(),
+            },
+            &pdu.sender,
+        )
+        .await
     }
 }

@@ -243,15 +243,7 @@ impl Im {
         self.require_joined(user_id, room_id).await?;
         let mut levels = power_levels(&self.store, room_id).await?;
         levels["events_default"] = json!(if muted { MUTED_SEND_LEVEL } else { 0 });
-        self.rooms
-            .send_state(
-                user_id,
-                room_id,
-                StateEventType::RoomPowerLevels,
-                String::new(),
-                levels,
-            )
-            .await?;
+        self.send_power_levels(user_id, room_id, levels).await?;
         Ok(())
     }
 
@@ -286,15 +278,7 @@ impl Im {
         let until = now_ms().saturating_add(duration_secs.saturating_mul(1000));
         let existing = self.store.mute(room_id, target).await?;
         levels["users"][target.as_str()] = json!(send_level - 1);
-        self.rooms
-            .send_state(
-                user_id,
-                room_id,
-                StateEventType::RoomPowerLevels,
-                String::new(),
-                levels,
-            )
-            .await?;
+        self.send_power_levels(user_id, room_id, levels).await?;
         self.store
             .put_mute(&MuteRow {
                 room_id: room_id.to_owned(),
@@ -366,6 +350,25 @@ impl Im {
             reason: (!approve).then_some("Join request denied"),
         };
         self.rooms.change_membership(room_id, change, false).await
+    }
+
+    /// Sends the room's power levels as `sender`.
+    pub(super) async fn send_power_levels(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        levels: JsonValue,
+    ) -> Result<()> {
+        self.rooms
+            .send_state(
+                sender,
+                room_id,
+                StateEventType::RoomPowerLevels,
+                String::new(),
+                levels,
+            )
+            .await?;
+        Ok(())
     }
 
     pub(super) async fn require_joined(&self, user_id: &UserId, room_id: &RoomId) -> Result<()> {

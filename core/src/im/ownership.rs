@@ -11,7 +11,7 @@
 //! clients also see the old room's tombstone). A new owner on another server cannot be made
 //! to upgrade by this server, so in such rooms they must be a local user.
 
-use ruma::{OwnedRoomId, RoomId, UserId, events::StateEventType};
+use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Value as JsonValue, json};
 
 use super::{
@@ -59,15 +59,7 @@ impl Im {
             if let Some(users) = levels["users"].as_object_mut() {
                 users.remove(owner.as_str());
             }
-            self.rooms
-                .send_state(
-                    owner,
-                    room_id,
-                    StateEventType::RoomPowerLevels,
-                    String::new(),
-                    levels,
-                )
-                .await?;
+            self.send_power_levels(owner, room_id, levels).await?;
             return Ok(room_id.to_owned());
         }
         if !self.creators(room_id).await?.iter().any(|c| c == owner) {
@@ -85,15 +77,7 @@ impl Im {
             .or_else(|| level(&levels["state_default"]))
             .unwrap_or(OWNER_LEVEL);
         levels["users"][new_owner.as_str()] = json!(tombstone_level);
-        self.rooms
-            .send_state(
-                owner,
-                room_id,
-                StateEventType::RoomPowerLevels,
-                String::new(),
-                levels,
-            )
-            .await?;
+        self.send_power_levels(owner, room_id, levels).await?;
         let replacement = self
             .rooms
             .upgrade_room(new_owner, room_id, &version, Vec::new())

@@ -164,25 +164,33 @@ impl Im {
             self.store.event(&event_id).await?.ok_or_else(|| {
                 Error::Internal(format!("posted moment {event_id} is not stored"))
             })?;
+        self.index_moment(
+            MomentRow {
+                position: row.stream_ordering,
+                event_id: event_id.clone(),
+                room_id,
+            },
+            owner,
+        )
+        .await?;
+        Ok(event_id)
+    }
+
+    /// Indexes a moment and puts it in the feeds of its profile room's local members.
+    pub(in crate::im) async fn index_moment(
+        &self,
+        moment: MomentRow,
+        owner: &UserId,
+    ) -> Result<()> {
         let viewers: Vec<OwnedUserId> = self
             .store
-            .joined_members(&room_id)
+            .joined_members(&moment.room_id)
             .await?
             .into_iter()
             .filter(|user| user.server_name() == self.config.server_name)
             .collect();
-        self.store
-            .add_moment(
-                &MomentRow {
-                    position: row.stream_ordering,
-                    event_id: event_id.clone(),
-                    room_id,
-                },
-                owner,
-                &viewers,
-            )
-            .await?;
-        Ok(event_id)
+        self.store.add_moment(&moment, owner, &viewers).await?;
+        Ok(())
     }
 
     /// A moment the user may see (they are joined to its profile room): its index row and
