@@ -206,7 +206,9 @@ impl Im {
                 _ => Ok(()),
             };
         }
-        if kind == POST_TYPE {
+        // Received events are handled concurrently: a moment whose redaction was handled
+        // first is already marked redacted, and is not indexed.
+        if kind == POST_TYPE && row.redacted_by.is_none() {
             return self
                 .index_remote_moment(room_id, &pdu, row.stream_ordering)
                 .await;
@@ -231,7 +233,11 @@ impl Im {
             }
         }
         for (one, other) in self.store.dm_pairs_of(room_id).await? {
-            let local = if one == member { other } else { one };
+            let local = match (one == member, other == member) {
+                (true, _) => other,
+                (_, true) => one,
+                _ => continue,
+            };
             if local.server_name() != self.config.server_name {
                 continue;
             }
