@@ -442,10 +442,13 @@ async fn ownership_before_room_version_12_moves_with_the_power_levels() {
     let server = TestServer::start().await;
     let alice = server.client().register("alice", PASSWORD).await;
     let bob = server.client().register("bob", PASSWORD).await;
+    let carol = server.client().register("carol", PASSWORD).await;
     let room_id = alice
         .create_room(json!({ "preset": "public_chat", "room_version": "11" }))
         .await;
     bob.join_room(&room_id).await;
+    carol.join_room(&room_id).await;
+    mute(&alice, &room_id, &carol.user_id, 4).await.ok();
 
     // Only the owner hands the group on, to a member other than themselves.
     transfer(&bob, &room_id, &alice.user_id)
@@ -475,6 +478,12 @@ async fn ownership_before_room_version_12_moves_with_the_power_levels() {
         .assert_error(403, "M_FORBIDDEN");
     bob.set_state(&room_id, "m.room.name", "", json!({ "name": "Bob's" }))
         .await;
+    // Alice's mute of Carol still ends, though Alice no longer has the power to lift it.
+    carol
+        .send_event(&room_id, "m.room.message", text("hello?"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    wait_until_unmuted(&carol, &room_id).await;
 }
 
 #[tokio::test]
@@ -490,6 +499,16 @@ async fn ownership_of_a_version_12_group_passes_by_an_upgrade_the_new_owner_make
         alice.invite_user(&room_id, &member.user_id).await;
         member.join_room(&room_id).await;
     }
+
+    alice
+        .client
+        .put(
+            &group_path(&room_id, "/announcement"),
+            json!({ "text": "Meet at the gym" }),
+        )
+        .await
+        .ok();
+    mute(&alice, &room_id, &carol.user_id, 4).await.ok();
 
     let moved = transfer(&alice, &room_id, &bob.user_id).await.ok();
     let new_room = moved["room_id"].as_str().expect("room_id").to_owned();
@@ -532,6 +551,25 @@ async fn ownership_of_a_version_12_group_passes_by_an_upgrade_the_new_owner_make
     transfer(&alice, &new_room, &carol.user_id)
         .await
         .assert_error(403, "M_FORBIDDEN");
+    // The announcement came along, pinned; Carol's mute runs on in the new room, and ends.
+    let announcement = carol
+        .state_content(&new_room, "im.tessera.announcement", "")
+        .await;
+    assert_eq!(announcement["text"], "Meet at the gym", "{announcement}");
+    let pinned = carol
+        .state_content(&new_room, "m.room.pinned_events", "")
+        .await;
+    assert_eq!(
+        pinned["pinned"].as_array().map(Vec::len),
+        Some(1),
+        "{pinned}"
+    );
+    carol
+        .send_event(&new_room, "m.room.message", text("hello?"))
+        .await
+        .assert_error(403, "M_FORBIDDEN");
+    wait_until_unmuted(&carol, &new_room).await;
+
     let back = transfer(&bob, &new_room, &alice.user_id).await.ok();
     assert_ne!(back["room_id"], new_room.as_str());
 }

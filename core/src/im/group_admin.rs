@@ -102,7 +102,7 @@ pub(super) fn level(value: &JsonValue) -> Option<i64> {
 pub(super) struct Mutes {
     store: Store,
     rooms: Arc<Rooms>,
-    changed: Arc<Notify>,
+    pub(super) changed: Arc<Notify>,
 }
 
 impl Mutes {

@@ -11,14 +11,14 @@
 //! clients also see the old room's tombstone). A new owner on another server cannot be made
 //! to upgrade by this server, so in such rooms they must be a local user.
 
-use ruma::{OwnedRoomId, RoomId, UserId};
+use ruma::{OwnedRoomId, RoomId, UserId, events::StateEventType};
 use serde_json::{Value as JsonValue, json};
 
 use super::{
     Im,
-    group_admin::{check_not_profile_room, level, power_levels},
+    group_admin::{ANNOUNCEMENT, check_not_profile_room, level, power_levels, state_content},
 };
-use crate::{Error, Result, rooms::MembershipChange};
+use crate::{Error, Result, rooms::MembershipChange, store::MuteRow};
 
 impl Im {
     /// Makes `new_owner` (a joined member) the group's owner in place of `owner`. Returns the
@@ -60,6 +60,8 @@ impl Im {
                 users.remove(owner.as_str());
             }
             self.send_power_levels(owner, room_id, levels).await?;
+            self.hand_over_mutes(room_id, room_id, owner, new_owner)
+                .await?;
             return Ok(room_id.to_owned());
         }
         if !self.creators(room_id).await?.iter().any(|c| c == owner) {
@@ -83,7 +85,73 @@ impl Im {
             .upgrade_room(new_owner, room_id, &version, Vec::new())
             .await?;
         self.move_members(room_id, &replacement, new_owner).await?;
+        self.carry_announcement(room_id, &replacement, new_owner)
+            .await?;
+        self.hand_over_mutes(room_id, &replacement, owner, new_owner)
+            .await?;
         Ok(replacement)
+    }
+
+    /// The group's announcement, if any, set again in the replacement room (as it was) and
+    /// pinned there: pinned events of the old room are not carried by an upgrade.
+    async fn carry_announcement(
+        &self,
+        old: &RoomId,
+        replacement: &RoomId,
+        new_owner: &UserId,
+    ) -> Result<()> {
+        let Some(announcement) = state_content(&self.store, old, ANNOUNCEMENT, "").await? else {
+            return Ok(());
+        };
+        let event_id = self
+            .rooms
+            .send_state(
+                new_owner,
+                replacement,
+                StateEventType::from(ANNOUNCEMENT),
+                String::new(),
+                announcement,
+            )
+            .await?;
+        self.rooms
+            .send_state(
+                new_owner,
+                replacement,
+                StateEventType::RoomPinnedEvents,
+                String::new(),
+                json!({ "pinned": [event_id] }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Mutes still running go on under the new owner: the old one may lack the power to lift
+    /// them now, and in a replacement room they are the replacement's (the upgrade copied the
+    /// lowered levels).
+    async fn hand_over_mutes(
+        &self,
+        old: &RoomId,
+        room_id: &RoomId,
+        owner: &UserId,
+        new_owner: &UserId,
+    ) -> Result<()> {
+        for mute in self.store.room_mutes(old).await? {
+            if room_id == old && mute.muted_by != owner {
+                continue;
+            }
+            if room_id != old {
+                self.store.delete_mute(old, &mute.user_id).await?;
+            }
+            self.store
+                .put_mute(&MuteRow {
+                    room_id: room_id.to_owned(),
+                    muted_by: new_owner.to_owned(),
+                    ..mute
+                })
+                .await?;
+        }
+        self.mutes.changed.notify_one();
+        Ok(())
     }
 
     /// The joined members of the old room, the new owner aside, into its replacement: local

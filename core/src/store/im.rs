@@ -415,6 +415,18 @@ impl Store {
         row.as_ref().map(mute_row).transpose()
     }
 
+    /// The room's members muted now.
+    pub async fn room_mutes(&self, room_id: &RoomId) -> Result<Vec<MuteRow>> {
+        let rows = sqlx::query(
+            "SELECT room_id, user_id, muted_by, until_ts, previous_level FROM im_mutes \
+             WHERE room_id = $1",
+        )
+        .bind(room_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(mute_row).collect()
+    }
+
     /// Mutes that end at or before `now`, and the end of the next one after.
     pub async fn due_mutes(&self, now: i64) -> Result<(Vec<MuteRow>, Option<i64>)> {
         let rows = sqlx::query(
