@@ -167,7 +167,7 @@ impl Services {
                 checked.event_id
             )));
         }
-        let invitee = invitee(&checked.object, origin, &self.config.server_name)?;
+        let (inviter, invitee) = parties(&checked.object, origin, &self.config.server_name)?;
         if self
             .store
             .account(&invitee)
@@ -181,19 +181,19 @@ impl Services {
         if participating {
             self.rooms.check_server_acl(room_id, origin).await?;
         }
-        let inviter = sender_of(&checked.object)?;
         let content = checked
             .object
             .get("content")
             .map(|content| JsonValue::from(content.clone()))
             .unwrap_or_default();
-        let profile_room = request
+        let stripped: Vec<JsonValue> = request
             .invite_room_state
             .iter()
             .filter_map(stripped_event)
-            .any(|event| {
-                event["type"] == "m.room.create" && event["content"]["type"] == PROFILE_TYPE
-            });
+            .collect();
+        let profile_room = stripped.iter().any(|event| {
+            event["type"] == "m.room.create" && event["content"]["type"] == PROFILE_TYPE
+        });
         self.im
             .incoming_invite(IncomingInvite {
                 inviter: &inviter,
@@ -213,11 +213,6 @@ impl Services {
         .map_err(|e| Error::Internal(format!("cannot sign the invite: {e}")))?;
         let pdu = pdu_of(checked.event_id, room_id, &object)?;
         if !participating {
-            let stripped = request
-                .invite_room_state
-                .iter()
-                .filter_map(stripped_event)
-                .collect();
             self.rooms
                 .store_out_of_band_membership(&pdu, Some((version.clone(), stripped, None)))
                 .await?;
@@ -226,21 +221,13 @@ impl Services {
     }
 }
 
-/// The sender of an invite [`invitee`] accepted.
-fn sender_of(object: &CanonicalJsonObject) -> Result<OwnedUserId> {
-    object
-        .get("sender")
-        .and_then(CanonicalJsonValue::as_str)
-        .and_then(|sender| UserId::parse(sender).ok())
-        .ok_or_else(|| Error::BadJson("The invite has no valid sender".to_owned()))
-}
-
-/// The local user an invite PDU from `origin` invites; anything else is refused.
-fn invitee(
+/// The remote inviter and the local invitee of an invite PDU from `origin`; anything else is
+/// refused.
+fn parties(
     object: &CanonicalJsonObject,
     origin: &ServerName,
     own_server: &ServerName,
-) -> Result<ruma::OwnedUserId> {
+) -> Result<(OwnedUserId, OwnedUserId)> {
     let field = |name: &str| object.get(name).and_then(CanonicalJsonValue::as_str);
     let membership = object
         .get("content")
@@ -250,16 +237,17 @@ fn invitee(
     if field("type") != Some("m.room.member") || membership != Some("invite") {
         return Err(Error::BadJson("The event is not an invite".to_owned()));
     }
-    let sender = field("sender").and_then(|s| UserId::parse(s).ok());
-    if sender.is_none_or(|sender| sender.server_name() != origin) {
-        return Err(Error::Forbidden(format!(
-            "The invite's sender is not a user of {origin}"
-        )));
-    }
-    field("state_key")
+    let inviter = field("sender")
+        .and_then(|s| UserId::parse(s).ok())
+        .filter(|sender| sender.server_name() == origin)
+        .ok_or_else(|| {
+            Error::Forbidden(format!("The invite's sender is not a user of {origin}"))
+        })?;
+    let invitee = field("state_key")
         .and_then(|key| UserId::parse(key).ok())
         .filter(|user| user.server_name() == own_server)
-        .ok_or_else(|| Error::BadJson(format!("The invite is not for a user of {own_server}")))
+        .ok_or_else(|| Error::BadJson(format!("The invite is not for a user of {own_server}")))?;
+    Ok((inviter, invitee))
 }
 
 /// A stripped state event sent with an invite, as shown to the invitee's client; events that
@@ -309,7 +297,7 @@ mod tests {
     fn only_invites_from_the_origin_to_local_users_are_taken() {
         let origin = server_name!("a.test");
         let own = server_name!("b.test");
-        let invitee_of = |event| invitee(&event, origin, own);
+        let invitee_of = |event| parties(&event, origin, own).map(|(_, invitee)| invitee);
         assert_eq!(
             invitee_of(invite("@alice:a.test", "@bob:b.test", "invite")).unwrap(),
             "@bob:b.test"

@@ -9,6 +9,7 @@ use serde_json::{Map, Value as JsonValue, json};
 use super::Im;
 use crate::{
     Error, Result,
+    events::Pdu,
     rooms::{CreateRoom, MembershipChange},
 };
 
@@ -127,8 +128,9 @@ impl Im {
             .pending_membership(room_id, user_id)
             .await?
             .and_then(|pending| {
-                let event: JsonValue = serde_json::from_str(&pending.event.json).ok()?;
-                event["content"]["membership"].as_str().map(str::to_owned)
+                Pdu::from_json(pending.event.event_id, room_id, pending.event.json)
+                    .ok()?
+                    .membership()
             }))
     }
 

@@ -193,6 +193,21 @@ impl Im {
                 "An announcement is at most {MAX_ANNOUNCEMENT_CHARS} characters"
             )));
         }
+        self.publish_announcement(
+            user_id,
+            room_id,
+            json!({ "text": text, "author": user_id, "ts": now_ms() }),
+        )
+        .await
+    }
+
+    /// Sets the announcement state event and pins it in place of the previous one.
+    pub(super) async fn publish_announcement(
+        &self,
+        user_id: &UserId,
+        room_id: &RoomId,
+        content: JsonValue,
+    ) -> Result<OwnedEventId> {
         let previous = self
             .store
             .current_state(room_id)
@@ -207,7 +222,7 @@ impl Im {
                 room_id,
                 StateEventType::from(ANNOUNCEMENT),
                 String::new(),
-                json!({ "text": text, "author": user_id, "ts": now_ms() }),
+                content,
             )
             .await?;
         let pinned = state_content(&self.store, room_id, "m.room.pinned_events", "")

@@ -11,7 +11,7 @@
 //! clients also see the old room's tombstone). A new owner on another server cannot be made
 //! to upgrade by this server, so in such rooms they must be a local user.
 
-use ruma::{OwnedRoomId, RoomId, UserId, events::StateEventType};
+use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Value as JsonValue, json};
 
 use super::{
@@ -64,7 +64,13 @@ impl Im {
                 .await?;
             return Ok(room_id.to_owned());
         }
-        if !self.creators(room_id).await?.iter().any(|c| c == owner) {
+        if !self
+            .rooms
+            .creators(room_id)
+            .await?
+            .iter()
+            .any(|c| c == owner)
+        {
             return Err(not_owner());
         }
         if new_owner.server_name() != self.config.server_name {
@@ -100,51 +106,35 @@ impl Im {
         replacement: &RoomId,
         new_owner: &UserId,
     ) -> Result<()> {
-        let Some(announcement) = state_content(&self.store, old, ANNOUNCEMENT, "").await? else {
-            return Ok(());
-        };
-        let event_id = self
-            .rooms
-            .send_state(
-                new_owner,
-                replacement,
-                StateEventType::from(ANNOUNCEMENT),
-                String::new(),
-                announcement,
-            )
-            .await?;
-        self.rooms
-            .send_state(
-                new_owner,
-                replacement,
-                StateEventType::RoomPinnedEvents,
-                String::new(),
-                json!({ "pinned": [event_id] }),
-            )
-            .await?;
+        if let Some(announcement) = state_content(&self.store, old, ANNOUNCEMENT, "").await? {
+            self.publish_announcement(new_owner, replacement, announcement)
+                .await?;
+        }
         Ok(())
     }
 
     /// Mutes still running go on under the new owner: the old one may lack the power to lift
-    /// them now, and in a replacement room they are the replacement's (the upgrade copied the
-    /// lowered levels).
+    /// them now. Moving to a replacement room (`to`, whose levels the upgrade copied, the
+    /// lowered ones included), all of them move; in the same room, only the old owner's need
+    /// a new name.
     async fn hand_over_mutes(
         &self,
-        old: &RoomId,
-        room_id: &RoomId,
+        from: &RoomId,
+        to: &RoomId,
         owner: &UserId,
         new_owner: &UserId,
     ) -> Result<()> {
-        for mute in self.store.room_mutes(old).await? {
-            if room_id == old && mute.muted_by != owner {
+        let moving = from != to;
+        for mute in self.store.room_mutes(from).await? {
+            if !moving && mute.muted_by != owner {
                 continue;
             }
-            if room_id != old {
-                self.store.delete_mute(old, &mute.user_id).await?;
+            if moving {
+                self.store.delete_mute(from, &mute.user_id).await?;
             }
             self.store
                 .put_mute(&MuteRow {
-                    room_id: room_id.to_owned(),
+                    room_id: to.to_owned(),
                     muted_by: new_owner.to_owned(),
                     ..mute
                 })
@@ -183,33 +173,6 @@ impl Im {
             }
         }
         Ok(())
-    }
-
-    /// The room's creators: its create event's sender and `additional_creators`.
-    async fn creators(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedUserId>> {
-        let Some(entry) = self
-            .store
-            .current_state(room_id)
-            .await?
-            .into_iter()
-            .find(|e| e.event_type == "m.room.create" && e.state_key.is_empty())
-        else {
-            return Ok(Vec::new());
-        };
-        let Some(row) = self.store.event(&entry.event_id).await? else {
-            return Ok(Vec::new());
-        };
-        let event: JsonValue =
-            serde_json::from_str(&row.json).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(std::iter::once(&event["sender"])
-            .chain(
-                event["content"]["additional_creators"]
-                    .as_array()
-                    .into_iter()
-                    .flatten(),
-            )
-            .filter_map(|user| user.as_str().and_then(|u| UserId::parse(u).ok()))
-            .collect())
     }
 }
 

@@ -447,28 +447,27 @@ impl Rooms {
         // This server sends its own events to the others; received events were sent by theirs.
         // The room's servers are counted after the events: a remote member who left, was
         // kicked or banned is added back, as their server must hear of it.
-        let senders: Vec<OwnedUserId> = rows
-            .iter()
-            .filter_map(|row| UserId::parse(&row.sender).ok())
-            .collect();
-        let relayed = |server: &OwnedServerName| {
-            source == EventSource::Local || !senders.iter().any(|user| user.server_name() == server)
-        };
         let remote_servers: Vec<OwnedServerName> = match source {
             EventSource::Local | EventSource::Relayed => {
                 let mut servers = room.remote_servers(&self.config.server_name).to_vec();
-                let members = rows
+                let departed = rows
                     .iter()
                     .filter(|row| matches!(row.membership.as_deref(), Some("leave" | "ban")))
-                    .filter_map(|row| row.state_key.as_deref())
-                    .filter_map(|key| UserId::parse(key).ok());
-                for member in members {
+                    .filter_map(|row| UserId::parse(row.state_key.as_deref()?).ok());
+                for member in departed {
                     let server = member.server_name();
                     if server != self.config.server_name && !servers.iter().any(|s| s == server) {
                         servers.push(server.to_owned());
                     }
                 }
-                servers.retain(relayed);
+                if source == EventSource::Relayed {
+                    let senders: Vec<OwnedUserId> = rows
+                        .iter()
+                        .filter_map(|row| UserId::parse(&row.sender).ok())
+                        .collect();
+                    servers
+                        .retain(|server| !senders.iter().any(|user| user.server_name() == server));
+                }
                 servers
             }
             EventSource::Received | EventSource::RemoteJoin => Vec::new(),

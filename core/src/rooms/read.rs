@@ -64,6 +64,16 @@ impl Rooms {
             .map(|(membership, _)| membership))
     }
 
+    /// The room's creators: its create event's sender and, from room version 12, its
+    /// `additional_creators`.
+    pub async fn creators(&self, room_id: &RoomId) -> Result<Vec<ruma::OwnedUserId>> {
+        let guard = self.lock(room_id).await?;
+        Ok(guard
+            .as_ref()
+            .map(super::aliases::creators)
+            .unwrap_or_default())
+    }
+
     /// The content of the state entry `(kind, key)` of a state group.
     pub(super) async fn state_content_at(
         &self,
