@@ -191,6 +191,34 @@ impl Federation {
         format!("https://{}:{}", federated_server_name(i), self.tls_ports[i])
     }
 
+    /// `event` (a PDU without hashes and signatures, of a room of `version`) hashed and signed
+    /// with server `from`'s own key, and its event ID: a PDU `from` could have built, for
+    /// events no client action makes (ones the server itself would refuse to send).
+    pub fn signed_pdu(
+        &self,
+        from: usize,
+        version: &str,
+        event: serde_json::Value,
+    ) -> (String, serde_json::Value) {
+        let key = tessera_core::keys::SigningKey::load_or_generate(
+            &self.servers[from].signing_key_path(),
+        )
+        .expect("load the signing key");
+        let rules = ruma::RoomVersionId::try_from(version)
+            .ok()
+            .and_then(|version| version.rules())
+            .expect("a known room version");
+        let mut object: ruma::CanonicalJsonObject =
+            serde_json::from_value(event).expect("the event is a JSON object");
+        let server_name =
+            ruma::OwnedServerName::try_from(federated_server_name(from)).expect("a server name");
+        let event_id =
+            tessera_core::events::sign_and_identify(&mut object, &rules, &server_name, key.pair())
+                .expect("sign the event");
+        let json = serde_json::to_value(&object).expect("the signed event");
+        (event_id.to_string(), json)
+    }
+
     /// A request to server `to`'s federation API signed with server `from`'s own key (spec:
     /// "Request Authentication"): exactly what `from` would send, for requests no client
     /// action makes, such as malformed ones.

@@ -217,3 +217,116 @@ async fn timestamp_to_event_answers_servers_in_the_room() {
         .await
         .assert_error(403, "M_FORBIDDEN");
 }
+
+/// Spec: Client-Server API, "Redactions" (room versions 3+): a server applies a redaction only
+/// when its sender is of the same server as the redacted event's sender, or may redact by the
+/// room's power levels. Bob of hs1, without that power, sends redactions hs1 would not send
+/// itself (the test builds and signs them with hs1's key): both pass the auth rules and are
+/// kept, but only the one of Bob's own message prunes anything.
+#[tokio::test]
+async fn a_remote_redaction_without_the_power_to_redact_is_not_applied() {
+    let federation = Federation::start(2).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let (hs0, hs1) = (federated_server_name(0), federated_server_name(1));
+    let room_id = alice
+        .create_room(json!({ "preset": "public_chat", "room_version": "11" }))
+        .await;
+    bob.client
+        .post(
+            &format!("{V3}/join/{}?server_name={}", enc(&room_id), enc(&hs0)),
+            json!({}),
+        )
+        .await
+        .ok();
+    let alices = alice.send_text(&room_id, "alice's words").await;
+    let bobs = bob.send_text(&room_id, "bob's words").await;
+    complement_tests::wait_until(
+        "Bob's message to reach hs0",
+        std::time::Duration::from_secs(30),
+        || async {
+            let event = alice
+                .client
+                .get(&room_path(&room_id, &format!("event/{}", enc(&bobs))))
+                .await;
+            (event.status == 200).then_some(())
+        },
+    )
+    .await;
+    let state = alice.client.get(&room_path(&room_id, "state")).await.ok();
+    let state_id = |kind: &str, key: &str| {
+        state
+            .as_array()
+            .and_then(|events| {
+                events
+                    .iter()
+                    .find(|e| e["type"] == kind && e["state_key"] == key)
+            })
+            .map(|e| e["event_id"].clone())
+            .unwrap_or_else(|| panic!("no {kind} {key:?} in {state}"))
+    };
+    let auth_events = json!([
+        state_id("m.room.create", ""),
+        state_id("m.room.power_levels", ""),
+        state_id("m.room.member", &bob.user_id),
+    ]);
+    let latest = chunk(&alice.messages(&room_id, "dir=b&limit=1").await)[0]["event_id"]
+        .as_str()
+        .expect("the latest event")
+        .to_owned();
+    let served = federation
+        .signed_request(
+            1,
+            0,
+            Method::GET,
+            &format!("{FED}/event/{}", enc(&latest)),
+            None,
+        )
+        .await
+        .ok();
+    let mut depth = served["pdus"][0]["depth"].as_u64().expect("a depth");
+    let mut prev = latest;
+    for (txn, target) in [("redact-alices", &alices), ("redact-bobs", &bobs)] {
+        depth += 1;
+        let (event_id, pdu) = federation.signed_pdu(
+            1,
+            "11",
+            json!({
+                "room_id": room_id, "type": "m.room.redaction", "sender": bob.user_id,
+                "content": { "redacts": target }, "origin_server_ts": 1_700_000_000_000u64,
+                "depth": depth, "prev_events": [prev], "auth_events": auth_events,
+            }),
+        );
+        let answer = federation
+            .signed_request(
+                1,
+                0,
+                Method::PUT,
+                &format!("{FED}/send/{txn}"),
+                Some(json!({ "origin": hs1, "origin_server_ts": 1, "pdus": [pdu] })),
+            )
+            .await
+            .ok();
+        assert_eq!(answer["pdus"][&event_id], json!({}), "{answer}");
+        alice
+            .client
+            .get(&room_path(&room_id, &format!("event/{}", enc(&event_id))))
+            .await
+            .assert_status(200);
+        prev = event_id;
+    }
+    let content = |event_id: String| {
+        let alice = &alice;
+        let room_id = &room_id;
+        async move {
+            alice
+                .client
+                .get(&room_path(room_id, &format!("event/{}", enc(&event_id))))
+                .await
+                .ok()["content"]
+                .clone()
+        }
+    };
+    assert_eq!(content(alices).await["body"], "alice's words");
+    assert_eq!(content(bobs).await, json!({}));
+}

@@ -469,3 +469,97 @@ async fn space_hierarchies_are_asked_across_tessera_and_synapse() {
     );
     assert_eq!(page["rooms"][1]["name"], "A child", "{page}");
 }
+
+/// Room version 2 (spec: rooms/v2, with the event format of rooms/v1): events name themselves
+/// (`$id:server`, chosen by the sending server) and refer to their predecessors and auth
+/// events as `[event_id, {"sha256": reference hash}]`. Tessera does not create such rooms but
+/// takes part in them: it joins one on Synapse (its history backfilled), sends messages and
+/// state Synapse accepts, sees Synapse's redactions, accepts an invite and leaves.
+#[tokio::test]
+async fn tessera_takes_part_in_room_version_2_rooms_on_synapse() {
+    let pair = Pair::start().await;
+    let (synapse, tessera, alice, bob) = (&pair.synapse, &pair.tessera, &pair.alice, &pair.bob);
+    let room = bob
+        .create_room(json!({
+            "preset": "public_chat",
+            "room_version": "2",
+            "power_level_content_override": {
+                "users": { bob.user_id.as_str(): 100, alice.user_id.as_str(): 100 }
+            },
+        }))
+        .await;
+    let earlier: Vec<String> = (0..3).map(|i| format!("v2 before Alice {i}")).collect();
+    for body in &earlier {
+        bob.send_text(&room, body).await;
+    }
+    join_through(alice, &room, &synapse.server_name).await;
+    let page = alice.messages(&room, "dir=b&limit=50").await;
+    let mut backfilled = message_bodies(chunk(&page));
+    backfilled.reverse();
+    assert_eq!(backfilled, earlier, "{page}");
+
+    let sent = alice.send_text(&room, "from Tessera in a v2 room").await;
+    assert!(
+        sent.ends_with(&format!(":{}", tessera.server_name())),
+        "Tessera names its events in v2 rooms: {sent}"
+    );
+    wait_for_message(bob, &room, "from Tessera in a v2 room").await;
+    alice
+        .set_state(
+            &room,
+            "m.room.topic",
+            "",
+            json!({ "topic": "set on Tessera" }),
+        )
+        .await;
+    wait_until("Alice's topic to reach Synapse", DELIVERY, || async {
+        let topic = bob
+            .client
+            .get(&format!("{}/m.room.topic/", room_path(&room, "state")))
+            .await;
+        (topic.status == 200 && topic.json["topic"] == "set on Tessera").then_some(())
+    })
+    .await;
+
+    let doomed = bob.send_text(&room, "v2 message to redact").await;
+    wait_for_message(alice, &room, "v2 message to redact").await;
+    bob.client
+        .put(
+            &room_path(
+                &room,
+                &format!("redact/{}/{}", enc(&doomed), "v2-redaction"),
+            ),
+            json!({ "reason": "test" }),
+        )
+        .await
+        .assert_status(200);
+    wait_until("Bob's redaction to reach Tessera", DELIVERY, || async {
+        let event = alice
+            .client
+            .get(&room_path(&room, &format!("event/{}", enc(&doomed))))
+            .await
+            .ok();
+        (event["content"] == json!({})).then_some(())
+    })
+    .await;
+
+    let private = bob
+        .create_room(json!({
+            "preset": "private_chat", "room_version": "2", "invite": [alice.user_id],
+        }))
+        .await;
+    wait_until("Alice's v2 invite to reach Tessera", DELIVERY, || async {
+        let sync = alice.client.get(&format!("{V3}/sync")).await.ok();
+        sync["rooms"]["invite"].get(&private).map(|_| ())
+    })
+    .await;
+    join_through(alice, &private, &synapse.server_name).await;
+    alice.send_text(&private, "accepted a v2 invite").await;
+    wait_for_message(bob, &private, "accepted a v2 invite").await;
+    alice.leave_room(&private).await;
+    wait_until("Alice's leave to reach Synapse", DELIVERY, || async {
+        (bob.membership_of(&private, &alice.user_id).await.as_deref() == Some("leave"))
+            .then_some(())
+    })
+    .await;
+}

@@ -1,7 +1,7 @@
 //! The engine's error: each variant is one Matrix error condition, mapped to an errcode and HTTP
 //! status once, at the HTTP edge.
 
-use crate::{store::StoreError, uia::Challenge};
+use crate::{events::EventError, store::StoreError, uia::Challenge};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -74,6 +74,18 @@ pub enum Error {
     Federation(#[from] crate::federation::FederationError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl From<EventError> for Error {
+    fn from(e: EventError) -> Self {
+        match e {
+            EventError::TooLarge { .. } | EventError::FieldTooLong { .. } => {
+                Self::TooLarge(e.to_string())
+            }
+            EventError::InvalidContent(_) => Self::BadJson(e.to_string()),
+            EventError::Signing(_) => Self::Internal(e.to_string()),
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,18 +1,19 @@
 //! Building a PDU: the fields of the room version's event format, the content hash, this
-//! server's signature, and the event ID (the reference hash, room versions 3+).
+//! server's signature, and the event ID (see [`super::reference`]).
 
 use std::sync::Arc;
 
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId,
-    RoomId, ServerName, UInt, UserId,
-    events::TimelineEventType,
-    room_version_rules::RoomVersionRules,
-    signatures::{Ed25519KeyPair, JsonError, hash_and_sign_event, reference_hash},
+    RoomId, ServerName, UInt, UserId, events::TimelineEventType,
+    room_version_rules::RoomVersionRules, signatures::Ed25519KeyPair,
 };
 use serde_json::Value as JsonValue;
 
-use super::{MAX_PDU_BYTES, Pdu};
+use super::{
+    MAX_PDU_BYTES, Pdu,
+    reference::{ReferenceHashes, reference_list, sign_and_identify},
+};
 
 /// What a client (or the server itself) asks to add to a room.
 #[derive(Debug, Clone)]
@@ -70,36 +71,13 @@ pub struct GraphPosition<'a> {
     pub room_id: Option<&'a RoomId>,
     pub prev_events: Vec<OwnedEventId>,
     pub auth_events: Vec<OwnedEventId>,
+    /// The reference hashes of `prev_events` and `auth_events`, which room versions 1 and 2
+    /// carry in their references (empty for later versions).
+    pub reference_hashes: &'a ReferenceHashes,
     pub depth: UInt,
     pub origin_server_ts: MilliSecondsSinceUnixEpoch,
     pub server_name: &'a ServerName,
     pub key: &'a Ed25519KeyPair,
-}
-
-fn event_id_list(ids: Vec<OwnedEventId>) -> CanonicalJsonValue {
-    CanonicalJsonValue::Array(
-        ids.into_iter()
-            .map(|id| CanonicalJsonValue::String(id.into()))
-            .collect(),
-    )
-}
-
-fn signing_error(e: JsonError) -> EventError {
-    match e {
-        JsonError::PduTooLarge => EventError::TooLarge {
-            size: MAX_PDU_BYTES + 1,
-        },
-        other => EventError::Signing(other.to_string()),
-    }
-}
-
-/// `$` + the reference hash: the event ID in room versions 4+.
-pub fn reference_event_id(
-    object: &CanonicalJsonObject,
-    rules: &RoomVersionRules,
-) -> Result<OwnedEventId, EventError> {
-    let hash = reference_hash(object, rules).map_err(signing_error)?;
-    OwnedEventId::try_from(format!("${hash}")).map_err(|e| EventError::Signing(e.to_string()))
 }
 
 /// Builds, hashes and signs a PDU sent by `sender`, a user of this server.
@@ -132,8 +110,9 @@ pub fn build_pdu(new: NewEvent, sender: &UserId, at: GraphPosition<'_>) -> Resul
         ));
     }
     let mut object = CanonicalJsonObject::new();
-    object.insert("auth_events".into(), event_id_list(at.auth_events));
-    object.insert("prev_events".into(), event_id_list(at.prev_events));
+    let references = |ids| reference_list(ids, at.reference_hashes, at.rules);
+    object.insert("auth_events".into(), references(&at.auth_events)?);
+    object.insert("prev_events".into(), references(&at.prev_events)?);
     object.insert("content".into(), content);
     object.insert("depth".into(), CanonicalJsonValue::Integer(at.depth.into()));
     object.insert(
@@ -153,18 +132,11 @@ pub fn build_pdu(new: NewEvent, sender: &UserId, at: GraphPosition<'_>) -> Resul
     {
         object.insert("redacts".into(), CanonicalJsonValue::String(redacts.into()));
     }
-    hash_and_sign_event(
-        at.server_name.as_str(),
-        at.key,
-        &mut object,
-        &at.rules.redaction,
-    )
-    .map_err(signing_error)?;
+    let event_id = sign_and_identify(&mut object, at.rules, at.server_name, at.key)?;
     let json = serde_json::to_string(&object).map_err(|e| EventError::Signing(e.to_string()))?;
     if json.len() > MAX_PDU_BYTES {
         return Err(EventError::TooLarge { size: json.len() });
     }
-    let event_id = reference_event_id(&object, at.rules)?;
     let room_id = match at.room_id {
         Some(room_id) => room_id.to_owned(),
         // v12: the room ID is the create event's ID with the room sigil.

@@ -4,10 +4,15 @@
 mod build;
 mod client_format;
 mod pdu;
+mod reference;
 
-pub use build::{EventError, GraphPosition, NewEvent, build_pdu, reference_event_id};
+pub use build::{EventError, GraphPosition, NewEvent, build_pdu};
 pub use client_format::{Unsigned, client_event_json};
 pub use pdu::{Pdu, PduParseError};
+pub use reference::{
+    ReferenceHashes, is_format_v1, received_event_id, reference_event_id, reference_list,
+    reference_sha256, sign_and_identify,
+};
 
 /// The largest PDU the spec allows, in bytes of canonical JSON (spec: "Size limits").
 pub const MAX_PDU_BYTES: usize = 65_536;

@@ -9,8 +9,10 @@ use ruma::{
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// One event of the room graph. `json` is the PDU exactly as signed (canonical JSON, no
-/// `event_id` for room versions 3+); every other field is read from it.
+use super::reference::EventReference;
+
+/// One event of the room graph. `json` is the PDU exactly as signed (canonical JSON, with an
+/// `event_id` only in room versions 1 and 2); every other field is read from it.
 #[derive(Debug, Clone)]
 pub struct Pdu {
     pub event_id: OwnedEventId,
@@ -43,8 +45,8 @@ struct PduFields {
     kind: TimelineEventType,
     content: Box<RawValue>,
     state_key: Option<String>,
-    prev_events: Vec<OwnedEventId>,
-    auth_events: Vec<OwnedEventId>,
+    prev_events: Vec<EventReference>,
+    auth_events: Vec<EventReference>,
     redacts: Option<OwnedEventId>,
     depth: UInt,
 }
@@ -55,7 +57,7 @@ struct ContentRedacts {
 }
 
 impl Pdu {
-    /// Parses a stored or received PDU (room versions 3+ event formats). `room_id` is the room
+    /// Parses a stored or received PDU (every room version's event format). `room_id` is the room
     /// the event is known to belong to, used when the PDU has none (v12 create events).
     pub fn from_json(
         event_id: OwnedEventId,
@@ -89,8 +91,8 @@ impl Pdu {
             kind: fields.kind,
             content: fields.content,
             state_key: fields.state_key,
-            prev_events: fields.prev_events,
-            auth_events: fields.auth_events,
+            prev_events: ids(fields.prev_events),
+            auth_events: ids(fields.auth_events),
             redacts,
             depth: fields.depth,
             json,
@@ -119,6 +121,13 @@ impl Pdu {
     pub fn content_value(&self) -> serde_json::Value {
         serde_json::from_str(self.content.get()).unwrap_or_default()
     }
+}
+
+fn ids(references: Vec<EventReference>) -> Vec<OwnedEventId> {
+    references
+        .into_iter()
+        .map(EventReference::into_id)
+        .collect()
 }
 
 impl ruma::state_res::Event for Pdu {

@@ -2,7 +2,11 @@
 //! `/messages` pages backwards past the start of this server's history of a room (it joined
 //! through another server), the room's other servers are asked for the events before it.
 
-use ruma::{EventId, RoomId, UInt, UserId, api::federation::backfill::get_backfill};
+use ruma::{
+    EventId, RoomId, ServerName, UInt, UserId,
+    api::federation::{authorization::get_event_authorization, backfill::get_backfill},
+    room_version_rules::RoomVersionRules,
+};
 
 use crate::{
     Error, Result, Services,
@@ -86,24 +90,54 @@ impl Services {
             let mut events = Vec::with_capacity(response.pdus.len());
             for json in &response.pdus {
                 // An event that does not check out is left out; the rest is still history.
-                match self
-                    .federation
-                    .keys
-                    .check_pdu(server, room_id, &rules, json)
-                    .await
-                {
-                    Ok(checked) => {
-                        let json = serde_json::to_string(&checked.object)
-                            .map_err(|e| Error::Internal(e.to_string()))?;
-                        events.push((checked.event_id, json.into()));
-                    }
+                match self.checked_pdu(server, room_id, &rules, json).await {
+                    Ok(pdu) => events.push(pdu),
                     Err(e) => {
                         tracing::info!(%server, %room_id, error = %e, "a backfilled event was refused");
                     }
                 }
             }
-            return self.rooms.persist_backfilled(room_id, point, events).await;
+            let auth_chains = self
+                .auth_chains_of(server, room_id, &rules, &events)
+                .await?;
+            return self
+                .rooms
+                .persist_backfilled(room_id, point, events, auth_chains)
+                .await;
         }
         Ok(Vec::new())
+    }
+
+    /// The auth chains, from `server`, of those `events` whose auth events are not known here
+    /// (spec: "Checks performed on receipt of a PDU", step 4 needs them). An auth chain that
+    /// cannot be had leaves its event to fail the auth rules.
+    async fn auth_chains_of(
+        &self,
+        server: &ServerName,
+        room_id: &RoomId,
+        rules: &RoomVersionRules,
+        events: &[Pdu],
+    ) -> Result<Vec<Pdu>> {
+        let mut chains = Vec::new();
+        for event_id in self.rooms.lacking_auth_events(events).await? {
+            let request =
+                get_event_authorization::v1::Request::new(room_id.to_owned(), event_id.clone());
+            let response = match self.federation.client.send(server, request).await {
+                Ok(response) => response,
+                Err(e) => {
+                    tracing::info!(%server, %event_id, error = %e, "cannot fetch the auth chain of a backfilled event");
+                    continue;
+                }
+            };
+            for json in &response.auth_chain {
+                match self.checked_pdu(server, room_id, rules, json).await {
+                    Ok(pdu) => chains.push(pdu),
+                    Err(e) => {
+                        tracing::info!(%server, %event_id, error = %e, "an auth event was refused");
+                    }
+                }
+            }
+        }
+        Ok(chains)
     }
 }

@@ -128,7 +128,12 @@ impl Services {
             })
             .into_iter()
             .flatten()
-            .filter_map(|id| id.as_str().and_then(|id| OwnedEventId::try_from(id).ok()))
+            .filter_map(|reference| match reference {
+                // Room versions 1 and 2 refer to events as `[event_id, hashes]`.
+                CanonicalJsonValue::Array(pair) => pair.first()?.as_str(),
+                id => id.as_str(),
+            })
+            .filter_map(|id| OwnedEventId::try_from(id).ok())
             .collect();
         self.fill_gap(origin, &room_id, &rules, &checked.event_id, &prev_events)
             .await;

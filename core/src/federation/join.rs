@@ -5,25 +5,23 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedEventId,
+    CanonicalJsonObject, CanonicalJsonValue, EventId, MilliSecondsSinceUnixEpoch, OwnedEventId,
     OwnedServerName, RoomId, RoomVersionId, UserId,
     api::federation::membership::{create_join_event, prepare_join_event},
-    events::StateEventType,
     room_version_rules::RoomVersionRules,
-    signatures::hash_and_sign_event,
-    state_res,
 };
 use serde_json::value::RawValue;
 
 use crate::{
     Error, Result, Services,
-    events::{Pdu, reference_event_id},
-    rooms::member_content,
+    events::{Pdu, sign_and_identify},
+    rooms::{check_against_auth_events, member_content},
 };
 
-/// The room versions this server can take part in over federation: those whose event format
-/// (event IDs as reference hashes) it reads.
-pub const FEDERATED_ROOM_VERSIONS: [RoomVersionId; 10] = [
+/// The room versions this server can take part in over federation: all but version 1, whose
+/// state resolution (v1) ruma-state-res does not implement.
+pub const FEDERATED_ROOM_VERSIONS: [RoomVersionId; 11] = [
+    RoomVersionId::V2,
     RoomVersionId::V3,
     RoomVersionId::V4,
     RoomVersionId::V5,
@@ -221,16 +219,13 @@ impl Services {
         );
         object.remove("signatures");
         object.remove("hashes");
-        object.remove("event_id");
-        hash_and_sign_event(
-            self.config.server_name.as_str(),
-            self.signing_key.pair(),
+        let event_id = sign_and_identify(
             &mut object,
-            &rules.redaction,
+            rules,
+            &self.config.server_name,
+            self.signing_key.pair(),
         )
         .map_err(|e| Error::Internal(format!("cannot sign the member event: {e}")))?;
-        let event_id =
-            reference_event_id(&object, rules).map_err(|e| Error::Internal(e.to_string()))?;
         Ok((event_id, object))
     }
 
@@ -267,52 +262,24 @@ pub(super) fn pdu_of(
 /// Every state event must pass the auth rules against its own auth events (spec: checks on
 /// receipt of a PDU, step 4), all of which the joining server was sent.
 fn check_auth(rules: &RoomVersionRules, state: &[Pdu], auth_chain: &[Pdu]) -> Result<()> {
-    let by_id: HashMap<&OwnedEventId, &Pdu> = state
+    let by_id: HashMap<&EventId, &Pdu> = state
         .iter()
         .chain(auth_chain)
-        .map(|pdu| (&pdu.event_id, pdu))
+        .map(|pdu| (&*pdu.event_id, pdu))
         .collect();
     let create = state
         .iter()
         .find(|pdu| pdu.kind.to_string() == "m.room.create")
         .ok_or_else(|| Error::BadJson("The room state has no m.room.create".to_owned()))?;
     for pdu in state.iter().chain(auth_chain) {
-        let auth_events: Vec<&Pdu> = pdu
-            .auth_events
-            .iter()
-            .map(|id| {
-                by_id.get(id).copied().ok_or_else(|| {
-                    Error::BadJson(format!("{}'s auth event {id} was not sent", pdu.event_id))
-                })
-            })
-            .collect::<Result<_>>()?;
-        let by_key: HashMap<(StateEventType, &str), &Pdu> = auth_events
-            .iter()
-            .chain(std::iter::once(&create))
-            .filter_map(|p| {
-                Some((
-                    (
-                        StateEventType::from(p.kind.to_string()),
-                        p.state_key.as_deref()?,
-                    ),
-                    *p,
+        check_against_auth_events(rules, pdu, Some(create), |id| by_id.get(id).copied()).map_err(
+            |reason| {
+                Error::Forbidden(format!(
+                    "{} in the room state fails the auth rules: {reason}",
+                    pdu.event_id
                 ))
-            })
-            .collect();
-        let rejected = |reason: String| {
-            Error::Forbidden(format!(
-                "{} in the room state fails the auth rules: {reason}",
-                pdu.event_id
-            ))
-        };
-        state_res::check_state_independent_auth_rules(&rules.authorization, pdu, |id| {
-            by_id.get(&id.to_owned()).copied()
-        })
-        .map_err(rejected)?;
-        state_res::check_state_dependent_auth_rules(&rules.authorization, pdu, |kind, key| {
-            by_key.get(&(kind.clone(), key)).copied()
-        })
-        .map_err(rejected)?;
+            },
+        )?;
     }
     Ok(())
 }

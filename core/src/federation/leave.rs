@@ -5,14 +5,15 @@
 use ruma::{
     CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, UserId,
     api::federation::membership::{create_leave_event, prepare_leave_event},
-    signatures::hash_and_sign_event,
 };
 use serde_json::json;
 
 use super::join::pdu_of;
 use crate::{
     Error, Result, Services,
-    events::{Pdu, reference_event_id},
+    events::{
+        Pdu, ReferenceHashes, is_format_v1, reference_list, reference_sha256, sign_and_identify,
+    },
     rooms::{MembershipChange, member_content},
     store::PendingMembership,
 };
@@ -116,14 +117,22 @@ impl Services {
             .ok()
             .and_then(|event| event["depth"].as_u64())
             .unwrap_or(0);
+        let invite = [pending.event.event_id.clone()];
+        let hashes: ReferenceHashes = if is_format_v1(&rules) {
+            let hash = reference_sha256(&pending.event.json, &rules)?;
+            [(pending.event.event_id.clone(), hash)].into()
+        } else {
+            ReferenceHashes::new()
+        };
+        let references = reference_list(&invite, &hashes, &rules)?;
         let event = json!({
             "room_id": room_id,
             "sender": user_id,
             "state_key": user_id,
             "type": "m.room.member",
             "content": member_content("leave", reason),
-            "prev_events": [pending.event.event_id],
-            "auth_events": [pending.event.event_id],
+            "prev_events": references,
+            "auth_events": references,
             "depth": depth.saturating_add(1),
             "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
         });
@@ -131,15 +140,13 @@ impl Services {
             Ok(CanonicalJsonValue::Object(object)) => object,
             _ => return Err(Error::Internal("the leave is not an object".to_owned())),
         };
-        hash_and_sign_event(
-            self.config.server_name.as_str(),
-            self.signing_key.pair(),
+        let event_id = sign_and_identify(
             &mut object,
-            &rules.redaction,
+            &rules,
+            &self.config.server_name,
+            self.signing_key.pair(),
         )
         .map_err(|e| Error::Internal(format!("cannot sign the leave: {e}")))?;
-        let event_id =
-            reference_event_id(&object, &rules).map_err(|e| Error::Internal(e.to_string()))?;
         pdu_of(event_id, room_id, &object)
     }
 }

@@ -173,7 +173,7 @@ impl Services {
     }
 
     /// A PDU of `origin`'s answer, checked (signatures, hashes) and parsed.
-    async fn checked_pdu(
+    pub(super) async fn checked_pdu(
         &self,
         origin: &ServerName,
         room_id: &RoomId,

@@ -14,7 +14,7 @@ use ruma::{
 use serde_json::value::RawValue;
 
 use super::{FederationError, ServerKeys};
-use crate::events::{MAX_PDU_BYTES, reference_event_id};
+use crate::events::{MAX_PDU_BYTES, received_event_id};
 
 /// A PDU whose signatures verified: its event ID and the JSON to store (redacted if its
 /// content hash did not match).
@@ -29,8 +29,7 @@ pub struct CheckedPdu {
 /// one: a PDU that fails its checks is still answered under its ID.
 pub(super) fn event_id_of(json: &RawValue, rules: &RoomVersionRules) -> Option<OwnedEventId> {
     let mut object: CanonicalJsonObject = serde_json::from_str(json.get()).ok()?;
-    object.remove("event_id");
-    reference_event_id(&object, rules).ok()
+    received_event_id(&mut object, rules).ok()
 }
 
 impl ServerKeys {
@@ -80,14 +79,12 @@ impl ServerKeys {
         }
         let mut object: CanonicalJsonObject = serde_json::from_str(json.get())
             .map_err(|e| invalid(format!("a PDU is not canonical JSON: {e}")))?;
-        // Room versions 3+ derive the event ID; a transmitted one is not part of the event.
-        object.remove("event_id");
         let in_room = object.get("room_id").and_then(CanonicalJsonValue::as_str);
         if in_room.is_some_and(|id| id != room_id.as_str()) {
             return Err(invalid(format!("a PDU of another room than {room_id}")));
         }
-        let event_id = reference_event_id(&object, rules)
-            .map_err(|e| invalid(format!("cannot compute the event ID: {e}")))?;
+        let event_id = received_event_id(&mut object, rules)
+            .map_err(|e| invalid(format!("cannot tell the event ID: {e}")))?;
         let mut servers = required_server_signatures_to_verify_event(&object, &rules.signatures)
             .map_err(|e| invalid(format!("{event_id}: {e}")))?;
         if let Some(signer) = signer {

@@ -10,11 +10,16 @@
 //! the room then, so `joined` and `invited` history stays hidden while `shared` and
 //! `world_readable` history shows.
 
-use std::sync::{Arc, atomic::Ordering};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, atomic::Ordering},
+};
 
-use ruma::{EventId, OwnedEventId, RoomId};
+use ruma::{EventId, OwnedEventId, RoomId, events::StateEventType};
 
-use super::{Rooms, read::parse};
+use super::{
+    Rooms, check_against_auth_events, read::parse, remote::withhold_unpermitted_redaction,
+};
 use crate::{
     Error, Result,
     events::Pdu,
@@ -76,27 +81,116 @@ impl Rooms {
         }))
     }
 
+    /// Of `events` (backfilled), those with auth events that are neither among them nor
+    /// stored here: their sender must be asked for these events' auth chains.
+    pub async fn lacking_auth_events(&self, events: &[Pdu]) -> Result<Vec<OwnedEventId>> {
+        let in_batch: HashSet<&EventId> = events.iter().map(|pdu| &*pdu.event_id).collect();
+        let wanted: Vec<OwnedEventId> = events
+            .iter()
+            .flat_map(|pdu| &pdu.auth_events)
+            .filter(|id| !in_batch.contains(&***id))
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let stored: HashSet<OwnedEventId> = self
+            .store
+            .events(&wanted)
+            .await?
+            .into_iter()
+            .map(|row| row.event_id)
+            .collect();
+        Ok(events
+            .iter()
+            .filter(|pdu| {
+                pdu.auth_events
+                    .iter()
+                    .any(|id| !in_batch.contains(&**id) && !stored.contains(id))
+            })
+            .map(|pdu| pdu.event_id.clone())
+            .collect())
+    }
+
     /// Stores `events` (checked PDUs another server sent for `point`) below the room's
-    /// history, newest first; events already in the timeline are skipped. Returns those
+    /// history, newest first; events already in the timeline are skipped. Each must pass the
+    /// auth rules against its own auth events, found among `events`, `auth_chains` (fetched
+    /// for them) and the stored events; one that does not is left out. A redaction among them
+    /// prunes its target (stored, or among them) when its sender may redact it. Returns those
     /// stored, with their stream positions.
     pub async fn persist_backfilled(
         &self,
         room_id: &RoomId,
         point: &BackfillPoint,
-        events: Vec<(OwnedEventId, Arc<str>)>,
+        events: Vec<Pdu>,
+        auth_chains: Vec<Pdu>,
     ) -> Result<Vec<(i64, Pdu)>> {
-        let ids: Vec<OwnedEventId> = events.iter().map(|(id, _)| id.clone()).collect();
+        let ids: Vec<OwnedEventId> = events.iter().map(|pdu| pdu.event_id.clone()).collect();
         let stored = self.store.events(&ids).await?;
+        let (room, create) = {
+            let guard = self.lock(room_id).await?;
+            let room = guard
+                .as_ref()
+                .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;
+            let create = room
+                .get(&StateEventType::RoomCreate, "")
+                .cloned()
+                .ok_or_else(|| Error::Internal(format!("room {room_id} has no create event")))?;
+            (room.with_state(HashMap::new()), create)
+        };
+        let mut known: HashMap<OwnedEventId, Arc<Pdu>> = events
+            .iter()
+            .chain(&auth_chains)
+            .map(|pdu| (pdu.event_id.clone(), Arc::new(pdu.clone())))
+            .collect();
+        let unknown: Vec<OwnedEventId> = events
+            .iter()
+            .flat_map(|pdu| pdu.auth_events.iter().chain(&pdu.redacts))
+            .filter(|id| !known.contains_key(*id))
+            .cloned()
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        for row in self.store.events(&unknown).await? {
+            if row.room_id == room_id {
+                known.insert(row.event_id.clone(), Arc::new(parse(&row)?));
+            }
+        }
         let mut pdus = Vec::with_capacity(events.len());
-        for (event_id, json) in events {
+        for mut pdu in events {
             if stored
                 .iter()
-                .any(|row| row.event_id == event_id && row.stream_ordering != 0)
+                .any(|row| row.event_id == pdu.event_id && row.stream_ordering != 0)
             {
                 continue;
             }
-            let pdu = Pdu::from_json(event_id, room_id, json)
-                .map_err(|e| Error::BadJson(e.to_string()))?;
+            let lookup = |id: &EventId| known.get(id).map(|pdu| &**pdu);
+            if let Err(reason) =
+                check_against_auth_events(&room.rules, &pdu, Some(&*create), lookup)
+            {
+                tracing::info!(%room_id, event_id = %pdu.event_id, %reason, "a backfilled event fails the auth rules");
+                continue;
+            }
+            if let Some(target) = &pdu.redacts {
+                let target_sender = known.get(target).map(|target| target.sender.clone());
+                let auth_state = pdu
+                    .auth_events
+                    .iter()
+                    .filter_map(|id| known.get(id))
+                    .chain([&create])
+                    .filter_map(|auth| {
+                        let key = (
+                            StateEventType::from(auth.kind.to_string()),
+                            auth.state_key.clone()?,
+                        );
+                        Some((key, auth.clone()))
+                    })
+                    .collect();
+                withhold_unpermitted_redaction(
+                    &room.with_state(auth_state),
+                    &mut pdu,
+                    target_sender.as_deref(),
+                );
+            }
             pdus.push(pdu);
         }
         pdus.sort_by(|a, b| {
@@ -119,7 +213,9 @@ impl Rooms {
             })
             .collect();
         let positions: Vec<i64> = rows.iter().map(|row| row.stream_ordering).collect();
-        self.store.persist_backfilled(room_id, rows).await?;
+        self.store
+            .persist_backfilled(room_id, rows, room.rules.redaction.clone())
+            .await?;
         Ok(positions.into_iter().zip(pdus).collect())
     }
 }

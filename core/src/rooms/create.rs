@@ -11,7 +11,11 @@ use ruma::{
 use serde_json::{Map, Value as JsonValue, json};
 use tokio::sync::Mutex;
 
-use crate::{Error, Result, events::NewEvent, store::NewRoom};
+use crate::{
+    Error, Result,
+    events::{NewEvent, ReferenceHashes},
+    store::NewRoom,
+};
 
 use super::{EventSource, RoomState, Rooms};
 
@@ -122,6 +126,7 @@ impl Rooms {
             state_group: 0,
             chain_length: 0,
             extremities: Vec::new(),
+            extremity_hashes: ReferenceHashes::new(),
             depth: UInt::from(0u32),
             local_audience: None,
             remote_servers: None,

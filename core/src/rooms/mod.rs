@@ -9,6 +9,7 @@
 
 mod aggregations;
 mod aliases;
+mod auth_events;
 mod backfill;
 mod context;
 mod create;
@@ -60,6 +61,7 @@ use ruma::{
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
+pub use auth_events::check_against_auth_events;
 pub use backfill::BackfillPoint;
 pub use context::ContextPage;
 pub use create::{CREATABLE_VERSIONS, CreateRoom};
@@ -82,7 +84,9 @@ pub use typing::{MAX_TYPING_TIMEOUT, TypingSnapshot};
 
 use crate::{
     Config, Error, Result,
-    events::{EventError, GraphPosition, NewEvent, Pdu, build_pdu},
+    events::{
+        GraphPosition, NewEvent, Pdu, ReferenceHashes, build_pdu, is_format_v1, reference_sha256,
+    },
     federation::edus::EduQueue,
     keys::SigningKey,
     store::{
@@ -197,10 +201,35 @@ impl Rooms {
         if guard.is_none() {
             *guard = self.load(room_id).await?;
         }
-        if guard.is_none() {
+        let Some(room) = guard.as_mut() else {
             return Err(Error::NotFound(format!("Unknown room {room_id}")));
-        }
+        };
+        self.fill_extremity_hashes(room).await?;
         Ok(guard)
+    }
+
+    /// Room versions 1 and 2: reads the reference hashes of extremities the room does not hold
+    /// yet (after a load, or when remote events became extremities), and forgets the others.
+    async fn fill_extremity_hashes(&self, room: &mut RoomState) -> Result<()> {
+        if !is_format_v1(&room.rules) {
+            return Ok(());
+        }
+        room.extremity_hashes
+            .retain(|id, _| room.extremities.contains(id));
+        let missing: Vec<OwnedEventId> = room
+            .extremities
+            .iter()
+            .filter(|id| !room.extremity_hashes.contains_key(*id))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for row in self.store.events(&missing).await? {
+            let hash = reference_sha256(&row.json, &room.rules)?;
+            room.extremity_hashes.insert(row.event_id, hash);
+        }
+        Ok(())
     }
 
     async fn load(&self, room_id: &RoomId) -> Result<Option<RoomState>> {
@@ -251,6 +280,7 @@ impl Rooms {
             state_group: stored.state_group,
             chain_length: stored.chain_length,
             extremities: stored.extremities.into_iter().map(|(id, _)| id).collect(),
+            extremity_hashes: ReferenceHashes::new(),
             depth: UInt::try_from(depth).unwrap_or_default(),
             local_audience: None,
             remote_servers: None,
@@ -286,6 +316,7 @@ impl Rooms {
         } else {
             MilliSecondsSinceUnixEpoch::now()
         };
+        let reference_hashes = room.reference_hashes(&auth_events)?;
         let pdu = build_pdu(
             new,
             sender,
@@ -294,13 +325,13 @@ impl Rooms {
                 room_id: (!v12_create).then_some(&*room.room_id),
                 prev_events: room.extremities.clone(),
                 auth_events: auth_events.iter().map(|p| p.event_id.clone()).collect(),
+                reference_hashes: &reference_hashes,
                 depth: room.depth.saturating_add(UInt::from(1u32)),
                 origin_server_ts: now,
                 server_name: &self.config.server_name,
                 key: self.signing_key.pair(),
             },
-        )
-        .map_err(event_error)?;
+        )?;
         let limit = self.config.limits.max_event_bytes;
         if pdu.json.len() > limit {
             return Err(Error::TooLarge(format!(
@@ -324,6 +355,7 @@ impl Rooms {
         room.authorize(&pdu, auth_events).map_err(|reason| {
             Error::Forbidden(format!("The event is not allowed in this room: {reason}"))
         })?;
+        room.note_reference_hash(&pdu)?;
         let pdu = Arc::new(pdu);
         let state_before = room.state_group;
         let replaces_state = pdu
@@ -550,16 +582,6 @@ impl Rooms {
     /// "now" and sync tokens start here.
     pub fn current_position(&self) -> i64 {
         self.timeline.persisted()
-    }
-}
-
-fn event_error(e: EventError) -> Error {
-    match e {
-        EventError::TooLarge { .. } | EventError::FieldTooLong { .. } => {
-            Error::TooLarge(e.to_string())
-        }
-        EventError::InvalidContent(_) => Error::BadJson(e.to_string()),
-        EventError::Signing(_) => Error::Internal(e.to_string()),
     }
 }
 

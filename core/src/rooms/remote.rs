@@ -8,8 +8,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, RoomVersionId, ServerName, UInt,
-    UserId,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, RoomVersionId,
+    ServerName, UInt, UserId,
     events::{StateEventType, TimelineEventType},
 };
 use serde_json::{Value as JsonValue, json};
@@ -18,11 +18,12 @@ use super::{
     EventSource, RoomState, Rooms,
     fork::{StateBefore, extremities_with},
     read::parse,
+    send::{power_level, required_level},
     state::{StateKey, snapshot},
 };
 use crate::{
     Error, Result,
-    events::Pdu,
+    events::{Pdu, ReferenceHashes, reference_list},
     store::{NewRoom, OutlierWithState},
 };
 
@@ -148,14 +149,16 @@ impl Rooms {
                 &raw_content,
             )
             .map_err(Error::BadJson)?;
+        let hashes = room.reference_hashes(&auth_events)?;
+        let auth_ids: Vec<OwnedEventId> = auth_events.iter().map(|p| p.event_id.clone()).collect();
         let template = json!({
             "room_id": room_id,
             "sender": user_id,
             "state_key": user_id,
             "type": "m.room.member",
             "content": content,
-            "prev_events": room.extremities,
-            "auth_events": auth_events.iter().map(|p| &p.event_id).collect::<Vec<_>>(),
+            "prev_events": reference_list(&room.extremities, &hashes, &room.rules)?,
+            "auth_events": reference_list(&auth_ids, &hashes, &room.rules)?,
             "depth": room.depth.saturating_add(UInt::from(1u32)),
             "origin_server_ts": MilliSecondsSinceUnixEpoch::now(),
         });
@@ -203,8 +206,9 @@ impl Rooms {
         {
             return Ok(());
         }
-        let pdu = Pdu::from_json(event_id.to_owned(), room_id, json)
+        let mut pdu = Pdu::from_json(event_id.to_owned(), room_id, json)
             .map_err(|e| Error::BadJson(e.to_string()))?;
+        let redaction_target = self.redaction_target(room_id, &pdu).await?;
         let mut guard = self.lock(room_id).await?;
         let room = guard
             .as_mut()
@@ -213,6 +217,7 @@ impl Rooms {
         let previous = room.extremities.clone();
         match self.state_before(room, &pdu).await? {
             StateBefore::Current => {
+                withhold_unpermitted_redaction(room, &mut pdu, redaction_target.as_deref());
                 let (pdu, row) = self.accept(room, pdu, &auth_events, None)?;
                 room.extremities = extremities_with(&previous, &pdu);
                 self.commit_locked(guard, row, source, None).await
@@ -221,6 +226,7 @@ impl Rooms {
                 room: mut branch,
                 group,
             } => {
+                withhold_unpermitted_redaction(&branch, &mut pdu, redaction_target.as_deref());
                 let (pdu, row) =
                     self.accept(&mut branch, pdu, &auth_events, None)
                         .map_err(|e| match e {
@@ -252,6 +258,22 @@ impl Rooms {
                 room.depth = room.depth.max(pdu.depth);
                 self.commit_locked(guard, row, source, Some(resolved)).await
             }
+        }
+    }
+
+    /// The sender of the event a redaction redacts, when it is an event of this room known
+    /// here (a redaction of an unknown event has nothing to prune).
+    pub(super) async fn redaction_target(
+        &self,
+        room_id: &RoomId,
+        pdu: &Pdu,
+    ) -> Result<Option<OwnedUserId>> {
+        let Some(target) = &pdu.redacts else {
+            return Ok(None);
+        };
+        match self.store.event(target).await? {
+            Some(row) if row.room_id == room_id => Ok(Some(parse(&row)?.sender)),
+            _ => Ok(None),
         }
     }
 
@@ -452,6 +474,7 @@ impl Rooms {
             state_group: snapshot_id,
             chain_length: 0,
             extremities: join.prev_events.clone(),
+            extremity_hashes: ReferenceHashes::new(),
             depth: join.depth,
             local_audience: None,
             remote_servers: None,
@@ -472,5 +495,31 @@ impl Rooms {
             .await?;
         *guard = Some(room);
         Ok(())
+    }
+}
+
+/// Spec (Client-Server API, "Redactions"; room versions 3+ "Redactions"): a redaction takes
+/// effect only when its sender is of the same server as the redacted event's sender, or holds
+/// the room's `redact` power level in the state before the redaction. Another one is kept as an
+/// event (it passed the auth rules) but prunes nothing.
+pub(super) fn withhold_unpermitted_redaction(
+    state_before: &RoomState,
+    redaction: &mut Pdu,
+    target_sender: Option<&UserId>,
+) {
+    let Some(target_sender) = target_sender else {
+        redaction.redacts = None;
+        return;
+    };
+    let permitted = redaction.sender.server_name() == target_sender.server_name()
+        || power_level(state_before, &redaction.sender)
+            >= required_level(state_before, "redact", 50);
+    if !permitted {
+        tracing::info!(
+            redaction = %redaction.event_id,
+            sender = %redaction.sender,
+            "a redaction without the power to redact is not applied"
+        );
+        redaction.redacts = None;
     }
 }

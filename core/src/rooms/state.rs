@@ -13,7 +13,7 @@ use ruma::{
 
 use super::push::PushContext;
 use crate::{
-    events::Pdu,
+    events::{EventError, Pdu, ReferenceHashes, is_format_v1, reference_sha256},
     store::{NewStateGroup, ResolvedState, StateEntry},
 };
 
@@ -32,6 +32,9 @@ pub struct RoomState {
     pub state_group: i64,
     pub chain_length: i64,
     pub extremities: Vec<OwnedEventId>,
+    /// Room versions 1 and 2 only: the reference hashes of the extremities, which new events
+    /// carry in `prev_events`. Filled when the room is locked, kept as events are added.
+    pub extremity_hashes: ReferenceHashes,
     pub depth: UInt,
     /// The local users who hear of the room's events (see [`RoomState::local_audience`]),
     /// kept until a member event changes them.
@@ -114,6 +117,53 @@ impl RoomState {
             .filter_map(|(kind, key)| self.get(kind, key))
             .cloned()
             .collect())
+    }
+
+    /// The room's identity and rules with another state: a branch of it, or the state that an
+    /// event's auth events make.
+    pub fn with_state(&self, state: HashMap<StateKey, Arc<Pdu>>) -> Self {
+        Self {
+            room_id: self.room_id.clone(),
+            version: self.version.clone(),
+            rules: self.rules.clone(),
+            state,
+            state_group: self.state_group,
+            chain_length: self.chain_length,
+            extremities: self.extremities.clone(),
+            extremity_hashes: self.extremity_hashes.clone(),
+            depth: self.depth,
+            local_audience: None,
+            remote_servers: None,
+            push_context: None,
+        }
+    }
+
+    /// The reference hashes an event on the extremities with these auth events refers to them
+    /// by (room versions 1 and 2; empty for later versions, which refer by ID alone).
+    pub fn reference_hashes(
+        &self,
+        auth_events: &[Arc<Pdu>],
+    ) -> Result<ReferenceHashes, EventError> {
+        if !is_format_v1(&self.rules) {
+            return Ok(ReferenceHashes::new());
+        }
+        let mut hashes = self.extremity_hashes.clone();
+        for pdu in auth_events {
+            hashes.insert(
+                pdu.event_id.clone(),
+                reference_sha256(&pdu.json, &self.rules)?,
+            );
+        }
+        Ok(hashes)
+    }
+
+    /// Remembers the reference hash of `pdu`, which becomes an extremity (room versions 1 and 2).
+    pub fn note_reference_hash(&mut self, pdu: &Pdu) -> Result<(), EventError> {
+        if is_format_v1(&self.rules) {
+            let hash = reference_sha256(&pdu.json, &self.rules)?;
+            self.extremity_hashes.insert(pdu.event_id.clone(), hash);
+        }
+        Ok(())
     }
 
     /// Runs the authorization rules for `pdu` against the current state (which, for an event

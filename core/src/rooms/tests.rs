@@ -1,5 +1,5 @@
 //! Unit tests of the authorization rules as the engine applies them (spec: "Authorization
-//! rules" of room versions 10-12) and of state resolution (spec: room version 2 "State
+//! rules" of room versions 2 and 10-12) and of state resolution (spec: room version 2 "State
 //! resolution", v2.1 in room version 12). Events are real signed PDUs built by `build_pdu`.
 
 use std::{collections::HashMap, sync::Arc};
@@ -14,8 +14,8 @@ use ruma::{
 };
 use serde_json::{Value as JsonValue, json};
 
-use super::{RoomState, resolve::resolve_state};
-use crate::events::{GraphPosition, NewEvent, Pdu, build_pdu};
+use super::{RoomState, check_against_auth_events, resolve::resolve_state};
+use crate::events::{GraphPosition, NewEvent, Pdu, ReferenceHashes, build_pdu};
 
 /// A room driven event by event through the engine's auth path, with every event kept.
 #[derive(Clone)]
@@ -67,6 +67,7 @@ impl TestRoom {
                 state_group: 0,
                 chain_length: 0,
                 extremities: Vec::new(),
+                extremity_hashes: ReferenceHashes::new(),
                 depth: UInt::from(0u32),
                 local_audience: None,
                 remote_servers: None,
@@ -107,7 +108,9 @@ impl TestRoom {
         room
     }
 
-    fn send(&mut self, sender: &str, new: NewEvent) -> Result<Arc<Pdu>, String> {
+    /// The event `sender` would add on the room's latest events, built and signed but not
+    /// authorized, with the auth events chosen for it.
+    fn build(&mut self, sender: &str, new: NewEvent) -> Result<(Pdu, Vec<Arc<Pdu>>), String> {
         let sender = user(sender);
         let content = serde_json::value::to_raw_value(&new.content).map_err(|e| e.to_string())?;
         let auth_events =
@@ -120,6 +123,10 @@ impl TestRoom {
             .authorization
             .room_create_event_id_as_room_id
             && self.state.state.is_empty();
+        let reference_hashes = self
+            .state
+            .reference_hashes(&auth_events)
+            .map_err(|e| e.to_string())?;
         let pdu = build_pdu(
             new,
             &sender,
@@ -128,6 +135,7 @@ impl TestRoom {
                 room_id: (!v12_create).then_some(&*self.state.room_id),
                 prev_events: self.state.extremities.clone(),
                 auth_events: auth_events.iter().map(|p| p.event_id.clone()).collect(),
+                reference_hashes: &reference_hashes,
                 depth: self.state.depth.saturating_add(UInt::from(1u32)),
                 origin_server_ts: MilliSecondsSinceUnixEpoch(UInt::from(self.clock as u32)),
                 server_name: server_name!("a.test"),
@@ -135,7 +143,15 @@ impl TestRoom {
             },
         )
         .map_err(|e| e.to_string())?;
+        Ok((pdu, auth_events))
+    }
+
+    fn send(&mut self, sender: &str, new: NewEvent) -> Result<Arc<Pdu>, String> {
+        let (pdu, auth_events) = self.build(sender, new)?;
         self.state.authorize(&pdu, &auth_events)?;
+        self.state
+            .note_reference_hash(&pdu)
+            .map_err(|e| e.to_string())?;
         let pdu = Arc::new(pdu);
         let next = &mut self.next_group;
         self.state.advance(&pdu, || {
@@ -450,6 +466,74 @@ fn demotion_beats_a_concurrent_ban_by_the_demoted_moderator() {
 #[test]
 fn demotion_beats_a_concurrent_ban_in_v12_rooms() {
     ban_versus_power_change_race(RoomVersionId::V12);
+}
+
+/// Room version 2 (spec: rooms/v2): the event format of version 1 (server-chosen event IDs,
+/// references with hashes) with state resolution v2.
+#[test]
+fn demotion_beats_a_concurrent_ban_in_v2_rooms() {
+    ban_versus_power_change_race(RoomVersionId::V2);
+}
+
+/// Spec: Server-Server API, "Checks performed on receipt of a PDU", step 4, as applied to
+/// backfilled history: each event passes or fails the auth rules against its own auth events.
+#[test]
+fn events_are_checked_against_their_own_auth_events() {
+    let mut room = TestRoom::new(RoomVersionId::V11, json!({ ALICE: 100 }), "public");
+    room.state_event(BOB, "m.room.member", BOB, member("join"))
+        .unwrap();
+    let words = room.message(BOB, "hello").unwrap();
+    // Bob (power level 0) banning Alice, and Charlie, who never joined, sending a message.
+    let (ban, _) = room
+        .build(
+            BOB,
+            NewEvent::state(TimelineEventType::RoomMember, ALICE, member("ban")),
+        )
+        .unwrap();
+    let (intruder, _) = room
+        .build(
+            CHARLIE,
+            NewEvent::message(TimelineEventType::RoomMessage, json!({"body": "hi"})),
+        )
+        .unwrap();
+    let rules = &room.state.rules;
+    let create = room.state.get(&StateEventType::RoomCreate, "").cloned();
+    let lookup = |id: &ruma::EventId| room.events.get(id).map(|pdu| &**pdu);
+    let check = |pdu: &Pdu| check_against_auth_events(rules, pdu, create.as_deref(), lookup);
+    assert_eq!(check(&words), Ok(()));
+    assert!(check(&ban).is_err());
+    assert!(check(&intruder).is_err());
+    // An event whose auth events are unknown fails too.
+    let unknown = check_against_auth_events(rules, &words, create.as_deref(), |_| None);
+    assert!(unknown.unwrap_err().contains("is not known"));
+}
+
+/// Room versions 1 and 2 (spec: rooms/v1 "Event format"): the sending server names each
+/// event, and events refer to their predecessors and auth events with reference hashes.
+#[test]
+fn v2_rooms_build_format_v1_events_under_their_auth_rules() {
+    let mut room = TestRoom::new(RoomVersionId::V2, json!({ ALICE: 100 }), "public");
+    room.send(
+        ALICE,
+        NewEvent::message(TimelineEventType::RoomMessage, json!({"body": "hi"})),
+    )
+    .unwrap();
+    let last = room.state.extremities[0].clone();
+    assert!(last.as_str().ends_with(":a.test"), "{last}");
+    let hash = room.state.extremity_hashes[&last].clone();
+    let next = room
+        .send(
+            ALICE,
+            NewEvent::message(TimelineEventType::RoomMessage, json!({"body": "again"})),
+        )
+        .unwrap();
+    let json: JsonValue = serde_json::from_str(&next.json).unwrap();
+    assert_eq!(json["event_id"], next.event_id.as_str());
+    assert_eq!(
+        json["prev_events"],
+        json!([[last.as_str(), { "sha256": hash }]])
+    );
+    assert!(json["auth_events"][0][1]["sha256"].is_string());
 }
 
 /// Spec: state resolution v2 step 4 — other conflicted state is ordered by mainline, then

@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use ruma::{EventId, OwnedEventId};
+use ruma::{EventId, OwnedEventId, room_version_rules::RedactionRules};
 use sqlx::{AnyConnection, Row};
 use tokio::sync::oneshot;
 
@@ -530,6 +530,7 @@ pub(super) async fn write_backfilled(
     conn: &mut AnyConnection,
     room: &str,
     events: &[NewEventRow],
+    redaction_rules: &RedactionRules,
 ) -> Result<()> {
     insert_rows(
         conn,
@@ -542,7 +543,14 @@ pub(super) async fn write_backfilled(
         conn,
         events.iter().filter_map(search::search_entry).collect(),
     )
-    .await
+    .await?;
+    // After the inserts, so that a redaction prunes a target backfilled with it.
+    for event in events {
+        if let Some(target) = &event.redacts {
+            prune_redacted(conn, room, target, &event.event_id, redaction_rules).await?;
+        }
+    }
+    Ok(())
 }
 
 const INSERT_EVENTS: &str = "INSERT INTO events (stream_ordering, event_id, room_id, event_type, \

@@ -239,13 +239,19 @@ impl Store {
     /// Stores events of a room's history that other servers sent back (`/backfill`), at the
     /// (negative) positions they were given: rows and search entries only, as the room's
     /// current state, latest events and sync are untouched by its past.
-    pub async fn persist_backfilled(&self, room_id: &RoomId, rows: Vec<NewEventRow>) -> Result<()> {
+    pub async fn persist_backfilled(
+        &self,
+        room_id: &RoomId,
+        rows: Vec<NewEventRow>,
+        redaction_rules: RedactionRules,
+    ) -> Result<()> {
         let room = room_id.to_string();
         self.writer
             .write(move |conn| {
-                Box::pin(
-                    async move { super::event_writer::write_backfilled(conn, &room, &rows).await },
-                )
+                Box::pin(async move {
+                    super::event_writer::write_backfilled(conn, &room, &rows, &redaction_rules)
+                        .await
+                })
             })
             .await
     }
