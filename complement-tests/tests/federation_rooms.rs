@@ -881,6 +881,15 @@ async fn a_user_who_joined_through_another_server_pages_back_into_the_history_be
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), total, "no event twice");
+
+    // Paging forwards from the start of the room (no `from`) begins with that history too.
+    let forward = bob.messages(&room_id, "dir=f&limit=100").await;
+    assert_eq!(
+        chunk(&forward).first().map(|event| event["type"].clone()),
+        Some(json!("m.room.create")),
+        "{forward}"
+    );
+    assert_eq!(message_bodies(chunk(&forward)), sent, "{forward}");
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use crate::{Error, Result};
 
 use super::{
     Direction, Rooms,
-    read::{TimelineScan, own_membership, parse},
+    read::{TimelineScan, parse},
     token::StreamToken,
     visibility::VisibilityFilter,
 };
@@ -52,7 +52,6 @@ impl Rooms {
         let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
         let scan = |start, dir, limit| TimelineScan {
             room_id,
-            user_id,
             left_at,
             start,
             to: None,
@@ -117,7 +116,7 @@ impl Rooms {
     ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
         self.history_access(user_id, room_id).await?;
         let visibility = VisibilityFilter::new(self, room_id, user_id).await?;
-        self.scan_by_timestamp(room_id, ts, dir, Some((visibility, user_id)))
+        self.scan_by_timestamp(room_id, ts, dir, Some(visibility))
             .await
     }
 
@@ -128,7 +127,7 @@ impl Rooms {
         room_id: &RoomId,
         ts: MilliSecondsSinceUnixEpoch,
         dir: Direction,
-        mut reader: Option<(VisibilityFilter<'_>, &UserId)>,
+        mut reader: Option<VisibilityFilter<'_>>,
     ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
         let forward = dir == Direction::Forward;
         let ts = i64::from(ts.get());
@@ -146,11 +145,7 @@ impl Rooms {
                 key = (origin_server_ts, row.stream_ordering);
                 let pdu = parse(&row)?;
                 let visible = match &mut reader {
-                    Some((visibility, user_id)) => {
-                        visibility
-                            .allows(&row, own_membership(&pdu, user_id).as_deref())
-                            .await?
-                    }
+                    Some(visibility) => visibility.allows(&row, &pdu).await?,
                     None => true,
                 };
                 if visible {

@@ -28,10 +28,7 @@ use crate::{
     store::{NewEventRow, PushActionRow},
 };
 
-use super::{
-    RoomState, Rooms, aggregations::THREAD, read::own_membership, read::parse,
-    visibility::VisibilityFilter,
-};
+use super::{RoomState, Rooms, aggregations::THREAD, read::parse, visibility::VisibilityFilter};
 
 /// `/notifications` page size when the client gives none, and the most it may ask for.
 const DEFAULT_NOTIFICATIONS: usize = 50;
@@ -243,8 +240,17 @@ impl Rooms {
             Some((root, rel_type)) if rel_type == THREAD => Some(root.clone()),
             _ => None,
         };
+        let sender = UserId::parse(row.sender.as_str())
+            .map_err(|e| Error::Internal(format!("a stored sender is not a user ID: {e}")))?;
         for recipient in recipients.iter_mut().chain(invitee.as_mut()) {
-            if recipient.user_id.as_str() == row.sender {
+            // Nothing an ignored user does notifies (spec: "Ignoring Users").
+            if recipient.user_id == sender
+                || self
+                    .store
+                    .ignored_users(&recipient.user_id)
+                    .await?
+                    .contains(&sender)
+            {
                 continue;
             }
             let ruleset = self.push_rules.ruleset(&recipient.user_id).await?;
@@ -341,8 +347,7 @@ impl Rooms {
                     entry.insert(VisibilityFilter::new(self, &notification.room_id, user_id).await?)
                 }
             };
-            let own = own_membership(&parse(&row)?, user_id);
-            if filter.allows(&row, own.as_deref()).await? {
+            if filter.allows(&row, &parse(&row)?).await? {
                 visible.push(notification);
                 visible_rows.push(row);
             }

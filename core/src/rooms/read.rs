@@ -200,8 +200,7 @@ impl Rooms {
         }
         let pdu = parse(&row)?;
         let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
-        let own = own_membership(&pdu, user_id);
-        if !visibility.allows(&row, own.as_deref()).await? {
+        if !visibility.allows(&row, &pdu).await? {
             return Err(not_found());
         }
         Ok(row)
@@ -402,7 +401,8 @@ impl Rooms {
         } = query;
         let left_at = self.history_access(user_id, room_id).await?;
         let start = from.unwrap_or(match dir {
-            Direction::Forward => StreamToken(0),
+            // From the very start: below 0 lies history backfilled from other servers.
+            Direction::Forward => StreamToken(i64::MIN),
             Direction::Backward => StreamToken(self.current_position()),
         });
         let mut visibility = VisibilityFilter::new(self, room_id, user_id).await?;
@@ -411,7 +411,6 @@ impl Rooms {
                 &mut visibility,
                 TimelineScan {
                     room_id,
-                    user_id,
                     left_at,
                     start: start.0,
                     to,
@@ -482,7 +481,6 @@ impl Rooms {
     ) -> Result<ScannedTimeline> {
         let TimelineScan {
             room_id,
-            user_id,
             left_at,
             start,
             to,
@@ -525,11 +523,7 @@ impl Rooms {
                     row.stream_ordering - 1
                 };
                 let pdu = parse(&row)?;
-                if !matches_filter(&pdu, filter)
-                    || !visibility
-                        .allows(&row, own_membership(&pdu, user_id).as_deref())
-                        .await?
-                {
+                if !matches_filter(&pdu, filter) || !visibility.allows(&row, &pdu).await? {
                     continue;
                 }
                 rows.push(row);
@@ -593,7 +587,6 @@ impl Rooms {
 /// What [`Rooms::scan_timeline`] reads.
 pub(super) struct TimelineScan<'a> {
     pub room_id: &'a RoomId,
-    pub user_id: &'a UserId,
     /// From [`Rooms::history_access`].
     pub left_at: Option<i64>,
     /// The stream position to start from: rows after it going forward, at or before it going

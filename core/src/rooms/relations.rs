@@ -7,12 +7,7 @@ use serde_json::value::RawValue;
 
 use crate::{Result, store::RelationsQuery};
 
-use super::{
-    Direction, Rooms,
-    read::{own_membership, parse},
-    token::StreamToken,
-    visibility::VisibilityFilter,
-};
+use super::{Direction, Rooms, read::parse, token::StreamToken, visibility::VisibilityFilter};
 
 /// How deep `recurse=true` follows relations of relations (the spec asks for at least 3;
 /// Synapse uses 3).
@@ -105,10 +100,7 @@ impl Rooms {
                     row.stream_ordering - 1
                 };
                 let pdu = parse(&row)?;
-                if !visibility
-                    .allows(&row, own_membership(&pdu, user_id).as_deref())
-                    .await?
-                {
+                if !visibility.allows(&row, &pdu).await? {
                     continue;
                 }
                 chunk.push(row);
@@ -165,7 +157,7 @@ impl Rooms {
                 let Some(row) = rows.remove(&root.root) else {
                     continue;
                 };
-                if !visibility.allows(&row, None).await? {
+                if !visibility.allows(&row, &parse(&row)?).await? {
                     continue;
                 }
                 chunk.push(row);

@@ -20,7 +20,7 @@ use crate::{
 
 use super::{
     Rooms,
-    read::{matches_filter, own_membership, parse},
+    read::{matches_filter, parse},
     token::StreamToken,
     visibility::VisibilityFilter,
 };
@@ -404,9 +404,7 @@ impl Rooms {
                 visibility.entry(row.room_id.clone()).or_insert(new)
             }
         };
-        room_visibility
-            .allows(row, own_membership(&pdu, user_id).as_deref())
-            .await
+        room_visibility.allows(row, &pdu).await
     }
 
     /// The visible events around a result, with pagination tokens and, if asked, the senders'
@@ -438,8 +436,8 @@ impl Rooms {
         };
         let start = StreamToken(before.last().map_or(position, |row| row.stream_ordering) - 1);
         let end = StreamToken(after.last().map_or(position, |row| row.stream_ordering));
-        let events_before = self.visible(user_id, before, visibility).await?;
-        let events_after = self.visible(user_id, after, visibility).await?;
+        let events_before = self.visible(before, visibility).await?;
+        let events_after = self.visible(after, visibility).await?;
         let mut profiles = BTreeMap::new();
         if wanted.include_profile {
             let last = events_after.last().unwrap_or(result);
@@ -476,17 +474,13 @@ impl Rooms {
 
     async fn visible(
         &self,
-        user_id: &UserId,
         rows: Vec<EventRow>,
         visibility: &mut VisibilityFilter<'_>,
     ) -> Result<Vec<EventRow>> {
         let mut visible = Vec::with_capacity(rows.len());
         for row in rows {
             let pdu = parse(&row)?;
-            if visibility
-                .allows(&row, own_membership(&pdu, user_id).as_deref())
-                .await?
-            {
+            if visibility.allows(&row, &pdu).await? {
                 visible.push(row);
             }
         }

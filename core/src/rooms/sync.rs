@@ -34,7 +34,7 @@ use super::{
     Direction, Rooms,
     out_of_band::stripped,
     push::NotificationCounts,
-    read::{TimelineScan, allowed_by, matches_filter, own_membership, parse},
+    read::{TimelineScan, allowed_by, matches_filter, parse},
     token::StreamToken,
     visibility::VisibilityFilter,
 };
@@ -235,6 +235,16 @@ impl Rooms {
             }
             "invite" | "knock" if since.is_none() || changed_here => {
                 let event = self.membership_event(&membership).await?;
+                // Invites from ignored users are not sent (spec: "Ignoring Users").
+                if membership.membership == "invite"
+                    && self
+                        .store
+                        .ignored_users(user_id)
+                        .await?
+                        .contains(&parse(&event)?.sender)
+                {
+                    return Ok(None);
+                }
                 let stripped = self.stripped_state(&event).await?;
                 if membership.membership == "invite" {
                     let mut invited = InvitedRoom::new();
@@ -493,7 +503,9 @@ impl Rooms {
             StateMode::Since(since) => Some(since),
             StateMode::Full => since.filter(|_| request.full_state),
         };
-        let mut visibility = VisibilityFilter::with_membership(self, request.user_id, joined);
+        let ignored = self.store.ignored_users(request.user_id).await?;
+        let mut visibility =
+            VisibilityFilter::with_membership(self, request.user_id, joined, ignored);
         let remembered = lower.and_then(|lower| self.recent.room_events(room_id, lower, upto));
         let (rows, limited) = match remembered {
             // The timeline filter's `rooms`/`not_rooms` leave this room's events out.
@@ -505,11 +517,7 @@ impl Rooms {
                 let mut limited = false;
                 for row in range.into_iter().rev() {
                     let pdu = parse(&row)?;
-                    if !matches_filter(&pdu, filter)
-                        || !visibility
-                            .allows(&row, own_membership(&pdu, request.user_id).as_deref())
-                            .await?
-                    {
+                    if !matches_filter(&pdu, filter) || !visibility.allows(&row, &pdu).await? {
                         continue;
                     }
                     if rows.len() == limit {
@@ -527,7 +535,6 @@ impl Rooms {
                         &mut visibility,
                         TimelineScan {
                             room_id,
-                            user_id: request.user_id,
                             left_at: None,
                             start: upto,
                             to: lower.map(StreamToken),

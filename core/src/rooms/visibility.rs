@@ -1,13 +1,18 @@
 //! History visibility (spec: "History visibility"): which events of a room a user may read,
-//! decided from the state at each event, cached per state group while reading one page.
+//! decided from the state at each event, cached per state group while reading one page; and
+//! the events of users they ignore (spec: "Ignoring Users"), which they are not sent.
 
 use std::{collections::HashMap, sync::Mutex};
 
 use ruma::{OwnedUserId, RoomId, UserId};
 
-use crate::{Result, store::EventRow};
+use crate::{
+    Result,
+    events::Pdu,
+    store::{EventRow, IgnoredUsers},
+};
 
-use super::Rooms;
+use super::{Rooms, read::own_membership};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum HistoryVisibility {
@@ -34,6 +39,7 @@ pub(super) struct VisibilityFilter<'a> {
     rooms: &'a Rooms,
     user_id: &'a UserId,
     currently_joined: bool,
+    ignored: IgnoredUsers,
     by_group: HashMap<i64, (HistoryVisibility, Option<String>)>,
 }
 
@@ -44,24 +50,27 @@ impl<'a> VisibilityFilter<'a> {
         user_id: &'a UserId,
     ) -> Result<Self> {
         let currently_joined = rooms.membership(room_id, user_id).await?.as_deref() == Some("join");
-        Ok(Self {
+        let ignored = rooms.store.ignored_users(user_id).await?;
+        Ok(Self::with_membership(
             rooms,
             user_id,
             currently_joined,
-            by_group: HashMap::new(),
-        })
+            ignored,
+        ))
     }
 
-    /// For a reader that already knows whether the user is joined now.
+    /// For a reader that already knows whether the user is joined now, and whom they ignore.
     pub(super) fn with_membership(
         rooms: &'a Rooms,
         user_id: &'a UserId,
         currently_joined: bool,
+        ignored: IgnoredUsers,
     ) -> Self {
         Self {
             rooms,
             user_id,
             currently_joined,
+            ignored,
             by_group: HashMap::new(),
         }
     }
@@ -99,20 +108,21 @@ impl<'a> VisibilityFilter<'a> {
         Ok(known)
     }
 
-    /// Whether the user may see `event`. A user's own membership event counts with the
-    /// membership it sets, so a joiner sees their own join.
-    pub(super) async fn allows(
-        &mut self,
-        event: &EventRow,
-        own_membership: Option<&str>,
-    ) -> Result<bool> {
+    /// Whether the user may see `event` (the row of `pdu`). A user's own membership event
+    /// counts with the membership it sets, so a joiner sees their own join. Of the users they
+    /// ignore, they see only state events (which keep the room's name and the like the same
+    /// for everyone).
+    pub(super) async fn allows(&mut self, event: &EventRow, pdu: &Pdu) -> Result<bool> {
         // Users always see their own membership events: otherwise an invite they rejected or a
         // room they were kicked from would never show them leaving (as Synapse does).
-        if own_membership.is_some() {
+        if own_membership(pdu, self.user_id).is_some() {
             return Ok(true);
         }
-        let (visibility, membership_before) = self.at_group(event.state_before).await?;
-        let membership = own_membership.or(membership_before.as_deref());
+        if !pdu.is_state() && self.ignored.contains(&pdu.sender) {
+            return Ok(false);
+        }
+        let (visibility, membership) = self.at_group(event.state_before).await?;
+        let membership = membership.as_deref();
         Ok(match visibility {
             HistoryVisibility::WorldReadable => true,
             _ if membership == Some("join") => true,

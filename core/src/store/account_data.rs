@@ -4,7 +4,10 @@
 use ruma::{OwnedRoomId, RoomId, UserId};
 use sqlx::Row;
 
-use super::{Result, Store, StoreError};
+use super::{
+    Result, Store, StoreError,
+    ignored_users::{IGNORED_USER_LIST, parse_ignored},
+};
 
 fn room_key(room_id: Option<&RoomId>) -> &str {
     room_id.map_or("", RoomId::as_str)
@@ -44,6 +47,8 @@ impl Store {
         data_type: &str,
         content: &str,
     ) -> Result<i64> {
+        let ignore_list = (room_id.is_none() && data_type == IGNORED_USER_LIST)
+            .then(|| (user_id.to_owned(), parse_ignored(content)));
         let (user_id, room_id, data_type, content) = (
             user_id.to_string(),
             room_key(room_id).to_owned(),
@@ -76,6 +81,9 @@ impl Store {
             })
             .await?;
         self.positions.account_data_committed(position);
+        if let Some((user_id, ignored)) = ignore_list {
+            self.ignored_users.remember(&user_id, ignored, true);
+        }
         Ok(position)
     }
 

@@ -15,6 +15,7 @@ mod e2e_keys;
 mod event_writer;
 mod federation_queue;
 mod filters;
+mod ignored_users;
 mod im;
 mod key_backup;
 mod media;
@@ -51,6 +52,7 @@ pub use e2e_keys::{
     ClaimedKey, KeyClaim, KeyUpload, StoredDeviceKeys, StoredSignature, UploadedKey,
 };
 use event_writer::EventWriter;
+pub use ignored_users::{IGNORED_USER_LIST, IgnoredUsers};
 pub use im::{FriendRequestRow, MomentRow, MuteRow};
 pub use key_backup::{
     BackupKey, BackupKeyScope, BackupKeysState, BackupVersion, PutBackupKeys, ReplaceRule,
@@ -118,6 +120,7 @@ pub struct Store {
     /// Coalesces room event writes (SQLite); PostgreSQL writes each batch in its own transaction.
     event_writer: Option<EventWriter>,
     token_cache: Arc<token_cache::TokenCache>,
+    ignored_users: Arc<ignored_users::IgnoredUsersCache>,
     positions: Arc<positions::StreamPositions>,
     to_device_inboxes: Arc<to_device::Inboxes>,
 }
@@ -167,6 +170,7 @@ impl Store {
             backend,
             event_writer,
             token_cache: Arc::default(),
+            ignored_users: Arc::default(),
             positions,
             to_device_inboxes,
         })
