@@ -158,10 +158,10 @@ impl Services {
             .await?;
         let room_state = response.room_state;
         let state = self
-            .checked_pdus(server, room_id, &rules, &room_state.state)
+            .checked_pdus(server, room_id, &rules, room_state.state)
             .await?;
         let auth_chain = self
-            .checked_pdus(server, room_id, &rules, &room_state.auth_chain)
+            .checked_pdus(server, room_id, &rules, room_state.auth_chain)
             .await?;
         check_auth(&rules, &state, &auth_chain)?;
         // A resident server may add its signature (restricted joins); otherwise ours stands.
@@ -235,18 +235,20 @@ impl Services {
         server: &OwnedServerName,
         room_id: &RoomId,
         rules: &RoomVersionRules,
-        pdus: &[Box<RawValue>],
+        pdus: Vec<Box<RawValue>>,
     ) -> Result<Vec<Pdu>> {
-        let mut checked = Vec::with_capacity(pdus.len());
-        for json in pdus {
-            let pdu = self
-                .federation
-                .keys
-                .check_pdu(server, room_id, rules, json)
-                .await?;
-            checked.push(pdu_of(pdu.event_id, room_id, &pdu.object)?);
-        }
-        Ok(checked)
+        let checked = self
+            .federation
+            .keys
+            .check_pdus(server, room_id, rules, pdus)
+            .await;
+        checked
+            .into_iter()
+            .map(|pdu| {
+                let pdu = pdu?;
+                pdu_of(pdu.event_id, room_id, &pdu.object)
+            })
+            .collect()
     }
 }
 

@@ -289,17 +289,20 @@ impl Store {
         self.writer
             .write(move |conn| {
                 Box::pin(async move {
-                    for (event_id, json) in outliers {
-                        sqlx::query(
-                            "INSERT INTO outliers (event_id, room_id, json) VALUES ($1, $2, $3) \
-                             ON CONFLICT (event_id) DO NOTHING",
-                        )
-                        .bind(event_id.as_str())
-                        .bind(&room)
-                        .bind(&*json)
-                        .execute(&mut *conn)
-                        .await?;
-                    }
+                    // Multi-row statements: a room of thousands of members is as many rows.
+                    let insert_rows = super::event_writer::insert_rows;
+                    insert_rows(
+                        conn,
+                        "INSERT INTO outliers (event_id, room_id, json)",
+                        " ON CONFLICT (event_id) DO NOTHING",
+                        outliers
+                            .iter()
+                            .map(|(id, json)| {
+                                vec![id.as_str().into(), room.as_str().into(), (**json).into()]
+                            })
+                            .collect(),
+                    )
+                    .await?;
                     sqlx::query(
                         "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length) \
                          VALUES ($1, $2, NULL, 0)",
@@ -308,30 +311,38 @@ impl Store {
                     .bind(&room)
                     .execute(&mut *conn)
                     .await?;
-                    for entry in &state.entries {
-                        sqlx::query(
-                            "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id) \
-                             VALUES ($1, $2, $3, $4)",
-                        )
-                        .bind(state.group_id)
-                        .bind(&entry.event_type)
-                        .bind(&entry.state_key)
-                        .bind(entry.event_id.as_str())
-                        .execute(&mut *conn)
-                        .await?;
-                        sqlx::query(
-                            "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership) \
-                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (room_id, event_type, state_key) \
-                             DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
-                        )
-                        .bind(&room)
-                        .bind(&entry.event_type)
-                        .bind(&entry.state_key)
-                        .bind(entry.event_id.as_str())
-                        .bind(memberships.get(&entry.event_id).cloned())
-                        .execute(&mut *conn)
-                        .await?;
-                    }
+                    let entry_rows = state.entries.iter().map(|entry| {
+                        vec![
+                            state.group_id.into(),
+                            entry.event_type.as_str().into(),
+                            entry.state_key.as_str().into(),
+                            entry.event_id.as_str().into(),
+                        ]
+                    });
+                    insert_rows(
+                        conn,
+                        "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id)",
+                        "",
+                        entry_rows.collect(),
+                    )
+                    .await?;
+                    let current_rows = state.entries.iter().map(|entry| {
+                        vec![
+                            room.as_str().into(),
+                            entry.event_type.as_str().into(),
+                            entry.state_key.as_str().into(),
+                            entry.event_id.as_str().into(),
+                            memberships.get(&entry.event_id).cloned().into(),
+                        ]
+                    });
+                    insert_rows(
+                        conn,
+                        "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership)",
+                        " ON CONFLICT (room_id, event_type, state_key) \
+                         DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
+                        current_rows.collect(),
+                    )
+                    .await?;
                     super::event_writer::write_one(conn, batch).await
                 })
             })
