@@ -230,9 +230,20 @@ fn pool_options(max_connections: u32) -> AnyPoolOptions {
 }
 
 /// A connection to a local file does not go stale: checking it before each use (a round trip
-/// to its thread) would only slow every query down.
+/// to its thread) would only slow every query down. Temporary storage stays in memory: each
+/// grouped write runs in savepoints, whose sub-journals would otherwise be a temporary file
+/// created, written and deleted on every commit.
 fn sqlite_pool_options(max_connections: u32) -> AnyPoolOptions {
-    pool_options(max_connections).test_before_acquire(false)
+    pool_options(max_connections)
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA temp_store = MEMORY")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
 }
 
 /// Ensures the SQLite file is created on first open (`mode=rwc`).
