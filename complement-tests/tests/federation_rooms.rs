@@ -892,6 +892,99 @@ async fn a_user_who_joined_through_another_server_pages_back_into_the_history_be
     assert_eq!(message_bodies(chunk(&forward)), sent, "{forward}");
 }
 
+/// Spec: Client-Server API, "Redactions", across "Backfilling": hs1 receives a redaction (by
+/// Carol of hs2, a moderator) of a message from before its join, which it does not have. The
+/// servers it backfills from never saw that redaction and serve the message whole; hs1 prunes
+/// it as it arrives. (The redaction is built and signed with hs2's key and sent to hs1 alone,
+/// as a redaction that reached hs1 but not the others would be.)
+#[tokio::test]
+async fn a_redaction_of_a_message_not_yet_backfilled_prunes_it_when_it_arrives() {
+    let federation = Federation::start(3).await;
+    let alice = federation.register(0, "alice", PASSWORD).await;
+    let bob = federation.register(1, "bob", PASSWORD).await;
+    let carol = federation.register(2, "carol", PASSWORD).await;
+    let (hs0, hs2) = (federated_server_name(0), federated_server_name(2));
+    let room_id = alice
+        .create_room(json!({
+            "preset": "public_chat",
+            "room_version": "11",
+            "power_level_content_override": { "users": { alice.user_id.as_str(): 100, carol.user_id.as_str(): 50 } },
+        }))
+        .await;
+    let recalled = alice.send_text(&room_id, "recalled words").await;
+    for user in [&bob, &carol] {
+        user.client
+            .post(
+                &format!("{V3}/join/{}?server_name={}", enc(&room_id), enc(&hs0)),
+                json!({}),
+            )
+            .await
+            .assert_status(200);
+    }
+    let latest = bob.send_text(&room_id, "bob is here").await;
+    let state = bob.client.get(&room_path(&room_id, "state")).await.ok();
+    let state_id = |kind: &str, key: &str| {
+        state
+            .as_array()
+            .and_then(|events| {
+                events
+                    .iter()
+                    .find(|e| e["type"] == kind && e["state_key"] == key)
+            })
+            .map(|e| e["event_id"].clone())
+            .unwrap_or_else(|| panic!("no {kind} {key:?} in {state}"))
+    };
+    let served = federation
+        .signed_request(
+            2,
+            1,
+            Method::GET,
+            &format!("/_matrix/federation/v1/event/{}", enc(&latest)),
+            None,
+        )
+        .await
+        .ok();
+    let depth = served["pdus"][0]["depth"].as_u64().expect("a depth") + 1;
+    let (redaction_id, redaction) = federation.signed_pdu(
+        2,
+        "11",
+        json!({
+            "room_id": room_id, "type": "m.room.redaction", "sender": carol.user_id,
+            "content": { "redacts": recalled }, "origin_server_ts": 1_700_000_000_000u64,
+            "depth": depth, "prev_events": [latest],
+            "auth_events": [
+                state_id("m.room.create", ""), state_id("m.room.power_levels", ""),
+                state_id("m.room.member", &carol.user_id),
+            ],
+        }),
+    );
+    let answer = federation
+        .signed_request(
+            2,
+            1,
+            Method::PUT,
+            "/_matrix/federation/v1/send/early-redaction",
+            Some(json!({ "origin": hs2, "origin_server_ts": 1, "pdus": [redaction] })),
+        )
+        .await
+        .ok();
+    assert_eq!(answer["pdus"][&redaction_id], json!({}), "{answer}");
+
+    let events = all_events_back(&bob, &room_id, 10).await;
+    let message = events
+        .iter()
+        .find(|event| event["event_id"] == recalled.as_str())
+        .unwrap_or_else(|| panic!("the message is in hs1's history: {events:?}"));
+    assert_eq!(message["content"], json!({}), "{message}");
+    // The servers that never saw the redaction still have the message whole.
+    let on_hs0 = alice
+        .client
+        .get(&room_path(&room_id, &format!("event/{}", enc(&recalled))))
+        .await
+        .ok();
+    assert_eq!(on_hs0["content"]["body"], "recalled words", "{on_hs0}");
+}
+
 #[tokio::test]
 async fn a_server_down_for_long_catches_up_from_the_newest_event() {
     // hs1 is down while Alice sends 1,050 messages, more than hs0 keeps queued for a server

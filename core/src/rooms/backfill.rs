@@ -115,13 +115,14 @@ impl Rooms {
     /// history, newest first; events already in the timeline are skipped. Each must pass the
     /// auth rules against its own auth events, found among `events`, `auth_chains` (fetched
     /// for them) and the stored events; one that does not is left out. A redaction among them
-    /// prunes its target (stored, or among them) when its sender may redact it. Returns those
+    /// prunes its target (stored, among them, or once it arrives) when its sender may redact
+    /// it, and so does a redaction stored earlier of one of them. Returns those
     /// stored, with their stream positions.
     pub async fn persist_backfilled(
         &self,
         room_id: &RoomId,
         point: &BackfillPoint,
-        events: Vec<Pdu>,
+        mut events: Vec<Pdu>,
         auth_chains: Vec<Pdu>,
     ) -> Result<Vec<(i64, Pdu)>> {
         let ids: Vec<OwnedEventId> = events.iter().map(|pdu| pdu.event_id.clone()).collect();
@@ -155,7 +156,10 @@ impl Rooms {
                 known.insert(row.event_id.clone(), Arc::new(parse(&row)?));
             }
         }
+        // Oldest first, so that an event rejected here authorizes none after it.
+        events.sort_by_key(|pdu| pdu.depth);
         let mut pdus = Vec::with_capacity(events.len());
+        let mut pending_redactions = Vec::new();
         for mut pdu in events {
             if stored
                 .iter()
@@ -168,6 +172,7 @@ impl Rooms {
                 check_against_auth_events(&room.rules, &pdu, Some(&*create), lookup)
             {
                 tracing::info!(%room_id, event_id = %pdu.event_id, %reason, "a backfilled event fails the auth rules");
+                known.remove(&pdu.event_id);
                 continue;
             }
             if let Some(target) = &pdu.redacts {
@@ -185,11 +190,12 @@ impl Rooms {
                         Some((key, auth.clone()))
                     })
                     .collect();
-                withhold_unpermitted_redaction(
+                let pending = withhold_unpermitted_redaction(
                     &room.with_state(auth_state),
                     &mut pdu,
                     target_sender.as_deref(),
                 );
+                pending_redactions.extend(pending.map(|pending| (pdu.event_id.clone(), pending)));
             }
             pdus.push(pdu);
         }
@@ -216,6 +222,12 @@ impl Rooms {
         self.store
             .persist_backfilled(room_id, rows, room.rules.redaction.clone())
             .await?;
+        for (redaction_id, pending) in pending_redactions {
+            if let Some(redaction) = pdus.iter().find(|pdu| pdu.event_id == redaction_id) {
+                self.keep_pending_redaction(redaction, Some(pending))
+                    .await?;
+            }
+        }
         Ok(positions.into_iter().zip(pdus).collect())
     }
 }

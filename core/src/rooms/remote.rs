@@ -217,16 +217,19 @@ impl Rooms {
         let previous = room.extremities.clone();
         match self.state_before(room, &pdu).await? {
             StateBefore::Current => {
-                withhold_unpermitted_redaction(room, &mut pdu, redaction_target.as_deref());
+                let pending =
+                    withhold_unpermitted_redaction(room, &mut pdu, redaction_target.as_deref());
                 let (pdu, row) = self.accept(room, pdu, &auth_events, None)?;
                 room.extremities = extremities_with(&previous, &pdu);
-                self.commit_locked(guard, row, source, None).await
+                self.commit_locked(guard, row, source, None).await?;
+                self.keep_pending_redaction(&pdu, pending).await
             }
             StateBefore::Branch {
                 room: mut branch,
                 group,
             } => {
-                withhold_unpermitted_redaction(&branch, &mut pdu, redaction_target.as_deref());
+                let pending =
+                    withhold_unpermitted_redaction(&branch, &mut pdu, redaction_target.as_deref());
                 let (pdu, row) =
                     self.accept(&mut branch, pdu, &auth_events, None)
                         .map_err(|e| match e {
@@ -256,9 +259,32 @@ impl Rooms {
                 resolved.groups.splice(0..0, group);
                 room.extremities = extremities_with(&previous, &pdu);
                 room.depth = room.depth.max(pdu.depth);
-                self.commit_locked(guard, row, source, Some(resolved)).await
+                self.commit_locked(guard, row, source, Some(resolved))
+                    .await?;
+                self.keep_pending_redaction(&pdu, pending).await
             }
         }
+    }
+
+    /// Remembers a redaction whose target is not stored here, to apply when it is.
+    pub(super) async fn keep_pending_redaction(
+        &self,
+        redaction: &Pdu,
+        pending: Option<PendingRedaction>,
+    ) -> Result<()> {
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        Ok(self
+            .store
+            .add_pending_redaction(
+                &redaction.room_id,
+                &redaction.event_id,
+                &pending.target,
+                &redaction.sender,
+                pending.may_redact,
+            )
+            .await?)
     }
 
     /// The sender of the event a redaction redacts, when it is an event of this room known
@@ -498,23 +524,32 @@ impl Rooms {
     }
 }
 
+/// A redaction of an event this server does not have yet: applied when that event is stored.
+pub(super) struct PendingRedaction {
+    pub target: OwnedEventId,
+    /// Whether the redaction's sender held the room's `redact` power level.
+    pub may_redact: bool,
+}
+
 /// Spec (Client-Server API, "Redactions"; room versions 3+ "Redactions"): a redaction takes
 /// effect only when its sender is of the same server as the redacted event's sender, or holds
 /// the room's `redact` power level in the state before the redaction. Another one is kept as an
-/// event (it passed the auth rules) but prunes nothing.
+/// event (it passed the auth rules) but prunes nothing. A redaction of an event not stored
+/// here (`target_sender` unknown) prunes nothing now and is returned, to be applied when the
+/// event arrives.
 pub(super) fn withhold_unpermitted_redaction(
     state_before: &RoomState,
     redaction: &mut Pdu,
     target_sender: Option<&UserId>,
-) {
+) -> Option<PendingRedaction> {
+    let target = redaction.redacts.clone()?;
+    let may_redact =
+        power_level(state_before, &redaction.sender) >= required_level(state_before, "redact", 50);
     let Some(target_sender) = target_sender else {
         redaction.redacts = None;
-        return;
+        return Some(PendingRedaction { target, may_redact });
     };
-    let permitted = redaction.sender.server_name() == target_sender.server_name()
-        || power_level(state_before, &redaction.sender)
-            >= required_level(state_before, "redact", 50);
-    if !permitted {
+    if !may_redact && redaction.sender.server_name() != target_sender.server_name() {
         tracing::info!(
             redaction = %redaction.event_id,
             sender = %redaction.sender,
@@ -522,4 +557,5 @@ pub(super) fn withhold_unpermitted_redaction(
         );
         redaction.redacts = None;
     }
+    None
 }

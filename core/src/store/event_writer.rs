@@ -550,6 +550,54 @@ pub(super) async fn write_backfilled(
             prune_redacted(conn, room, target, &event.event_id, redaction_rules).await?;
         }
     }
+    apply_pending_redactions(conn, room, events, redaction_rules).await
+}
+
+/// The server part of a user ID.
+fn server_of(user_id: &str) -> Option<&str> {
+    user_id.split_once(':').map(|(_, server)| server)
+}
+
+/// Prunes those of `events` that redactions stored before them redact, where the redaction's
+/// sender may: by the power they held, or as a user of the same server as the event's sender.
+async fn apply_pending_redactions(
+    conn: &mut AnyConnection,
+    room: &str,
+    events: &[NewEventRow],
+    redaction_rules: &RedactionRules,
+) -> Result<()> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT target_event_id, redaction_event_id, redactor, redactor_may_redact \
+             FROM pending_redactions WHERE target_event_id IN ({})",
+            super::placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for event in chunk {
+            query = query.bind(event.event_id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let target: String = row.try_get(0)?;
+            let redaction: String = row.try_get(1)?;
+            let redactor: String = row.try_get(2)?;
+            let may_redact: i64 = row.try_get(3)?;
+            let Some(event) = chunk.iter().find(|event| event.event_id == target.as_str()) else {
+                continue;
+            };
+            if may_redact == 1 || server_of(&redactor) == server_of(&event.sender) {
+                let redaction = super::stored_id::<OwnedEventId>(redaction.clone())?;
+                prune_redacted(conn, room, &event.event_id, &redaction, redaction_rules).await?;
+            }
+            sqlx::query(
+                "DELETE FROM pending_redactions WHERE target_event_id = $1 \
+                 AND redaction_event_id = $2",
+            )
+            .bind(&target)
+            .bind(&redaction)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
     Ok(())
 }
 

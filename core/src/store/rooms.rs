@@ -256,6 +256,32 @@ impl Store {
             .await
     }
 
+    /// Remembers a redaction of an event not stored here, to apply when it is backfilled.
+    pub async fn add_pending_redaction(
+        &self,
+        room_id: &RoomId,
+        redaction: &EventId,
+        target: &EventId,
+        redactor: &UserId,
+        may_redact: bool,
+    ) -> Result<()> {
+        self.writer
+            .execute(
+                "INSERT INTO pending_redactions (target_event_id, redaction_event_id, room_id, \
+                 redactor, redactor_may_redact) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (target_event_id, redaction_event_id) DO NOTHING",
+                vec![
+                    target.as_str().into(),
+                    redaction.as_str().into(),
+                    room_id.as_str().into(),
+                    redactor.as_str().into(),
+                    i64::from(may_redact).into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
     pub async fn max_state_group(&self) -> Result<i64> {
         Ok(
             sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(group_id) FROM state_groups")
@@ -291,18 +317,7 @@ impl Store {
                 Box::pin(async move {
                     // Multi-row statements: a room of thousands of members is as many rows.
                     let insert_rows = super::event_writer::insert_rows;
-                    insert_rows(
-                        conn,
-                        "INSERT INTO outliers (event_id, room_id, json)",
-                        " ON CONFLICT (event_id) DO NOTHING",
-                        outliers
-                            .iter()
-                            .map(|(id, json)| {
-                                vec![id.as_str().into(), room.as_str().into(), (**json).into()]
-                            })
-                            .collect(),
-                    )
-                    .await?;
+                    insert_outliers(conn, &room, &outliers).await?;
                     sqlx::query(
                         "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length) \
                          VALUES ($1, $2, NULL, 0)",
@@ -393,18 +408,7 @@ impl Store {
                         entry_rows,
                     )
                     .await?;
-                    super::event_writer::insert_rows(
-                        conn,
-                        "INSERT INTO outliers (event_id, room_id, json)",
-                        " ON CONFLICT (event_id) DO NOTHING",
-                        outliers
-                            .iter()
-                            .map(|(id, json)| {
-                                vec![id.as_str().into(), room.as_str().into(), (**json).into()]
-                            })
-                            .collect(),
-                    )
-                    .await?;
+                    insert_outliers(conn, &room, &outliers).await?;
                     sqlx::query(
                         "INSERT INTO outliers (event_id, room_id, json, state_before, state_after) \
                          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO UPDATE \
@@ -728,6 +732,25 @@ fn state_entry(row: &sqlx::any::AnyRow) -> Result<StateEntry> {
         state_key: row.try_get(1)?,
         event_id: super::stored_id::<OwnedEventId>(event_id)?,
     })
+}
+
+/// Keeps events outside the timeline; those kept already stay as they are.
+async fn insert_outliers(
+    conn: &mut AnyConnection,
+    room: &str,
+    outliers: &[(OwnedEventId, Arc<str>)],
+) -> Result<()> {
+    let rows = outliers
+        .iter()
+        .map(|(id, json)| vec![id.as_str().into(), room.into(), (**json).into()])
+        .collect();
+    super::event_writer::insert_rows(
+        conn,
+        "INSERT INTO outliers (event_id, room_id, json)",
+        " ON CONFLICT (event_id) DO NOTHING",
+        rows,
+    )
+    .await
 }
 
 /// Replaces the stored JSON of a redacted event by its redacted form (spec: "Redactions"): the
