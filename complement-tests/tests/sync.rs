@@ -719,3 +719,48 @@ async fn unread_counts_rise_with_messages_and_fall_with_a_read_receipt() {
         "{alice_sync}"
     );
 }
+
+/// Spec: "Filtering", `event_fields`: the rooms' timeline and state events carry only the
+/// listed fields; a backslash escapes a dot inside a key.
+#[tokio::test]
+async fn event_fields_keep_only_the_listed_fields_of_room_events() {
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = shared_room(&server).await;
+    let reply = json!({
+        "msgtype": "m.text", "body": "a reply",
+        "m.relates_to": { "m.in_reply_to": { "event_id": "$elsewhere" } },
+    });
+    event_id_of(bob.send_event(&room_id, "m.room.message", reply).await);
+    let filter = json!({
+        "event_fields": ["type", "content.body", "content.m\\.relates_to"],
+        "room": { "state": { "types": ["m.room.create"] } },
+    })
+    .to_string();
+    let sync = alice
+        .sync(&SyncQuery {
+            filter: Some(&filter),
+            ..SyncQuery::default()
+        })
+        .await;
+    let events = timeline(&sync, &room_id);
+    let message = events
+        .iter()
+        .find(|e| e["content"]["body"] == "a reply")
+        .unwrap_or_else(|| panic!("{sync}"));
+    assert_eq!(
+        **message,
+        json!({
+            "type": "m.room.message",
+            "content": {
+                "body": "a reply",
+                "m.relates_to": { "m.in_reply_to": { "event_id": "$elsewhere" } },
+            },
+        })
+    );
+    let create = state(&sync, &room_id)
+        .into_iter()
+        .chain(events.iter().copied())
+        .find(|e| e["type"] == "m.room.create")
+        .unwrap_or_else(|| panic!("{sync}"));
+    assert_eq!(*create, json!({ "type": "m.room.create" }));
+}

@@ -2,6 +2,7 @@
 //! itself: read every stream between the client's token and the current positions, and if
 //! nothing concerns the client, wait until something does or the timeout passes.
 
+mod event_fields;
 mod notifier;
 mod token;
 
@@ -235,6 +236,9 @@ impl Services {
                 .map(Raw::new)
                 .collect::<Result<_, _>>()
                 .map_err(|e| Error::Internal(format!("presence event: {e}")))?;
+        }
+        if let Some(fields) = &filter.event_fields {
+            event_fields::apply(&mut response, fields);
         }
         Ok(response)
     }
