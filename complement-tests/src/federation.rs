@@ -219,6 +219,62 @@ impl Federation {
         (event_id.to_string(), json)
     }
 
+    /// A redaction of `target` by `sender` (a user of server `from`) in a room of version 11,
+    /// following `prev` (an event server `to` has) and authorized by the create event, the
+    /// power levels and the sender's membership as `reader` sees them: built and signed with
+    /// `from`'s key, as `from` could have sent it to `to`. Its event ID and PDU.
+    pub async fn signed_redaction(
+        &self,
+        (from, to): (usize, usize),
+        reader: &crate::User,
+        room_id: &str,
+        sender: &str,
+        target: &str,
+        prev: &str,
+    ) -> (String, serde_json::Value) {
+        let state = reader
+            .client
+            .get(&crate::rooms::room_path(room_id, "state"))
+            .await
+            .ok();
+        let state_id = |kind: &str, key: &str| {
+            state
+                .as_array()
+                .and_then(|events| {
+                    events
+                        .iter()
+                        .find(|e| e["type"] == kind && e["state_key"] == key)
+                })
+                .map(|e| e["event_id"].clone())
+                .unwrap_or_else(|| panic!("no {kind} {key:?} in {state}"))
+        };
+        let auth_events = serde_json::json!([
+            state_id("m.room.create", ""),
+            state_id("m.room.power_levels", ""),
+            state_id("m.room.member", sender),
+        ]);
+        let served = self
+            .signed_request(
+                from,
+                to,
+                Method::GET,
+                &format!("/_matrix/federation/v1/event/{}", crate::enc(prev)),
+                None,
+            )
+            .await
+            .ok();
+        let depth = served["pdus"][0]["depth"].as_u64().expect("a depth") + 1;
+        self.signed_pdu(
+            from,
+            "11",
+            serde_json::json!({
+                "room_id": room_id, "type": "m.room.redaction", "sender": sender,
+                "content": { "redacts": target }, "origin_server_ts": 1_700_000_000_000u64,
+                "depth": depth, "prev_events": [prev], "auth_events": auth_events,
+            }),
+        )
+    }
+
     /// A request to server `to`'s federation API signed with server `from`'s own key (spec:
     /// "Request Authentication"): exactly what `from` would send, for requests no client
     /// action makes, such as malformed ones.

@@ -253,50 +253,14 @@ async fn a_remote_redaction_without_the_power_to_redact_is_not_applied() {
         },
     )
     .await;
-    let state = alice.client.get(&room_path(&room_id, "state")).await.ok();
-    let state_id = |kind: &str, key: &str| {
-        state
-            .as_array()
-            .and_then(|events| {
-                events
-                    .iter()
-                    .find(|e| e["type"] == kind && e["state_key"] == key)
-            })
-            .map(|e| e["event_id"].clone())
-            .unwrap_or_else(|| panic!("no {kind} {key:?} in {state}"))
-    };
-    let auth_events = json!([
-        state_id("m.room.create", ""),
-        state_id("m.room.power_levels", ""),
-        state_id("m.room.member", &bob.user_id),
-    ]);
-    let latest = chunk(&alice.messages(&room_id, "dir=b&limit=1").await)[0]["event_id"]
+    let mut prev = chunk(&alice.messages(&room_id, "dir=b&limit=1").await)[0]["event_id"]
         .as_str()
         .expect("the latest event")
         .to_owned();
-    let served = federation
-        .signed_request(
-            1,
-            0,
-            Method::GET,
-            &format!("{FED}/event/{}", enc(&latest)),
-            None,
-        )
-        .await
-        .ok();
-    let mut depth = served["pdus"][0]["depth"].as_u64().expect("a depth");
-    let mut prev = latest;
     for (txn, target) in [("redact-alices", &alices), ("redact-bobs", &bobs)] {
-        depth += 1;
-        let (event_id, pdu) = federation.signed_pdu(
-            1,
-            "11",
-            json!({
-                "room_id": room_id, "type": "m.room.redaction", "sender": bob.user_id,
-                "content": { "redacts": target }, "origin_server_ts": 1_700_000_000_000u64,
-                "depth": depth, "prev_events": [prev], "auth_events": auth_events,
-            }),
-        );
+        let (event_id, pdu) = federation
+            .signed_redaction((1, 0), &alice, &room_id, &bob.user_id, target, &prev)
+            .await;
         let answer = federation
             .signed_request(
                 1,

@@ -922,42 +922,9 @@ async fn a_redaction_of_a_message_not_yet_backfilled_prunes_it_when_it_arrives()
             .assert_status(200);
     }
     let latest = bob.send_text(&room_id, "bob is here").await;
-    let state = bob.client.get(&room_path(&room_id, "state")).await.ok();
-    let state_id = |kind: &str, key: &str| {
-        state
-            .as_array()
-            .and_then(|events| {
-                events
-                    .iter()
-                    .find(|e| e["type"] == kind && e["state_key"] == key)
-            })
-            .map(|e| e["event_id"].clone())
-            .unwrap_or_else(|| panic!("no {kind} {key:?} in {state}"))
-    };
-    let served = federation
-        .signed_request(
-            2,
-            1,
-            Method::GET,
-            &format!("/_matrix/federation/v1/event/{}", enc(&latest)),
-            None,
-        )
-        .await
-        .ok();
-    let depth = served["pdus"][0]["depth"].as_u64().expect("a depth") + 1;
-    let (redaction_id, redaction) = federation.signed_pdu(
-        2,
-        "11",
-        json!({
-            "room_id": room_id, "type": "m.room.redaction", "sender": carol.user_id,
-            "content": { "redacts": recalled }, "origin_server_ts": 1_700_000_000_000u64,
-            "depth": depth, "prev_events": [latest],
-            "auth_events": [
-                state_id("m.room.create", ""), state_id("m.room.power_levels", ""),
-                state_id("m.room.member", &carol.user_id),
-            ],
-        }),
-    );
+    let (redaction_id, redaction) = federation
+        .signed_redaction((2, 1), &bob, &room_id, &carol.user_id, &recalled, &latest)
+        .await;
     let answer = federation
         .signed_request(
             2,

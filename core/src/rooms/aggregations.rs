@@ -183,7 +183,13 @@ impl Rooms {
         if roots.is_empty() {
             return Ok((HashMap::new(), Vec::new()));
         }
-        let ignored = self.ignored_users(user_id).await?;
+        let ignored: Vec<OwnedUserId> = self
+            .store
+            .ignored_users(user_id)
+            .await?
+            .iter()
+            .cloned()
+            .collect();
         let ids: Vec<OwnedEventId> = roots.iter().map(|(id, _)| id.clone()).collect();
         let summaries = self.store.thread_summaries(&ids, &ignored).await?;
         if summaries.is_empty() {
@@ -263,27 +269,5 @@ impl Rooms {
             }
         }
         Ok(edits)
-    }
-
-    /// The users in the user's `m.ignored_user_list` (spec: "Ignoring Users").
-    async fn ignored_users(&self, user_id: &UserId) -> Result<Vec<OwnedUserId>> {
-        let Some(content) = self
-            .store
-            .account_data(user_id, None, "m.ignored_user_list")
-            .await?
-        else {
-            return Ok(Vec::new());
-        };
-        let content: JsonValue = serde_json::from_str(&content).unwrap_or_default();
-        Ok(content
-            .get("ignored_users")
-            .and_then(JsonValue::as_object)
-            .map(|users| {
-                users
-                    .keys()
-                    .filter_map(|u| OwnedUserId::try_from(u.as_str()).ok())
-                    .collect()
-            })
-            .unwrap_or_default())
     }
 }
