@@ -2,7 +2,8 @@
 # Runs a tessera-bench scenario against Tessera and then Synapse on this machine (loopback only)
 # and prints both reports and the Tessera/Synapse ratios. Everything it makes lives in bench/work/.
 #
-# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|media|e2ee|feed|all] [--only tessera|synapse]
+# Usage: bench/run-vs-synapse.sh [--scenario auth|send|messages|rooms|sync|media|e2ee|feed|idle-syncs|idle-websockets|all]
+#                                [--only tessera|synapse]
 #                                [--shared-secret-registration]
 #                                [--tessera-depth LIST] [--synapse-depth LIST]
 #                                [-- extra `tessera-bench SCENARIO` options, e.g. --users 100]
@@ -43,24 +44,26 @@ case $only in
     *) echo "--only takes tessera or synapse" >&2; exit 2 ;;
 esac
 case $scenario in
-    all) scenarios=(auth send messages rooms sync media e2ee feed) ;;
-    auth | send | messages | rooms | sync | media | e2ee | feed) scenarios=("$scenario") ;;
-    *) echo "--scenario takes auth, send, messages, rooms, sync, media, e2ee, feed or all" >&2; exit 2 ;;
+    all) scenarios=(auth send messages rooms sync media e2ee feed idle-syncs idle-websockets) ;;
+    auth | send | messages | rooms | sync | media | e2ee | feed | idle-syncs | idle-websockets) scenarios=("$scenario") ;;
+    *) echo "--scenario takes auth, send, messages, rooms, sync, media, e2ee, feed, idle-syncs, idle-websockets or all" >&2; exit 2 ;;
 esac
 
-# The servers a scenario runs against: `feed` is Tessera's IM API, which Synapse does not have.
+# The servers a scenario runs against: `feed` is Tessera's IM API and `idle-websockets` its
+# WebSocket sync transport, which Synapse does not have.
 servers_of() {
     local scenario=$1 server
     for server in "${servers[@]}"; do
-        [[ $scenario == feed && $server == synapse ]] || echo "$server"
+        [[ ($scenario == feed || $scenario == idle-websockets) && $server == synapse ]] || echo "$server"
     done
 }
 
 machine="$(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 echo "machine: $machine"
 mkdir -p "$WORK"
-# `sync` holds a long-poll open per room member (1,000 by default), which takes a socket in the
-# bench and one in the server: lift the soft limit on open files, inherited by both, to the hard one.
+# `sync` holds a long-poll open per room member (1,000 by default) and `idle-*` 10,000
+# connections, each a socket in the bench and one in the server: lift the soft limit on open
+# files, inherited by both, to the hard one.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # (a) build: the workspace's feature set, so the build shares artifacts with other release
@@ -215,6 +218,8 @@ scenario_args() {
         sync) echo --timeout-secs 300 ;;
         # The 1 GiB transfers take a while; the server's PID lets the bench sample its memory.
         media) echo --timeout-secs 600 --server-pid "$server_pid" ;;
+        # Synapse takes in 10,000 long-polls, and answers them, one after another on one core.
+        idle-syncs | idle-websockets) echo --timeout-secs 280 --server-pid "$server_pid" ;;
     esac
 }
 

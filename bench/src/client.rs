@@ -3,10 +3,13 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
+use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 use sha1::Sha1;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, client::IntoClientRequest};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Why a request did not succeed: the transport failed, or the server answered with an error.
 #[derive(Debug)]
@@ -274,24 +277,42 @@ impl CsClient {
         access_token: &str,
         query: &SyncQuery<'_>,
     ) -> Result<SyncBatch, RequestError> {
-        let parameters: Vec<String> = [
-            ("since", query.since.map(str::to_owned)),
-            ("timeout", query.timeout.map(|t| t.as_millis().to_string())),
-            ("filter", query.filter.map(str::to_owned)),
-            ("set_presence", query.set_presence.map(str::to_owned)),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| Some(format!("{name}={}", percent_encode(&value?))))
-        .collect();
-        let mut path = "/_matrix/client/v3/sync".to_owned();
-        if !parameters.is_empty() {
-            path = format!("{path}?{}", parameters.join("&"));
-        }
+        let path = format!("/_matrix/client/v3/sync{}", query.query_string());
         let request = self
             .request(Method::GET, &path, Some(access_token), None)
             .timeout(self.timeout + query.timeout.unwrap_or_default());
         let response = checked(request).await?;
         sync_batch_from(&response)
+    }
+
+    /// Opens Tessera's WebSocket sync transport (docs/websocket.md) with the parameters of
+    /// `query` (its `timeout` is ignored there). `Ok(None)`: the server has no such endpoint.
+    pub async fn sync_socket(
+        &self,
+        access_token: &str,
+        query: &SyncQuery<'_>,
+    ) -> Result<Option<SyncSocket>, String> {
+        let address = self
+            .base_url
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1);
+        let url = format!("{address}{IM}/ws{}", query.query_string());
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| format!("bad WebSocket address: {e}"))?;
+        let bearer = format!("Bearer {access_token}")
+            .parse()
+            .map_err(|e| format!("bad access token: {e}"))?;
+        request.headers_mut().insert("Authorization", bearer);
+        let connect = tokio_tungstenite::connect_async(request);
+        match tokio::time::timeout(self.timeout, connect).await {
+            Err(_) => Err("the WebSocket upgrade timed out".to_owned()),
+            Ok(Ok((socket, _))) => Ok(Some(SyncSocket { socket })),
+            Ok(Err(WsError::Http(response))) if response.status() == StatusCode::NOT_FOUND => {
+                Ok(None)
+            }
+            Ok(Err(e)) => Err(format!("WebSocket upgrade failed: {e}")),
+        }
     }
 
     /// `POST /keys/upload` of `keys` (`device_keys`, `one_time_keys`); returns how many
@@ -591,6 +612,57 @@ pub struct SyncQuery<'a> {
     pub filter: Option<&'a str>,
     /// `offline` keeps the request from marking the user online.
     pub set_presence: Option<&'a str>,
+}
+
+impl SyncQuery<'_> {
+    /// `?name=value&...`, or nothing when every parameter is left out.
+    fn query_string(&self) -> String {
+        let parameters: Vec<String> = [
+            ("since", self.since.map(str::to_owned)),
+            ("timeout", self.timeout.map(|t| t.as_millis().to_string())),
+            ("filter", self.filter.map(str::to_owned)),
+            ("set_presence", self.set_presence.map(str::to_owned)),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some(format!("{name}={}", percent_encode(&value?))))
+        .collect();
+        if parameters.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parameters.join("&"))
+        }
+    }
+}
+
+/// An open WebSocket sync connection.
+pub struct SyncSocket {
+    socket: WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl SyncSocket {
+    /// The next `sync` frame's body; answers the server's pings while it waits (the library
+    /// does so whenever it reads). `Err` when the connection ends or sends something else.
+    pub async fn next_sync(&mut self) -> Result<SyncBatch, String> {
+        loop {
+            let frame = self
+                .socket
+                .next()
+                .await
+                .ok_or("the server closed the connection")?
+                .map_err(|e| format!("the connection failed: {e}"))?;
+            let text = match frame {
+                Message::Text(text) => text,
+                Message::Close(close) => return Err(format!("the server closed it: {close:?}")),
+                _ => continue,
+            };
+            let frame: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("a frame that is not JSON: {e}"))?;
+            if frame["type"] != "sync" {
+                return Err(format!("an unexpected frame: {text}"));
+            }
+            return sync_batch_from(&frame["sync"]).map_err(|e| e.to_string());
+        }
+    }
 }
 
 /// What the scenarios need from a `/sync` response.

@@ -3,6 +3,7 @@
 mod client;
 mod compare;
 mod load;
+mod process;
 mod scenarios;
 mod stats;
 
@@ -50,6 +51,13 @@ enum Command {
     /// pages through the feed.
     #[command(args_override_self = true)]
     Feed(scenarios::feed::FeedArgs),
+    /// Hold --connections idle /sync long-polls: the server's memory with them, and one
+    /// message's way to all of them.
+    #[command(args_override_self = true)]
+    IdleSyncs(scenarios::idle::IdleArgs),
+    /// The same with Tessera's WebSocket sync transport.
+    #[command(args_override_self = true)]
+    IdleWebsockets(scenarios::idle::IdleArgs),
     /// Federation between --base-url (the rooms' origin) and --remote-url: --messages messages
     /// from --senders senders on the origin delivered to a remote live sync, then remote users
     /// joining a room of --members members.
@@ -73,6 +81,14 @@ async fn main() -> ExitCode {
         Command::Media(args) => publish(scenarios::media::run(args).await, &args.common),
         Command::E2ee(args) => publish(scenarios::e2ee::run(args).await, &args.common),
         Command::Feed(args) => publish(scenarios::feed::run(args).await, &args.common),
+        Command::IdleSyncs(args) => publish(
+            scenarios::idle::run(args, scenarios::idle::Transport::LongPoll).await,
+            &args.common,
+        ),
+        Command::IdleWebsockets(args) => publish(
+            scenarios::idle::run(args, scenarios::idle::Transport::WebSocket).await,
+            &args.common,
+        ),
         Command::Federation(args) => publish(scenarios::federation::run(args).await, &args.common),
         Command::Compare(args) => compare::run(args).map(|output| {
             print!("{output}");

@@ -921,6 +921,8 @@ async fn a_redaction_of_a_message_not_yet_backfilled_prunes_it_when_it_arrives()
             .await
             .assert_status(200);
     }
+    // The redaction's auth events are Carol's join as hs1 has it: wait for it to arrive.
+    wait_for_membership(&bob, &room_id, &carol.user_id, "join").await;
     let latest = bob.send_text(&room_id, "bob is here").await;
     let (redaction_id, redaction) = federation
         .signed_redaction((2, 1), &bob, &room_id, &carol.user_id, &recalled, &latest)

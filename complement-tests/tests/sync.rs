@@ -22,6 +22,16 @@ async fn shared_room(server: &TestServer) -> (User, User, String) {
     alice_and_bob_room(server, PASSWORD).await
 }
 
+/// An initial sync with an inline filter.
+async fn initial_sync_with(user: &User, filter: &Value) -> Value {
+    let filter = filter.to_string();
+    user.sync(&SyncQuery {
+        filter: Some(&filter),
+        ..SyncQuery::default()
+    })
+    .await
+}
+
 fn state_keys_of_type(events: &[&Value], kind: &str) -> Vec<String> {
     let mut keys: Vec<String> = events
         .iter()
@@ -59,6 +69,38 @@ async fn initial_sync_shows_joined_rooms_with_state_timeline_and_summary() {
         json!([alice.user_id]),
         "{joined}"
     );
+}
+
+/// Spec: "Syncing", room summaries: each room of an initial sync has its own counts and up to
+/// five heroes (joined or invited members other than the user, here in user ID order, as
+/// Synapse picks them when the room has no name).
+#[tokio::test]
+async fn an_initial_sync_summarises_each_room_with_its_own_members() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let mut others = Vec::new();
+    for name in ["m1", "m2", "m3", "m4", "m5", "m6", "m7"] {
+        others.push(register(&server, name).await);
+    }
+    let big = alice.create_room(json!({ "preset": "public_chat" })).await;
+    for member in &others[..6] {
+        member.join_room(&big).await;
+    }
+    alice.invite_user(&big, &others[6].user_id).await;
+    let small = alice.create_room(json!({ "preset": "private_chat" })).await;
+    alice.invite_user(&small, &others[0].user_id).await;
+
+    let sync = alice.initial_sync().await;
+    let summary = &room(&sync, "join", &big)["summary"];
+    assert_eq!(summary["m.joined_member_count"], 7, "{summary}");
+    assert_eq!(summary["m.invited_member_count"], 1, "{summary}");
+    let mut expected: Vec<&str> = others.iter().map(|u| u.user_id.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(summary["m.heroes"], json!(expected[..5]), "{summary}");
+    let summary = &room(&sync, "join", &small)["summary"];
+    assert_eq!(summary["m.joined_member_count"], 1, "{summary}");
+    assert_eq!(summary["m.invited_member_count"], 1, "{summary}");
+    assert_eq!(summary["m.heroes"], json!([others[0].user_id]), "{summary}");
 }
 
 #[tokio::test]
@@ -711,6 +753,12 @@ async fn unread_counts_rise_with_messages_and_fall_with_a_read_receipt() {
         .assert_status(200);
     let sync = bob.sync_since(&next_batch(&sync)).await;
     assert_eq!(counts(&sync), (Some(1), Some(1)), "{sync}");
+    // Counts read after the receipt keep following new messages, incremental or initial sync.
+    alice.send_text(&room_id, "three").await;
+    let sync = bob.sync_since(&next_batch(&sync)).await;
+    assert_eq!(counts(&sync), (Some(2), Some(1)), "{sync}");
+    let initial = bob.initial_sync().await;
+    assert_eq!(counts(&initial), (Some(2), Some(1)), "{initial}");
     // Alice's own messages never count for her.
     let alice_sync = alice.initial_sync().await;
     assert_eq!(
@@ -734,14 +782,8 @@ async fn event_fields_keep_only_the_listed_fields_of_room_events() {
     let filter = json!({
         "event_fields": ["type", "content.body", "content.m\\.relates_to"],
         "room": { "state": { "types": ["m.room.create"] } },
-    })
-    .to_string();
-    let sync = alice
-        .sync(&SyncQuery {
-            filter: Some(&filter),
-            ..SyncQuery::default()
-        })
-        .await;
+    });
+    let sync = initial_sync_with(&alice, &filter).await;
     let events = timeline(&sync, &room_id);
     let message = events
         .iter()
@@ -763,4 +805,54 @@ async fn event_fields_keep_only_the_listed_fields_of_room_events() {
         .find(|e| e["type"] == "m.room.create")
         .unwrap_or_else(|| panic!("{sync}"));
     assert_eq!(*create, json!({ "type": "m.room.create" }));
+}
+
+/// Spec: "Filtering", `event_format: federation`: the rooms' events are the raw PDUs as servers
+/// exchange them (hashes, signatures, prev and auth events), with their event ID and `unsigned`.
+#[tokio::test]
+async fn event_format_federation_serves_the_raw_pdus() {
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = shared_room(&server).await;
+    let sent = event_id_of(
+        bob.send_event(
+            &room_id,
+            "m.room.message",
+            json!({ "msgtype": "m.text", "body": "raw" }),
+        )
+        .await,
+    );
+    let sync = initial_sync_with(&alice, &json!({ "event_format": "federation" })).await;
+    let events = timeline(&sync, &room_id);
+    let message = events
+        .iter()
+        .find(|e| e["event_id"] == sent.as_str())
+        .unwrap_or_else(|| panic!("{sync}"));
+    assert_eq!(message["room_id"], room_id.as_str(), "{message}");
+    assert_eq!(message["content"]["body"], "raw", "{message}");
+    assert!(message["hashes"]["sha256"].is_string(), "{message}");
+    assert!(message["signatures"].is_object(), "{message}");
+    assert!(
+        !message["prev_events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{message}"))
+            .is_empty()
+    );
+    assert!(
+        !message["auth_events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{message}"))
+            .is_empty()
+    );
+    assert!(message["depth"].is_u64(), "{message}");
+    assert!(message["unsigned"]["age"].is_i64(), "{message}");
+
+    // Without the filter the same event is in the client format.
+    let plain = alice.sync(&SyncQuery::default()).await;
+    let events = timeline(&plain, &room_id);
+    let message = events
+        .iter()
+        .find(|e| e["event_id"] == sent.as_str())
+        .unwrap_or_else(|| panic!("{plain}"));
+    assert!(message.get("hashes").is_none(), "{message}");
+    assert!(message.get("prev_events").is_none(), "{message}");
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 use super::{Accounts, CommonArgs, register_all};
 use crate::client::{CsClient, RequestError};
 use crate::load::{run_phase, run_setup};
+use crate::process::rss_kib;
 use crate::stats::{Latencies, ScenarioReport};
 
 const MIB: usize = 1024 * 1024;
@@ -288,15 +289,4 @@ impl RssSampler {
         let _ = self.task.await;
         self.peak_kib.load(Ordering::Relaxed)
     }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod e2ee;
 pub mod federation;
 pub mod feed;
+pub mod idle;
 pub mod media;
 pub mod messages;
 pub mod rooms;

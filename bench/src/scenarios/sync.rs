@@ -67,11 +67,20 @@ pub async fn run(args: &SyncArgs) -> Result<ScenarioReport, String> {
     // Each operation has users of its own, so no one's sync carries another operation's rooms.
     let sync_users = users.split_off(2 + members);
     let fan_out_members = users.split_off(2);
-    let operations = vec![
-        delivery(&client, &args.common, &users, args.messages).await?,
-        fan_out(&client, &args.common, &fan_out_members, args.fanout_rounds).await?,
-        initial_sync(&client, &args.common, &accounts, &sync_users, args).await?,
-    ];
+    let transports = transports(&client, &users[0]).await?;
+    let mut operations =
+        delivery(&client, &args.common, &users, args.messages, &transports).await?;
+    operations.extend(
+        fan_out(
+            &client,
+            &args.common,
+            &fan_out_members,
+            args.fanout_rounds,
+            &transports,
+        )
+        .await?,
+    );
+    operations.push(initial_sync(&client, &args.common, &accounts, &sync_users, args).await?);
 
     Ok(ScenarioReport {
         scenario: "sync".into(),
@@ -92,40 +101,94 @@ pub async fn run(args: &SyncArgs) -> Result<ScenarioReport, String> {
     })
 }
 
-/// `delivery`: a sender and a receiver in one room, the receiver's live sync timing each message.
+/// How a live sync hears of news: `/sync` long-polls, which every server has, or Tessera's
+/// WebSocket transport.
+#[derive(Clone, Copy, PartialEq)]
+enum Transport {
+    LongPoll,
+    WebSocket,
+}
+
+impl Transport {
+    /// The operation's name over this transport: long-polls keep the plain names.
+    fn operation(self, name: &str) -> &'static str {
+        match self {
+            Self::LongPoll => leak(name.to_owned()),
+            Self::WebSocket => leak(format!("{name} (websocket)")),
+        }
+    }
+}
+
+/// Operation names are `&'static str`; the scenario makes a handful per run.
+fn leak(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
+/// The transports the server offers: long-polls, and the WebSocket transport if it has one.
+async fn transports(client: &CsClient, user: &RegisteredUser) -> Result<Vec<Transport>, String> {
+    let probe = client.sync_socket(user.token(), &live_query(None)).await?;
+    if probe.is_none() {
+        eprintln!("sync: the server has no WebSocket sync transport; long-polls only");
+    }
+    Ok(match probe {
+        Some(_) => vec![Transport::LongPoll, Transport::WebSocket],
+        None => vec![Transport::LongPoll],
+    })
+}
+
+/// `delivery`: a sender and a receiver in one room, the receiver's live sync timing each
+/// message, once per transport.
 async fn delivery(
     client: &CsClient,
     common: &CommonArgs,
     pair: &[RegisteredUser],
     messages: u32,
-) -> Result<OperationReport, String> {
+    transports: &[Transport],
+) -> Result<Vec<OperationReport>, String> {
     let (sender, receiver) = pair
         .split_first()
         .expect("two users registered for delivery");
     let room_id = shared_room("delivery", client, common, sender, receiver).await?;
-    let live = LiveSyncs::start("delivery", client, common, receiver).await?;
-    eprintln!("sync: delivery: {messages} messages, each sent once the previous one arrived");
-    live.time_messages(sender, &room_id, messages, DELIVERY_SETTLE)
-        .await
+    let mut reports = Vec::new();
+    for &transport in transports {
+        let operation = transport.operation("delivery");
+        let live = LiveSyncs::start(operation, client, common, receiver, transport).await?;
+        eprintln!(
+            "sync: {operation}: {messages} messages, each sent once the previous one arrived"
+        );
+        reports.push(
+            live.time_messages(sender, &room_id, messages, DELIVERY_SETTLE)
+                .await?,
+        );
+    }
+    Ok(reports)
 }
 
 /// `fan-out`: every member of one room has a live sync; each message is timed until the last of
-/// them received it.
+/// them received it, once per transport.
 async fn fan_out(
     client: &CsClient,
     common: &CommonArgs,
     members: &[RegisteredUser],
     rounds: u32,
-) -> Result<OperationReport, String> {
+    transports: &[Transport],
+) -> Result<Vec<OperationReport>, String> {
     let (sender, others) = members.split_first().expect("--members is at least 1");
     let room_id = shared_room("fan-out", client, common, sender, others).await?;
-    let live = LiveSyncs::start("fan-out", client, common, members).await?;
-    eprintln!(
-        "sync: fan-out: {rounds} messages, each to {} live syncs",
-        members.len()
-    );
-    live.time_messages(sender, &room_id, rounds, FAN_OUT_SETTLE)
-        .await
+    let mut reports = Vec::new();
+    for &transport in transports {
+        let operation = transport.operation("fan-out");
+        let live = LiveSyncs::start(operation, client, common, members, transport).await?;
+        eprintln!(
+            "sync: {operation}: {rounds} messages, each to {} live syncs",
+            members.len()
+        );
+        reports.push(
+            live.time_messages(sender, &room_id, rounds, FAN_OUT_SETTLE)
+                .await?,
+        );
+    }
+    Ok(reports)
 }
 
 /// Untimed setup: `creator` creates a public room and `joiners` join it at `--concurrency`.
@@ -167,8 +230,9 @@ enum Delivery {
     Lost(String),
 }
 
-/// One live sync per member: a task long-polling `/sync` again and again, as a client does,
-/// reporting every message it receives on a channel shared by all of them.
+/// One live sync per member: a task long-polling `/sync` again and again, as a client does (or
+/// reading a WebSocket's sync frames), reporting every message it receives on a channel shared
+/// by all of them.
 struct LiveSyncs {
     operation: &'static str,
     client: CsClient,
@@ -186,6 +250,7 @@ impl LiveSyncs {
         client: &CsClient,
         common: &CommonArgs,
         members: &[RegisteredUser],
+        transport: Transport,
     ) -> Result<Self, String> {
         let label = format!("sync: {operation}: initial syncs");
         let positions = run_setup(&label, common.concurrency(), members.len(), |member| {
@@ -203,13 +268,15 @@ impl LiveSyncs {
         let mut tasks = JoinSet::new();
         for (member, since) in positions {
             let token = members[member].token().to_owned();
-            tasks.spawn(live_sync(
-                client.clone(),
-                token,
-                since,
-                member,
-                reports.clone(),
-            ));
+            let (client, reports) = (client.clone(), reports.clone());
+            match transport {
+                Transport::LongPoll => {
+                    tasks.spawn(live_sync(client, token, since, member, reports))
+                }
+                Transport::WebSocket => {
+                    tasks.spawn(live_socket(client, token, since, member, reports))
+                }
+            };
         }
         Ok(Self {
             operation,
@@ -243,7 +310,13 @@ impl LiveSyncs {
     ) -> Result<OperationReport, String> {
         let operation = self.operation;
         let warm_up = format!("{operation} warm-up");
-        let mut previous = match self.deliver(sender, room_id, "warm-up", &warm_up).await {
+        // Each operation's transaction IDs are its own: a repeated one would not send anew.
+        let txn: String = operation
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let warm_up_txn = format!("{txn}-warm-up");
+        let mut previous = match self.deliver(sender, room_id, &warm_up_txn, &warm_up).await {
             Delivery::Delivered(latency) => latency,
             Delivery::Failed(error) | Delivery::Lost(error) => {
                 return Err(format!("{operation}: the warm-up message: {error}"));
@@ -254,7 +327,10 @@ impl LiveSyncs {
         for i in 0..count {
             tokio::time::sleep(previous.max(settle)).await;
             let body = format!("{operation} {i}");
-            match self.deliver(sender, room_id, &format!("m{i}"), &body).await {
+            match self
+                .deliver(sender, room_id, &format!("{txn}-m{i}"), &body)
+                .await
+            {
                 Delivery::Delivered(latency) => {
                     latencies.record_success(latency);
                     previous = latency;
@@ -358,11 +434,7 @@ async fn live_sync(
         match polled {
             Ok(batch) => {
                 since = batch.next_batch;
-                if !batch
-                    .message_bodies
-                    .into_iter()
-                    .all(|body| report(Ok(body)))
-                {
+                if !batch.message_bodies.into_iter().map(Ok).all(&report) {
                     return;
                 }
             }
@@ -373,6 +445,47 @@ async fn live_sync(
                 tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
+    }
+}
+
+/// A client's WebSocket: connects from `since` and reports the messages of every sync frame;
+/// after a failure, reconnects from the last frame's `next_batch`.
+async fn live_socket(
+    client: CsClient,
+    token: String,
+    mut since: String,
+    member: usize,
+    reports: UnboundedSender<Arrival>,
+) {
+    let report = |message| {
+        reports
+            .send(Arrival {
+                member,
+                at: Instant::now(),
+                message,
+            })
+            .is_ok()
+    };
+    loop {
+        let failure = match client.sync_socket(&token, &live_query(Some(&since))).await {
+            Ok(Some(mut socket)) => loop {
+                match socket.next_sync().await {
+                    Ok(batch) => {
+                        since = batch.next_batch;
+                        if !batch.message_bodies.into_iter().map(Ok).all(&report) {
+                            return;
+                        }
+                    }
+                    Err(error) => break error,
+                }
+            },
+            Ok(None) => "the WebSocket endpoint is gone (404)".to_owned(),
+            Err(error) => error,
+        };
+        if !report(Err(failure)) {
+            return;
+        }
+        tokio::time::sleep(RETRY_PAUSE).await;
     }
 }
 

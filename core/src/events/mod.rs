@@ -7,7 +7,7 @@ mod pdu;
 mod reference;
 
 pub use build::{EventError, GraphPosition, NewEvent, build_pdu};
-pub use client_format::{Unsigned, client_event_json};
+pub use client_format::{Unsigned, client_event_json, event_json_in};
 pub use pdu::{Pdu, PduParseError};
 pub use reference::{
     ReferenceHashes, is_format_v1, received_event_id, reference_event_id, reference_list,

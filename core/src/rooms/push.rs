@@ -275,18 +275,24 @@ impl Rooms {
         Ok(())
     }
 
-    /// The user's unread counts in each of the rooms (one query per few hundred rooms, for an
-    /// initial sync). Every room given has an entry.
+    /// The user's unread counts in each of the rooms (from memory, or one query per few hundred
+    /// rooms), at least as of timeline position `upto`, which must be released to readers.
+    /// Every room given has an entry.
     pub async fn unread_counts_in(
         &self,
         user_id: &UserId,
         room_ids: &[OwnedRoomId],
+        upto: i64,
     ) -> Result<HashMap<OwnedRoomId, UnreadCounts>> {
         let mut counts: HashMap<OwnedRoomId, UnreadCounts> = room_ids
             .iter()
             .map(|room_id| (room_id.clone(), UnreadCounts::default()))
             .collect();
-        for row in self.store.unread_push_counts(user_id, room_ids).await? {
+        for row in self
+            .store
+            .unread_push_counts(user_id, room_ids, upto)
+            .await?
+        {
             let thread = NotificationCounts {
                 notification_count: row.notifications,
                 highlight_count: row.highlights,
@@ -406,7 +412,11 @@ mod tests {
     impl Server {
         async fn unread(&self, user_id: &UserId, room_id: &RoomId) -> UnreadCounts {
             self.rooms
-                .unread_counts_in(user_id, &[room_id.to_owned()])
+                .unread_counts_in(
+                    user_id,
+                    &[room_id.to_owned()],
+                    self.rooms.current_position(),
+                )
                 .await
                 .expect("unread counts")
                 .remove(room_id)

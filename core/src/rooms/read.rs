@@ -8,13 +8,13 @@ use std::{
 
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedUserId, RoomId, UserId,
-    api::client::filter::RoomEventFilter,
+    api::client::filter::{EventFormat, RoomEventFilter},
 };
 use serde_json::{Map, Value as JsonValue, value::RawValue};
 
 use crate::{
     Error, Result,
-    events::{Pdu, Unsigned, client_event_json},
+    events::{Pdu, Unsigned, client_event_json, event_json_in},
     store::EventRow,
 };
 
@@ -104,19 +104,21 @@ impl Rooms {
         rows: &[EventRow],
         user_id: &UserId,
     ) -> Result<Vec<Box<RawValue>>> {
-        self.serve_with_transactions(rows, user_id, &HashMap::new(), true)
+        self.serve_with_transactions(rows, user_id, &HashMap::new(), true, &EventFormat::Client)
             .await
     }
 
     /// [`Rooms::serve`] for the device that sent some of the events: those get
     /// `unsigned.transaction_id`, which is how a client matches its local echo. Without
-    /// `may_have_children` (known to have none) no aggregations are looked up.
+    /// `may_have_children` (known to have none) no aggregations are looked up. The events are
+    /// in `format` (a sync filter may ask for the federation format).
     pub(super) async fn serve_with_transactions(
         &self,
         rows: &[EventRow],
         user_id: &UserId,
         transaction_ids: &HashMap<OwnedEventId, String>,
         may_have_children: bool,
+        format: &EventFormat,
     ) -> Result<Vec<Box<RawValue>>> {
         let mut bundles = if may_have_children {
             self.bundled_aggregations(rows, user_id).await?
@@ -169,7 +171,7 @@ impl Rooms {
                         JsonValue::String(txn_id.clone()),
                     );
                 }
-                Ok(client_event_json(&pdu, &unsigned, now))
+                Ok(event_json_in(format, &pdu, &unsigned, now))
             })
             .collect()
     }

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use ruma::{
     DeviceId, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId,
     api::client::{
-        filter::{LazyLoadOptions, RoomEventFilter, RoomFilter},
+        filter::{EventFormat, LazyLoadOptions, RoomEventFilter, RoomFilter},
         sync::sync_events::{
             UnreadNotificationsCount,
             v3::{
@@ -27,7 +27,7 @@ use serde_json::{Value as JsonValue, json};
 
 use crate::{
     Result,
-    store::{AccountDataEntry, EventRow, MembershipRow, Receipt, StateEntry},
+    store::{AccountDataEntry, EventRow, MemberCounts, MembershipRow, Receipt, StateEntry},
 };
 
 use super::{
@@ -65,6 +65,7 @@ pub struct RoomsSyncRequest<'a> {
     pub user_id: &'a UserId,
     pub device_id: &'a DeviceId,
     pub filter: &'a RoomFilter,
+    pub event_format: &'a EventFormat,
     /// `None` for an initial sync.
     pub since: Option<RoomPositions>,
     pub upto: RoomPositions,
@@ -90,6 +91,8 @@ struct SyncContext<'r, 'a> {
     /// Rooms with events since the token.
     with_events: &'r HashMap<OwnedRoomId, i64>,
     receipts: &'r HashMap<OwnedRoomId, Vec<Receipt>>,
+    /// Read ahead for the rooms a sync shows whole.
+    summaries: &'r HashMap<OwnedRoomId, RoomSummary>,
     forgotten: &'r HashSet<OwnedRoomId>,
 }
 
@@ -121,6 +124,7 @@ impl Rooms {
         let memberships = self.memberships_at(user_id, upto).await?;
         let (changed, with_events) = self.timeline_changes(user_id, since, upto).await?;
         let receipts = self.receipts_for_sync(request, &memberships).await?;
+        let summaries = self.summaries(request, &memberships).await?;
         let forgotten = if memberships
             .values()
             .any(|m| matches!(m.membership.as_str(), "leave" | "ban"))
@@ -134,6 +138,7 @@ impl Rooms {
             changed: &changed,
             with_events: &with_events,
             receipts: &receipts,
+            summaries: &summaries,
             forgotten: &forgotten,
         };
         let mut entries = futures::stream::iter(
@@ -141,7 +146,9 @@ impl Rooms {
                 .into_iter()
                 .filter(|(room_id, _)| room_selected(request.filter, room_id)),
         )
-        .map(|(room_id, membership)| self.sync_room(&context, room_id, membership))
+        // Boxed: a waker that outlives a finished room's task (heaptrack showed one per parked
+        // sync) keeps the task node allocated, and the node is as large as its future's type.
+        .map(|(room_id, membership)| Box::pin(self.sync_room(&context, room_id, membership)))
         .buffer_unordered(ROOMS_IN_PARALLEL);
         let mut update = RoomsUpdate::default();
         while let Some(entry) = entries.next().await {
@@ -220,7 +227,10 @@ impl Rooms {
                         _ => false,
                     };
                 if members_changed {
-                    joined.summary = self.summary(&room_id, user_id).await?;
+                    joined.summary = match context.summaries.get(&room_id) {
+                        Some(summary) => summary.clone(),
+                        None => self.summary(&room_id, user_id).await?,
+                    };
                 }
                 joined.timeline = timeline;
                 joined.state = state;
@@ -297,7 +307,9 @@ impl Rooms {
         if room_ids.is_empty() {
             return Ok(());
         }
-        let mut counts = self.unread_counts_in(request.user_id, &room_ids).await?;
+        let mut counts = self
+            .unread_counts_in(request.user_id, &room_ids, request.upto.timeline)
+            .await?;
         let by_thread = request.filter.timeline.unread_thread_notifications;
         for (room_id, joined) in &mut update.join {
             let room = counts.remove(room_id).unwrap_or_default();
@@ -568,6 +580,7 @@ impl Rooms {
                 request.user_id,
                 &transaction_ids,
                 !self.recent.have_no_children(&rows),
+                request.event_format,
             )
             .await?;
         let mut timeline = Timeline::new();
@@ -665,7 +678,15 @@ impl Rooms {
                 .filter_map(|pdu| Some((pdu.state_key.clone()?, pdu.event_id.clone())));
             self.lazy_loaded.record(request, room_id, sent_members);
         }
-        let events = self.serve(&rows, request.user_id).await?;
+        let events = self
+            .serve_with_transactions(
+                &rows,
+                request.user_id,
+                &HashMap::new(),
+                true,
+                request.event_format,
+            )
+            .await?;
         let state = StateEvents::with_events(events.into_iter().map(Raw::from_json).collect());
         Ok(if request.use_state_after {
             State::After(state)
@@ -689,12 +710,37 @@ impl Rooms {
     }
 
     async fn summary(&self, room_id: &RoomId, user_id: &UserId) -> Result<RoomSummary> {
-        let counts = self.store.member_counts(room_id, user_id).await?;
-        let mut summary = RoomSummary::new();
-        summary.heroes = counts.heroes;
-        summary.joined_member_count = Some(UInt::try_from(counts.joined).unwrap_or(UInt::MAX));
-        summary.invited_member_count = Some(UInt::try_from(counts.invited).unwrap_or(UInt::MAX));
-        Ok(summary)
+        let counts = self
+            .store
+            .member_counts(&[room_id.to_owned()], user_id)
+            .await?
+            .remove(room_id)
+            .unwrap_or_default();
+        Ok(summary_of(counts))
+    }
+
+    /// The summaries of all the rooms a sync shows whole (an initial or `full_state` sync),
+    /// read together; other syncs read them room by room, as members change.
+    async fn summaries(
+        &self,
+        request: &RoomsSyncRequest<'_>,
+        memberships: &HashMap<OwnedRoomId, Membership>,
+    ) -> Result<HashMap<OwnedRoomId, RoomSummary>> {
+        if request.since.is_some() && !request.full_state {
+            return Ok(HashMap::new());
+        }
+        let joined: Vec<OwnedRoomId> = memberships
+            .iter()
+            .filter(|(room_id, m)| m.membership == "join" && room_selected(request.filter, room_id))
+            .map(|(room_id, _)| room_id.clone())
+            .collect();
+        Ok(self
+            .store
+            .member_counts(&joined, request.user_id)
+            .await?
+            .into_iter()
+            .map(|(room_id, counts)| (room_id, summary_of(counts)))
+            .collect())
     }
 
     /// The stripped state shown with an invite or a knock: a few descriptive state events as
@@ -735,6 +781,14 @@ impl Rooms {
         );
         Ok(())
     }
+}
+
+fn summary_of(counts: MemberCounts) -> RoomSummary {
+    let mut summary = RoomSummary::new();
+    summary.heroes = counts.heroes;
+    summary.joined_member_count = Some(UInt::try_from(counts.joined).unwrap_or(UInt::MAX));
+    summary.invited_member_count = Some(UInt::try_from(counts.invited).unwrap_or(UInt::MAX));
+    summary
 }
 
 fn unread(counts: NotificationCounts) -> UnreadNotificationsCount {

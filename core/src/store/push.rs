@@ -12,7 +12,7 @@ use super::{Result, Store};
 pub(super) const MAIN_THREAD: &str = "main";
 
 /// Rooms per query: each is bound once, well under the backends' bound-parameter limits.
-const ROOMS_PER_QUERY: usize = 256;
+pub(super) const ROOMS_PER_QUERY: usize = 256;
 
 /// Receipts that mark events as read, each user's latest per room, receipt type and thread.
 /// `$1` is the user; `{rooms}` selects the rooms.
@@ -57,15 +57,36 @@ fn count(row: &sqlx::any::AnyRow, column: &str) -> Result<u64> {
 
 impl Store {
     /// The user's unread push actions in each of `room_ids`, per thread; threads without any
-    /// are left out.
+    /// are left out. Every timeline position up to `upto` must be committed: what is read from
+    /// the database counts up to there, and is kept in memory from then on (`unread_cache`).
     pub async fn unread_push_counts(
         &self,
         user_id: &UserId,
         room_ids: &[OwnedRoomId],
+        upto: i64,
+    ) -> Result<Vec<UnreadPushCount>> {
+        let lookup = self.unread_counts.lookup(user_id, room_ids);
+        if lookup.missing.is_empty() {
+            return Ok(lookup.counts);
+        }
+        let read = self
+            .read_unread_push_counts(user_id, &lookup.missing, upto)
+            .await?;
+        self.unread_counts.remember(user_id, &lookup, &read, upto);
+        let mut counts = lookup.counts;
+        counts.extend(read);
+        Ok(counts)
+    }
+
+    async fn read_unread_push_counts(
+        &self,
+        user_id: &UserId,
+        room_ids: &[OwnedRoomId],
+        upto: i64,
     ) -> Result<Vec<UnreadPushCount>> {
         let mut counts = Vec::new();
         for chunk in room_ids.chunks(ROOMS_PER_QUERY) {
-            let rooms = super::placeholders(2, chunk.len());
+            let rooms = super::placeholders(3, chunk.len());
             let read_up_to = READ_UP_TO.replace("{rooms}", &rooms);
             let sql = format!(
                 "WITH read_up_to AS ({read_up_to}) \
@@ -76,11 +97,12 @@ impl Store {
                  LEFT JOIN read_up_to t ON t.room_id = a.room_id AND t.thread_id = a.thread_id \
                  LEFT JOIN read_up_to u ON u.room_id = a.room_id AND u.thread_id = '' \
                  WHERE a.user_id = $1 AND a.room_id IN ({rooms}) \
+                 AND a.stream_ordering <= $2 \
                  AND a.stream_ordering > COALESCE(t.pos, 0) \
                  AND a.stream_ordering > COALESCE(u.pos, 0) \
                  GROUP BY a.room_id, a.thread_id"
             );
-            let mut query = sqlx::query(&sql).bind(user_id.as_str());
+            let mut query = sqlx::query(&sql).bind(user_id.as_str()).bind(upto);
             for room_id in chunk {
                 query = query.bind(room_id.as_str());
             }

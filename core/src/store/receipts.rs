@@ -56,6 +56,9 @@ impl Store {
     /// type in that thread already points at the same or a later event: then nothing changes
     /// (receipts never move backwards) and the result is `None`.
     pub async fn put_receipt(&self, new: NewReceipt) -> Result<Option<i64>> {
+        // A read receipt resets the user's unread counts in the room.
+        let read_in = matches!(new.receipt_type.as_str(), "m.read" | "m.read.private")
+            .then(|| (new.user_id.clone(), new.room_id.clone()));
         let stored = self
             .writer
             .write(move |conn| {
@@ -110,6 +113,9 @@ impl Store {
             })
             .await?;
         if let Some(position) = stored {
+            if let Some((user_id, room_id)) = &read_in {
+                self.unread_counts.receipt_moved(user_id, room_id);
+            }
             self.positions.receipt_committed(position);
         }
         Ok(stored)

@@ -197,6 +197,18 @@ impl Store {
     /// Fails (and writes nothing) if an event's prev_events were not persisted, so events built
     /// on a write that failed fail too.
     pub async fn enqueue_events(&self, mut batch: EventBatch) -> Result<Pending<()>> {
+        if let Some(raised) = super::unread_cache::Raised::by(&batch.room_id, &batch.events) {
+            // The counts follow the push actions before the positions are released (the
+            // batch's own hook releases them).
+            let unread = self.unread_counts.clone();
+            let then = batch.after_commit.take();
+            batch.after_commit = Some(Box::new(move || {
+                unread.committed(&raised);
+                if let Some(then) = then {
+                    then();
+                }
+            }));
+        }
         match &self.event_writer {
             Some(event_writer) => event_writer.enqueue(batch).await,
             None => {
@@ -580,6 +592,9 @@ impl Store {
 
     /// The full state of a state group: the chain of deltas back to its snapshot, nearest first.
     pub async fn state_group(&self, group_id: i64) -> Result<Vec<StateEntry>> {
+        if let Some(state) = self.state_groups.get(group_id) {
+            return Ok(state.to_vec());
+        }
         let rows = sqlx::query(&format!(
             "{STATE_CHAIN} SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
                  JOIN chain ON s.group_id = chain.group_id ORDER BY chain.n ASC"
@@ -593,7 +608,13 @@ impl Store {
             seen.entry((entry.event_type.clone(), entry.state_key.clone()))
                 .or_insert(entry);
         }
-        Ok(seen.into_values().collect())
+        let state: Vec<StateEntry> = seen.into_values().collect();
+        // Nothing is read of a group that is not committed yet (or of none): only a group
+        // with state is kept.
+        if !state.is_empty() {
+            self.state_groups.insert(group_id, state.clone().into());
+        }
+        Ok(state)
     }
 
     /// One entry of a state group's state.
@@ -603,6 +624,12 @@ impl Store {
         event_type: &str,
         state_key: &str,
     ) -> Result<Option<OwnedEventId>> {
+        if let Some(state) = self.state_groups.get(group_id) {
+            return Ok(state
+                .iter()
+                .find(|entry| entry.event_type == event_type && entry.state_key == state_key)
+                .map(|entry| entry.event_id.clone()));
+        }
         let id: Option<String> = sqlx::query_scalar(&format!(
             "{STATE_CHAIN} SELECT s.event_id FROM state_group_entries s \
                  JOIN chain ON s.group_id = chain.group_id \

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::{
     EventRow, Result, Store,
+    push::ROOMS_PER_QUERY,
     rooms::{EVENT_COLUMNS, event_row},
     stored_id,
 };
@@ -29,6 +30,9 @@ pub struct MemberCounts {
     /// Up to five joined or invited members other than the syncing user, sorted.
     pub heroes: Vec<OwnedUserId>,
 }
+
+/// The spec's "up to 5" heroes of a room summary.
+const MAX_HEROES: usize = 5;
 
 impl Store {
     /// The user's current membership of every room they have one in.
@@ -118,35 +122,57 @@ impl Store {
             .collect()
     }
 
-    /// Joined and invited counts and the heroes of the room's current state.
-    pub async fn member_counts(&self, room_id: &RoomId, user_id: &UserId) -> Result<MemberCounts> {
-        let rows = sqlx::query(
-            "SELECT membership, COUNT(*) AS n FROM current_state \
-             WHERE room_id = $1 AND event_type = 'm.room.member' \
-             AND membership IN ('join', 'invite') GROUP BY membership",
-        )
-        .bind(room_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        let mut counts = MemberCounts::default();
-        for row in &rows {
-            let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or_default();
-            match row.try_get::<String, _>("membership")?.as_str() {
-                "join" => counts.joined = n,
-                _ => counts.invited = n,
+    /// The joined and invited members of each of `room_ids` as the user's sync summary shows
+    /// them (two queries per few hundred rooms). Every room given has an entry.
+    pub async fn member_counts(
+        &self,
+        room_ids: &[OwnedRoomId],
+        user_id: &UserId,
+    ) -> Result<HashMap<OwnedRoomId, MemberCounts>> {
+        let mut counts: HashMap<OwnedRoomId, MemberCounts> = room_ids
+            .iter()
+            .map(|room_id| (room_id.clone(), MemberCounts::default()))
+            .collect();
+        for chunk in room_ids.chunks(ROOMS_PER_QUERY) {
+            let sql = format!(
+                "SELECT room_id, membership, COUNT(*) AS n FROM current_state \
+                 WHERE room_id IN ({}) AND event_type = 'm.room.member' \
+                 AND membership IN ('join', 'invite') GROUP BY room_id, membership",
+                super::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for room_id in chunk {
+                query = query.bind(room_id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let room_id: OwnedRoomId = stored_id(row.try_get::<String, _>("room_id")?)?;
+                let n = u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or_default();
+                let entry = counts.entry(room_id).or_default();
+                match row.try_get::<String, _>("membership")?.as_str() {
+                    "join" => entry.joined = n,
+                    _ => entry.invited = n,
+                }
+            }
+            // Ranking reads every member, as the count above does: twice the reading, not more.
+            let rooms = super::placeholders(2, chunk.len());
+            let sql = format!(
+                "SELECT room_id, state_key FROM (SELECT room_id, state_key, \
+                 ROW_NUMBER() OVER (PARTITION BY room_id ORDER BY state_key) AS hero \
+                 FROM current_state WHERE room_id IN ({rooms}) \
+                 AND event_type = 'm.room.member' AND membership IN ('join', 'invite') \
+                 AND state_key <> $1) ranked \
+                 WHERE hero <= {MAX_HEROES} ORDER BY room_id, hero"
+            );
+            let mut query = sqlx::query(&sql).bind(user_id.as_str());
+            for room_id in chunk {
+                query = query.bind(room_id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                let room_id: OwnedRoomId = stored_id(row.try_get::<String, _>("room_id")?)?;
+                let hero: OwnedUserId = stored_id(row.try_get::<String, _>("state_key")?)?;
+                counts.entry(room_id).or_default().heroes.push(hero);
             }
         }
-        let heroes: Vec<String> = sqlx::query_scalar(
-            "SELECT state_key FROM current_state \
-             WHERE room_id = $1 AND event_type = 'm.room.member' \
-             AND membership IN ('join', 'invite') AND state_key <> $2 \
-             ORDER BY state_key LIMIT 5",
-        )
-        .bind(room_id.as_str())
-        .bind(user_id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        counts.heroes = heroes.into_iter().map(stored_id).collect::<Result<_>>()?;
         Ok(counts)
     }
 

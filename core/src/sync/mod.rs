@@ -27,6 +27,7 @@ use crate::{
     rooms::{RoomPositions, RoomsSyncRequest, allowed_by, pattern_matches},
     store::AccountDataEntry,
     time::now_ms,
+    users::presence::SyncGuard,
 };
 
 /// The longest a sync waits, whatever timeout the client asks for.
@@ -47,24 +48,13 @@ pub struct SyncRequest {
 impl Services {
     /// `GET /sync`: what changed for the user since `since` (everything, without it). An
     /// incremental sync with nothing to report waits up to `timeout` for something to.
+    ///
+    /// A parked sync's future is as large as the largest step it may take, and it is held for
+    /// as long as the sync waits, by every idle long-poll and WebSocket: the steps that read and
+    /// write (the setup, `sync_once`, the typing lookup) are boxed, so that they take memory
+    /// only while they run.
     pub async fn sync(&self, request: SyncRequest) -> Result<v3::Response> {
-        // Boxed: it lives as long as the sync waits, and parked syncs should stay small.
-        let filter = Box::new(self.sync_filter(&request).await?);
-        let since = match &request.since {
-            Some(token) => Some(self.check_since(token.parse()?)?),
-            None => None,
-        };
-        // The user counts as connected (presence) for as long as the sync runs.
-        let _connected = self
-            .presence
-            .set_from_sync(&request.user_id, &request.set_presence)
-            .await?;
-        // Coming back with a token acknowledges the to-device messages it covered.
-        if let Some(since) = since {
-            self.store
-                .acknowledge_to_device(&request.user_id, &request.device_id, since.to_device)
-                .await?;
-        }
+        let (filter, since, _connected) = Box::pin(self.sync_setup(&request)).await?;
         let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before reading, so nothing that lands meanwhile is missed.
@@ -76,7 +66,7 @@ impl Services {
                 self.wait(&mut subscription, deadline, &request).await?;
                 continue;
             }
-            let response = self.sync_once(&request, &filter, since, upto).await?;
+            let response = Box::pin(self.sync_once(&request, &filter, since, upto)).await?;
             let waits = since.is_some() && !request.full_state && is_empty(&response);
             if !waits || tokio::time::Instant::now() >= deadline {
                 return Ok(response);
@@ -92,7 +82,7 @@ impl Services {
         deadline: tokio::time::Instant,
         request: &SyncRequest,
     ) -> Result<()> {
-        let wake_at = match self.next_typing_expiry(&request.user_id).await? {
+        let wake_at = match Box::pin(self.next_typing_expiry(&request.user_id)).await? {
             Some(at) => deadline.min(at),
             None => deadline,
         };
@@ -101,6 +91,31 @@ impl Services {
             () = tokio::time::sleep_until(wake_at) => {}
         }
         Ok(())
+    }
+
+    /// The sync's filter, its checked `since`, and the presence guard that keeps the user
+    /// connected while the sync runs.
+    async fn sync_setup(
+        &self,
+        request: &SyncRequest,
+    ) -> Result<(Box<FilterDefinition>, Option<SyncToken>, SyncGuard)> {
+        // Boxed: it lives as long as the sync waits, and parked syncs should stay small.
+        let filter = Box::new(self.sync_filter(request).await?);
+        let since = match &request.since {
+            Some(token) => Some(self.check_since(token.parse()?)?),
+            None => None,
+        };
+        let connected = self
+            .presence
+            .set_from_sync(&request.user_id, &request.set_presence)
+            .await?;
+        // Coming back with a token acknowledges the to-device messages it covered.
+        if let Some(since) = since {
+            self.store
+                .acknowledge_to_device(&request.user_id, &request.device_id, since.to_device)
+                .await?;
+        }
+        Ok((filter, since, connected))
     }
 
     async fn sync_filter(&self, request: &SyncRequest) -> Result<FilterDefinition> {
@@ -184,6 +199,7 @@ impl Services {
                 user_id: &request.user_id,
                 device_id: &request.device_id,
                 filter: &filter.room,
+                event_format: &filter.event_format,
                 since: since.map(room_positions),
                 upto: room_positions(upto),
                 full_state: request.full_state,
