@@ -151,3 +151,110 @@ pub(super) fn invite_state_pdus<'a>(state: impl Iterator<Item = &'a Arc<Pdu>>) -
         .map(|pdu| pdu.json.clone())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use ruma::events::TimelineEventType;
+    use serde_json::json;
+
+    use crate::{
+        events::NewEvent,
+        rooms::testing::{TestRooms, user},
+    };
+
+    fn invite(invitee: &str) -> NewEvent {
+        NewEvent::state(
+            TimelineEventType::RoomMember,
+            user(invitee).to_string(),
+            json!({ "membership": "invite" }),
+        )
+    }
+
+    fn message(body: &str) -> NewEvent {
+        NewEvent::message(
+            TimelineEventType::RoomMessage,
+            json!({ "msgtype": "m.text", "body": body }),
+        )
+    }
+
+    /// An invite first heard of out of band (`PUT /invite`) and then received in a
+    /// transaction becomes a room event with its state (spec: Server-Server API, "Checks
+    /// performed on receipt of a PDU").
+    #[tokio::test]
+    async fn an_invite_stored_out_of_band_is_taken_into_the_room_when_received() {
+        let rooms = TestRooms::start().await;
+        let room_id = rooms.room(&[]).await;
+        let invite = rooms.unsent(&user("alice"), &room_id, invite("bob"), None).await;
+        rooms
+            .rooms
+            .store_out_of_band_membership(&invite, None)
+            .await
+            .unwrap();
+        rooms
+            .rooms
+            .receive_pdu(&room_id, &invite.event_id, invite.json.clone())
+            .await
+            .unwrap();
+        let row = rooms.rooms.store.event(&invite.event_id).await.unwrap();
+        assert!(row.is_some_and(|row| row.has_state()));
+        assert_eq!(
+            rooms.rooms.extremities(&room_id).await.unwrap(),
+            [invite.event_id.clone()]
+        );
+        // The room goes on from it.
+        rooms.text(&user("alice"), &room_id, "welcome").await;
+    }
+
+    /// The same invite received after the invitee joined is soft-failed (spec: "Soft failure");
+    /// the sending server's next event, which follows both the invite and the join, is
+    /// accepted, the soft-failed invite's state standing in for the out-of-band row's lack
+    /// of it.
+    #[tokio::test]
+    async fn an_event_following_a_soft_failed_out_of_band_invite_is_accepted() {
+        let rooms = TestRooms::start().await;
+        let room_id = rooms.room(&[]).await;
+        let invite = rooms.unsent(&user("alice"), &room_id, invite("bob"), None).await;
+        rooms
+            .rooms
+            .store_out_of_band_membership(&invite, None)
+            .await
+            .unwrap();
+        let before = rooms.rooms.store.event(&invite.event_id).await.unwrap();
+        let position = before.expect("stored out of band").stream_ordering;
+        rooms.rooms.join(&user("bob"), &room_id, None).await.unwrap();
+        let join = rooms.rooms.extremities(&room_id).await.unwrap();
+
+        rooms
+            .rooms
+            .receive_pdu(&room_id, &invite.event_id, invite.json.clone())
+            .await
+            .unwrap();
+        let soft_failed = rooms.rooms.store.event(&invite.event_id).await.unwrap();
+        let soft_failed = soft_failed.expect("still stored");
+        assert!(soft_failed.has_state());
+        assert_eq!(soft_failed.stream_ordering, position, "it keeps its place");
+        let listed = rooms
+            .rooms
+            .store
+            .events(std::slice::from_ref(&invite.event_id))
+            .await
+            .unwrap();
+        assert!(listed.iter().all(|row| row.has_state()) && listed.len() == 1);
+        assert_eq!(rooms.rooms.extremities(&room_id).await.unwrap(), join);
+
+        let mut prev = join.clone();
+        prev.push(invite.event_id.clone());
+        let next = rooms
+            .unsent(&user("alice"), &room_id, message("after both"), Some(prev))
+            .await;
+        rooms
+            .rooms
+            .receive_pdu(&room_id, &next.event_id, next.json.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            rooms.rooms.extremities(&room_id).await.unwrap(),
+            [next.event_id.clone()]
+        );
+    }
+}

@@ -198,6 +198,11 @@ impl Rooms {
         json: Arc<str>,
         source: EventSource,
     ) -> Result<()> {
+        let mut pdu = Pdu::from_json(event_id.to_owned(), room_id, json)
+            .map_err(|e| Error::BadJson(e.to_string()))?;
+        let redaction_target = self.redaction_target(room_id, &pdu).await?;
+        let mut guard = self.lock(room_id).await?;
+        // Under the room's lock: the same event from two servers at once is stored once.
         if self
             .store
             .event(event_id)
@@ -206,10 +211,6 @@ impl Rooms {
         {
             return Ok(());
         }
-        let mut pdu = Pdu::from_json(event_id.to_owned(), room_id, json)
-            .map_err(|e| Error::BadJson(e.to_string()))?;
-        let redaction_target = self.redaction_target(room_id, &pdu).await?;
-        let mut guard = self.lock(room_id).await?;
         let room = guard
             .as_mut()
             .ok_or_else(|| Error::NotFound(format!("Unknown room {room_id}")))?;

@@ -12,6 +12,7 @@ use serde_json::{Value as JsonValue, json};
 use super::{CreateRoom, Rooms, Transaction};
 use crate::{
     Config,
+    events::{NewEvent, Pdu},
     federation::edus::EduQueue,
     keys::SigningKey,
     ratelimit::RateLimiter,
@@ -104,6 +105,33 @@ impl TestRooms {
             )
             .await
             .expect("message sent")
+    }
+
+    /// The event `sender` would add on `prev_events` (the room's latest events if `None`),
+    /// built and signed but neither authorized against the current state nor stored: what
+    /// another server's copy of the room sends here.
+    pub async fn unsent(
+        &self,
+        sender: &UserId,
+        room_id: &RoomId,
+        new: NewEvent,
+        prev_events: Option<Vec<OwnedEventId>>,
+    ) -> Arc<Pdu> {
+        let mut room = self
+            .rooms
+            .lock(room_id)
+            .await
+            .expect("a known room")
+            .clone()
+            .expect("a loaded room");
+        if let Some(prev_events) = prev_events {
+            room.extremities = prev_events;
+        }
+        let (pdu, _) = self
+            .rooms
+            .append(&mut room, sender, new, None)
+            .expect("an event allowed by the current state");
+        pdu
     }
 
     pub async fn text(&self, sender: &UserId, room_id: &RoomId, body: &str) -> OwnedEventId {

@@ -397,7 +397,7 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
             }
         }
     }
-    insert_rows(conn, INSERT_EVENTS, "", events).await?;
+    insert_rows(conn, INSERT_EVENTS, TAKE_OVER_OUT_OF_BAND, events).await?;
     insert_rows(
         conn,
         "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length)",
@@ -604,6 +604,15 @@ async fn apply_pending_redactions(
 const INSERT_EVENTS: &str = "INSERT INTO events (stream_ordering, event_id, room_id, event_type, \
      state_key, sender, origin_server_ts, depth, state_before, state_after, replaces_state, \
      relates_to, rel_type, json)";
+
+/// An event stored out of band (an invite, knock or leave this server heard of while not in the
+/// room: a timeline row without state) that is later received into the room graph becomes a
+/// room event at its new position, with its state.
+const TAKE_OVER_OUT_OF_BAND: &str = " ON CONFLICT (event_id) DO UPDATE SET \
+     stream_ordering = excluded.stream_ordering, depth = excluded.depth, \
+     state_before = excluded.state_before, state_after = excluded.state_after, \
+     replaces_state = excluded.replaces_state, relates_to = excluded.relates_to, \
+     rel_type = excluded.rel_type, json = excluded.json WHERE events.state_after = 0";
 
 /// The rows of a state group and of its entries.
 pub(super) fn state_group_rows(

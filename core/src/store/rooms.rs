@@ -30,6 +30,16 @@ impl EventRow {
     pub fn has_state(&self) -> bool {
         self.state_after != 0
     }
+
+    /// An out-of-band membership (a timeline row without state, see
+    /// [`Store::persist_out_of_band_membership`]) that was later received into the room graph
+    /// and soft-failed there keeps its place and takes the state stored with that outlier.
+    fn take_state_of(&mut self, outlier: &EventRow) {
+        if !self.has_state() {
+            self.state_before = outlier.state_before;
+            self.state_after = outlier.state_after;
+        }
+    }
 }
 
 /// An event kept outside the timeline with its state (see
@@ -498,14 +508,26 @@ impl Store {
     }
 
     pub async fn event(&self, event_id: &EventId) -> Result<Option<EventRow>> {
-        let row = sqlx::query(&format!(
+        let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1 \
              UNION ALL SELECT {OUTLIER_COLUMNS} FROM outliers WHERE event_id = $1"
         ))
         .bind(event_id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(event_row).transpose()
+        let (timeline, outliers): (Vec<EventRow>, Vec<EventRow>) = rows
+            .iter()
+            .map(event_row)
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .partition(|row| row.stream_ordering != 0);
+        Ok(match (timeline.into_iter().next(), outliers.into_iter().next()) {
+            (Some(mut row), Some(outlier)) => {
+                row.take_state_of(&outlier);
+                Some(row)
+            }
+            (row, outlier) => row.or(outlier),
+        })
     }
 
     /// The events among `ids` that are stored, in no particular order.
@@ -525,22 +547,33 @@ impl Store {
             .iter()
             .map(event_row)
             .collect::<Result<_>>()?;
-        if rows.len() < ids.len() {
-            let found: std::collections::HashSet<&EventId> =
-                rows.iter().map(|r| &*r.event_id).collect();
-            let missing: Vec<&OwnedEventId> =
-                ids.iter().filter(|id| !found.contains(&***id)).collect();
-            let placeholders = super::placeholders(1, missing.len());
+        // Outliers: events not in the timeline, and the state of out-of-band memberships
+        // later received into the room graph (see [`EventRow::take_state_of`]).
+        let in_timeline: std::collections::HashSet<&EventId> = rows
+            .iter()
+            .filter(|row| row.has_state())
+            .map(|row| &*row.event_id)
+            .collect();
+        if in_timeline.len() < ids.len() {
+            let wanted: Vec<&OwnedEventId> = ids
+                .iter()
+                .filter(|id| !in_timeline.contains(&***id))
+                .collect();
+            let placeholders = super::placeholders(1, wanted.len());
             let sql = format!(
                 "SELECT {OUTLIER_COLUMNS} FROM outliers WHERE event_id IN ({placeholders})"
             );
             let mut query = sqlx::query(&sql);
-            for id in missing {
+            for id in wanted {
                 query = query.bind(id.as_str());
             }
             let outliers = query.fetch_all(&self.pool).await?;
-            for row in &outliers {
-                rows.push(event_row(row)?);
+            for outlier in outliers.iter().map(event_row) {
+                let outlier = outlier?;
+                match rows.iter_mut().find(|row| row.event_id == outlier.event_id) {
+                    Some(row) => row.take_state_of(&outlier),
+                    None => rows.push(outlier),
+                }
             }
         }
         Ok(rows)
