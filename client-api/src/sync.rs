@@ -19,12 +19,13 @@ async fn sync(
 ) -> Result<RumaResponse<sync_events::v3::Response>, ApiError> {
     let caller = req.caller()?.clone();
     let body = req.body;
+    let filter = s.sync_filter(&caller.user_id, body.filter.as_ref()).await?;
     let response = s
         .sync(SyncRequest {
             user_id: caller.user_id,
             device_id: caller.device_id,
             since: body.since,
-            filter: body.filter,
+            filter,
             full_state: body.full_state,
             use_state_after: body.use_state_after,
             timeout: body.timeout,

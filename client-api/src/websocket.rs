@@ -27,7 +27,10 @@ use futures::{
 use http::StatusCode;
 use ruma::{
     EventId, OwnedEventId, OwnedRoomId,
-    api::{OutgoingResponseExt, client::sync::sync_events::v3},
+    api::{
+        OutgoingResponseExt,
+        client::{filter::FilterDefinition, sync::sync_events::v3},
+    },
     events::TimelineEventType,
     presence::PresenceState,
 };
@@ -113,12 +116,15 @@ async fn connect(
         )
     })?;
     let query = req.body;
+    let filter = s
+        .sync_filter(&caller.user_id, query.filter.as_ref())
+        .await?;
     let first = s
         .sync(SyncRequest {
             user_id: caller.user_id.clone(),
             device_id: caller.device_id.clone(),
             since: query.since,
-            filter: query.filter.clone(),
+            filter: filter.clone(),
             full_state: query.full_state,
             use_state_after: query.use_state_after,
             timeout: Some(Duration::ZERO),
@@ -136,7 +142,7 @@ async fn connect(
         services: s,
         token,
         caller,
-        filter: query.filter.map(Box::new),
+        filter,
         use_state_after: query.use_state_after,
         set_presence: query.set_presence,
     };
@@ -159,8 +165,8 @@ struct Connection {
     services: Arc<Services>,
     token: String,
     caller: Caller,
-    /// Boxed: a filter is a kilobyte inline, and most connections have none.
-    filter: Option<Box<v3::Filter>>,
+    /// Resolved once: a stored filter never changes.
+    filter: Arc<FilterDefinition>,
     use_state_after: bool,
     /// Each sync marks the user connected, for presence, while it runs.
     set_presence: PresenceState,
@@ -187,15 +193,21 @@ impl Ending {
     }
 }
 
+/// A queued frame. Boxed: a queue allocates its first block of slots when it is made, and a
+/// slot of a pointer instead of a whole `Message` keeps that block small in every connection.
+type QueuedFrame = Box<Message>;
+
 /// The sending end of the connection's frame queue.
-struct Outbox(mpsc::Sender<Message>);
+struct Outbox(mpsc::Sender<QueuedFrame>);
 
 impl Outbox {
     fn push(&self, frame: Message) -> Result<(), Ending> {
-        self.0.try_send(frame).map_err(|error| match error {
-            TrySendError::Full(_) => Ending::Close(SLOW_CONSUMER, "slow consumer"),
-            TrySendError::Closed(_) => Ending::Failed,
-        })
+        self.0
+            .try_send(Box::new(frame))
+            .map_err(|error| match error {
+                TrySendError::Full(_) => Ending::Close(SLOW_CONSUMER, "slow consumer"),
+                TrySendError::Closed(_) => Ending::Failed,
+            })
     }
 }
 
@@ -285,7 +297,7 @@ impl Connection {
                 user_id: self.caller.user_id.clone(),
                 device_id: self.caller.device_id.clone(),
                 since: Some(since),
-                filter: self.filter.as_deref().cloned(),
+                filter: self.filter.clone(),
                 full_state: false,
                 use_state_after: self.use_state_after,
                 timeout: Some(SYNC_WAIT),
@@ -436,7 +448,7 @@ impl Connection {
 /// the part of the frame already written.
 async fn write_frames(
     mut sink: SplitSink<WebSocket, Message>,
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: mpsc::Receiver<QueuedFrame>,
     close: oneshot::Receiver<CloseFrame>,
 ) {
     let close_frame = tokio::select! {
@@ -449,9 +461,12 @@ async fn write_frames(
     }
 }
 
-async fn forward(sink: &mut SplitSink<WebSocket, Message>, queue: &mut mpsc::Receiver<Message>) {
+async fn forward(
+    sink: &mut SplitSink<WebSocket, Message>,
+    queue: &mut mpsc::Receiver<QueuedFrame>,
+) {
     while let Some(frame) = queue.recv().await {
-        if sink.send(frame).await.is_err() {
+        if sink.send(*frame).await.is_err() {
             return;
         }
     }

@@ -184,7 +184,9 @@ mod tests {
     async fn an_invite_stored_out_of_band_is_taken_into_the_room_when_received() {
         let rooms = TestRooms::start().await;
         let room_id = rooms.room(&[]).await;
-        let invite = rooms.unsent(&user("alice"), &room_id, invite("bob"), None).await;
+        let invite = rooms
+            .unsent(&user("alice"), &room_id, invite("bob"), None)
+            .await;
         rooms
             .rooms
             .store_out_of_band_membership(&invite, None)
@@ -213,7 +215,9 @@ mod tests {
     async fn an_event_following_a_soft_failed_out_of_band_invite_is_accepted() {
         let rooms = TestRooms::start().await;
         let room_id = rooms.room(&[]).await;
-        let invite = rooms.unsent(&user("alice"), &room_id, invite("bob"), None).await;
+        let invite = rooms
+            .unsent(&user("alice"), &room_id, invite("bob"), None)
+            .await;
         rooms
             .rooms
             .store_out_of_band_membership(&invite, None)
@@ -221,7 +225,11 @@ mod tests {
             .unwrap();
         let before = rooms.rooms.store.event(&invite.event_id).await.unwrap();
         let position = before.expect("stored out of band").stream_ordering;
-        rooms.rooms.join(&user("bob"), &room_id, None).await.unwrap();
+        rooms
+            .rooms
+            .join(&user("bob"), &room_id, None)
+            .await
+            .unwrap();
         let join = rooms.rooms.extremities(&room_id).await.unwrap();
 
         rooms

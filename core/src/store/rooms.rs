@@ -521,13 +521,15 @@ impl Store {
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .partition(|row| row.stream_ordering != 0);
-        Ok(match (timeline.into_iter().next(), outliers.into_iter().next()) {
-            (Some(mut row), Some(outlier)) => {
-                row.take_state_of(&outlier);
-                Some(row)
-            }
-            (row, outlier) => row.or(outlier),
-        })
+        Ok(
+            match (timeline.into_iter().next(), outliers.into_iter().next()) {
+                (Some(mut row), Some(outlier)) => {
+                    row.take_state_of(&outlier);
+                    Some(row)
+                }
+                (row, outlier) => row.or(outlier),
+            },
+        )
     }
 
     /// The events among `ids` that are stored, in no particular order.

@@ -6,10 +6,13 @@ mod event_fields;
 mod notifier;
 mod token;
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
 
 use ruma::{
-    OwnedDeviceId, OwnedUserId,
+    OwnedDeviceId, OwnedUserId, UserId,
     api::client::{
         filter::{Filter as EventFilter, FilterDefinition},
         sync::sync_events::v3::{self, GlobalAccountData},
@@ -38,7 +41,9 @@ pub struct SyncRequest {
     pub user_id: OwnedUserId,
     pub device_id: OwnedDeviceId,
     pub since: Option<String>,
-    pub filter: Option<v3::Filter>,
+    /// The filter, as [`Services::sync_filter`] resolves it: shared, because a WebSocket
+    /// keeps one for all its syncs and each parked sync would otherwise hold a copy.
+    pub filter: Arc<FilterDefinition>,
     pub full_state: bool,
     pub use_state_after: bool,
     pub timeout: Option<Duration>,
@@ -54,7 +59,8 @@ impl Services {
     /// write (the setup, `sync_once`, the typing lookup) are boxed, so that they take memory
     /// only while they run.
     pub async fn sync(&self, request: SyncRequest) -> Result<v3::Response> {
-        let (filter, since, _connected) = Box::pin(self.sync_setup(&request)).await?;
+        let (since, _connected) = Box::pin(self.sync_setup(&request)).await?;
+        let filter = &*request.filter;
         let timeout = request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
         // Subscribed before reading, so nothing that lands meanwhile is missed.
@@ -66,7 +72,7 @@ impl Services {
                 self.wait(&mut subscription, deadline, &request).await?;
                 continue;
             }
-            let response = Box::pin(self.sync_once(&request, &filter, since, upto)).await?;
+            let response = Box::pin(self.sync_once(&request, filter, since, upto)).await?;
             let waits = since.is_some() && !request.full_state && is_empty(&response);
             if !waits || tokio::time::Instant::now() >= deadline {
                 return Ok(response);
@@ -93,14 +99,9 @@ impl Services {
         Ok(())
     }
 
-    /// The sync's filter, its checked `since`, and the presence guard that keeps the user
-    /// connected while the sync runs.
-    async fn sync_setup(
-        &self,
-        request: &SyncRequest,
-    ) -> Result<(Box<FilterDefinition>, Option<SyncToken>, SyncGuard)> {
-        // Boxed: it lives as long as the sync waits, and parked syncs should stay small.
-        let filter = Box::new(self.sync_filter(request).await?);
+    /// The sync's checked `since`, and the presence guard that keeps the user connected
+    /// while the sync runs.
+    async fn sync_setup(&self, request: &SyncRequest) -> Result<(Option<SyncToken>, SyncGuard)> {
         let since = match &request.since {
             Some(token) => Some(self.check_since(token.parse()?)?),
             None => None,
@@ -115,13 +116,20 @@ impl Services {
                 .acknowledge_to_device(&request.user_id, &request.device_id, since.to_device)
                 .await?;
         }
-        Ok((filter, since, connected))
+        Ok((since, connected))
     }
 
-    async fn sync_filter(&self, request: &SyncRequest) -> Result<FilterDefinition> {
-        Ok(match &request.filter {
-            None => FilterDefinition::default(),
-            Some(v3::Filter::FilterDefinition(definition)) => definition.clone(),
+    /// The filter a sync asks for: inline, stored under an ID, or none (the default, one
+    /// shared by all).
+    pub async fn sync_filter(
+        &self,
+        user_id: &UserId,
+        filter: Option<&v3::Filter>,
+    ) -> Result<Arc<FilterDefinition>> {
+        static DEFAULT: LazyLock<Arc<FilterDefinition>> = LazyLock::new(Arc::default);
+        Ok(match filter {
+            None => DEFAULT.clone(),
+            Some(v3::Filter::FilterDefinition(definition)) => Arc::new(definition.clone()),
             // ruma falls back to an ID when the JSON does not parse.
             Some(v3::Filter::FilterId(id)) if id.trim_start().starts_with('{') => {
                 return Err(Error::BadJson(format!(
@@ -129,10 +137,10 @@ impl Services {
                 )));
             }
             Some(v3::Filter::FilterId(id)) => {
-                let stored = self.users.filter(&request.user_id, id).await?;
-                serde_json::from_str(stored.get()).map_err(|e| {
+                let stored = self.users.filter(user_id, id).await?;
+                Arc::new(serde_json::from_str(stored.get()).map_err(|e| {
                     Error::Internal(format!("stored filter {id} does not parse: {e}"))
-                })?
+                })?)
             }
             Some(_) => return Err(Error::InvalidParam("Unsupported filter".to_owned())),
         })
