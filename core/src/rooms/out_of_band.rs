@@ -154,11 +154,13 @@ pub(super) fn invite_state_pdus<'a>(state: impl Iterator<Item = &'a Arc<Pdu>>) -
 
 #[cfg(test)]
 mod tests {
-    use ruma::events::TimelineEventType;
+    use std::sync::Arc;
+
+    use ruma::{OwnedRoomId, events::TimelineEventType};
     use serde_json::json;
 
     use crate::{
-        events::NewEvent,
+        events::{NewEvent, Pdu},
         rooms::testing::{TestRooms, user},
     };
 
@@ -177,11 +179,9 @@ mod tests {
         )
     }
 
-    /// An invite first heard of out of band (`PUT /invite`) and then received in a
-    /// transaction becomes a room event with its state (spec: Server-Server API, "Checks
-    /// performed on receipt of a PDU").
-    #[tokio::test]
-    async fn an_invite_stored_out_of_band_is_taken_into_the_room_when_received() {
+    /// Alice's room, and her invite of Bob built on its latest events but stored only out of
+    /// band, as `PUT /invite` stores one for a room this server is not in.
+    async fn out_of_band_invite() -> (TestRooms, OwnedRoomId, Arc<Pdu>) {
         let rooms = TestRooms::start().await;
         let room_id = rooms.room(&[]).await;
         let invite = rooms
@@ -192,6 +192,15 @@ mod tests {
             .store_out_of_band_membership(&invite, None)
             .await
             .unwrap();
+        (rooms, room_id, invite)
+    }
+
+    /// An invite first heard of out of band (`PUT /invite`) and then received in a
+    /// transaction becomes a room event with its state (spec: Server-Server API, "Checks
+    /// performed on receipt of a PDU").
+    #[tokio::test]
+    async fn an_invite_stored_out_of_band_is_taken_into_the_room_when_received() {
+        let (rooms, room_id, invite) = out_of_band_invite().await;
         rooms
             .rooms
             .receive_pdu(&room_id, &invite.event_id, invite.json.clone())
@@ -201,7 +210,7 @@ mod tests {
         assert!(row.is_some_and(|row| row.has_state()));
         assert_eq!(
             rooms.rooms.extremities(&room_id).await.unwrap(),
-            [invite.event_id.clone()]
+            std::slice::from_ref(&invite.event_id)
         );
         // The room goes on from it.
         rooms.text(&user("alice"), &room_id, "welcome").await;
@@ -213,16 +222,7 @@ mod tests {
     /// of it.
     #[tokio::test]
     async fn an_event_following_a_soft_failed_out_of_band_invite_is_accepted() {
-        let rooms = TestRooms::start().await;
-        let room_id = rooms.room(&[]).await;
-        let invite = rooms
-            .unsent(&user("alice"), &room_id, invite("bob"), None)
-            .await;
-        rooms
-            .rooms
-            .store_out_of_band_membership(&invite, None)
-            .await
-            .unwrap();
+        let (rooms, room_id, invite) = out_of_band_invite().await;
         let before = rooms.rooms.store.event(&invite.event_id).await.unwrap();
         let position = before.expect("stored out of band").stream_ordering;
         rooms
@@ -262,7 +262,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             rooms.rooms.extremities(&room_id).await.unwrap(),
-            [next.event_id.clone()]
+            std::slice::from_ref(&next.event_id)
         );
     }
 }
