@@ -19,7 +19,7 @@ async fn sync(
 ) -> Result<RumaResponse<sync_events::v3::Response>, ApiError> {
     let caller = req.caller()?.clone();
     let body = req.body;
-    let filter = s.sync_filter(&caller.user_id, body.filter.as_ref()).await?;
+    let filter = s.sync_filter(&caller.user_id, body.filter).await?;
     let response = s
         .sync(SyncRequest {
             user_id: caller.user_id,

@@ -116,9 +116,7 @@ async fn connect(
         )
     })?;
     let query = req.body;
-    let filter = s
-        .sync_filter(&caller.user_id, query.filter.as_ref())
-        .await?;
+    let filter = s.sync_filter(&caller.user_id, query.filter).await?;
     let first = s
         .sync(SyncRequest {
             user_id: caller.user_id.clone(),

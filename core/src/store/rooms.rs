@@ -30,16 +30,6 @@ impl EventRow {
     pub fn has_state(&self) -> bool {
         self.state_after != 0
     }
-
-    /// An out-of-band membership (a timeline row without state, see
-    /// [`Store::persist_out_of_band_membership`]) that was later received into the room graph
-    /// and soft-failed there keeps its place and takes the state stored with that outlier.
-    fn take_state_of(&mut self, outlier: &EventRow) {
-        if !self.has_state() {
-            self.state_before = outlier.state_before;
-            self.state_after = outlier.state_after;
-        }
-    }
 }
 
 /// An event kept outside the timeline with its state (see
@@ -184,6 +174,29 @@ pub(super) fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
         redacted_by: optional_id("redacted_by")?,
         json: Arc::from(row.try_get::<String, _>("json")?),
     })
+}
+
+/// One row per event from the `events` rows and the `outliers` rows of the same IDs. An
+/// out-of-band membership (a timeline row without state, see
+/// [`Store::persist_out_of_band_membership`]) that was later received into the room graph and
+/// soft-failed there keeps its place and takes the state stored with its outlier row.
+fn one_row_per_event(mut timeline: Vec<EventRow>, outliers: Vec<EventRow>) -> Vec<EventRow> {
+    let stateless: HashMap<OwnedEventId, usize> = timeline
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| !row.has_state())
+        .map(|(i, row)| (row.event_id.clone(), i))
+        .collect();
+    for outlier in outliers {
+        match stateless.get(&outlier.event_id) {
+            Some(&i) => {
+                timeline[i].state_before = outlier.state_before;
+                timeline[i].state_after = outlier.state_after;
+            }
+            None => timeline.push(outlier),
+        }
+    }
+    timeline
 }
 
 /// The groups of a state group's delta chain (`$1`), numbered from the group itself (`n` = 0)
@@ -515,21 +528,13 @@ impl Store {
         .bind(event_id.as_str())
         .fetch_all(&self.pool)
         .await?;
-        let (timeline, outliers): (Vec<EventRow>, Vec<EventRow>) = rows
+        let (timeline, outliers) = rows
             .iter()
             .map(event_row)
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .partition(|row| row.stream_ordering != 0);
-        Ok(
-            match (timeline.into_iter().next(), outliers.into_iter().next()) {
-                (Some(mut row), Some(outlier)) => {
-                    row.take_state_of(&outlier);
-                    Some(row)
-                }
-                (row, outlier) => row.or(outlier),
-            },
-        )
+        Ok(one_row_per_event(timeline, outliers).into_iter().next())
     }
 
     /// The events among `ids` that are stored, in no particular order.
@@ -550,7 +555,7 @@ impl Store {
             .map(event_row)
             .collect::<Result<_>>()?;
         // Outliers: events not in the timeline, and the state of out-of-band memberships
-        // later received into the room graph (see [`EventRow::take_state_of`]).
+        // later received into the room graph (see [`one_row_per_event`]).
         let in_timeline: std::collections::HashSet<&EventId> = rows
             .iter()
             .filter(|row| row.has_state())
@@ -569,14 +574,13 @@ impl Store {
             for id in wanted {
                 query = query.bind(id.as_str());
             }
-            let outliers = query.fetch_all(&self.pool).await?;
-            for outlier in outliers.iter().map(event_row) {
-                let outlier = outlier?;
-                match rows.iter_mut().find(|row| row.event_id == outlier.event_id) {
-                    Some(row) => row.take_state_of(&outlier),
-                    None => rows.push(outlier),
-                }
-            }
+            let outliers = query
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(event_row)
+                .collect::<Result<_>>()?;
+            rows = one_row_per_event(rows, outliers);
         }
         Ok(rows)
     }

@@ -124,12 +124,12 @@ impl Services {
     pub async fn sync_filter(
         &self,
         user_id: &UserId,
-        filter: Option<&v3::Filter>,
+        filter: Option<v3::Filter>,
     ) -> Result<Arc<FilterDefinition>> {
         static DEFAULT: LazyLock<Arc<FilterDefinition>> = LazyLock::new(Arc::default);
         Ok(match filter {
             None => DEFAULT.clone(),
-            Some(v3::Filter::FilterDefinition(definition)) => Arc::new(definition.clone()),
+            Some(v3::Filter::FilterDefinition(definition)) => Arc::new(definition),
             // ruma falls back to an ID when the JSON does not parse.
             Some(v3::Filter::FilterId(id)) if id.trim_start().starts_with('{') => {
                 return Err(Error::BadJson(format!(
@@ -137,7 +137,7 @@ impl Services {
                 )));
             }
             Some(v3::Filter::FilterId(id)) => {
-                let stored = self.users.filter(user_id, id).await?;
+                let stored = self.users.filter(user_id, &id).await?;
                 Arc::new(serde_json::from_str(stored.get()).map_err(|e| {
                     Error::Internal(format!("stored filter {id} does not parse: {e}"))
                 })?)
