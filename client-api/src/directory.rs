@@ -4,7 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::{Router, extract::State};
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Request, State},
+    handler::Handler,
+    middleware,
+};
 use ruma::{
     api::client::{
         alias::{create_alias, delete_alias, get_alias},
@@ -16,14 +22,18 @@ use ruma::{
     directory::{Filter, RoomNetwork},
     events::room::member::MembershipState,
 };
+use serde_json::Value as JsonValue;
 use tessera_core::Services;
-use tessera_federation::edge::{ApiError, RumaResponse};
+use tessera_federation::edge::{ApiError, RumaResponse, read_body};
 
 use crate::{route::RumaRoutes, ruma_wrapper::Ruma};
 
 type ApiResult<T> = Result<RumaResponse<T>, ApiError>;
 
-pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
+pub(crate) fn routes(
+    router: Router<Arc<Services>>,
+    services: &Arc<Services>,
+) -> Router<Arc<Services>> {
     router
         .ruma::<create_alias::v3::Request, _, _>(create)
         .ruma::<get_alias::v3::Request, _, _>(resolve)
@@ -32,7 +42,9 @@ pub(crate) fn routes(router: Router<Arc<Services>>) -> Router<Arc<Services>> {
         .ruma::<get_public_rooms::v3::Request, _, _>(public_rooms)
         .ruma::<get_public_rooms_filtered::v3::Request, _, _>(public_rooms_filtered)
         .ruma::<get_room_visibility::v3::Request, _, _>(visibility)
-        .ruma::<set_room_visibility::v3::Request, _, _>(set_visibility)
+        .ruma::<set_room_visibility::v3::Request, _, _>(set_visibility.layer(
+            middleware::map_request_with_state(Arc::clone(services), public_by_default),
+        ))
         .ruma::<get_summary::v1::Request, _, _>(summary)
 }
 
@@ -133,6 +145,25 @@ async fn visibility(
             Visibility::Private
         },
     )))
+}
+
+/// The spec defaults `visibility` to `public` where ruma's request type requires it, so a body
+/// without the key is given it before the request is parsed (as Synapse reads it).
+async fn public_by_default(
+    State(s): State<Arc<Services>>,
+    request: Request,
+) -> Result<Request, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let bytes = read_body(&parts.headers, body, s.config.limits.max_request_body_bytes).await?;
+    let bytes = match serde_json::from_slice::<serde_json::Map<String, JsonValue>>(&bytes) {
+        Ok(mut object) if !object.contains_key("visibility") => {
+            object.insert("visibility".to_owned(), JsonValue::from("public"));
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            Bytes::from(serde_json::to_vec(&object).expect("a JSON map serializes"))
+        }
+        _ => bytes,
+    };
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 async fn set_visibility(

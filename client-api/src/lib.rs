@@ -57,7 +57,7 @@ pub use metrics::Metrics;
 pub fn router(services: Arc<Services>, apis: &[Api], metrics: Arc<Metrics>) -> Router {
     let mut router = Router::new();
     if apis.contains(&Api::Client) {
-        router = router.merge(client_routes());
+        router = router.merge(client_routes(&services));
     }
     if apis.contains(&Api::Federation) {
         router = router.merge(tessera_federation::router());
@@ -109,7 +109,7 @@ fn cors() -> CorsLayer {
         ])
 }
 
-fn client_routes() -> Router<Arc<Services>> {
+fn client_routes(services: &Arc<Services>) -> Router<Arc<Services>> {
     let router = Router::new();
     let router = discovery::routes(router);
     let router = account::routes(router);
@@ -121,7 +121,7 @@ fn client_routes() -> Router<Arc<Services>> {
     let router = account_data::routes(router);
     let router = filter::routes(router);
     let router = room::routes(router);
-    let router = directory::routes(router);
+    let router = directory::routes(router, services);
     let router = room_upgrade::routes(router);
     let router = membership::routes(router);
     let router = message::routes(router);

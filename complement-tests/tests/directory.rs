@@ -512,6 +512,22 @@ async fn directory_visibility_is_read_and_set_by_moderators() {
     let listed = server.client().get(&format!("{V3}/publicRooms")).await.ok();
     assert_eq!(room_ids(&listed), Vec::<String>::new());
 
+    // `visibility` defaults to `public` (client-server API, "Room directory").
+    alice
+        .client
+        .put(&listing_path(&room_id), json!({}))
+        .await
+        .assert_status(200);
+    let read = server.client().get(&listing_path(&room_id)).await.ok();
+    assert_eq!(read, json!({ "visibility": "public" }));
+    alice
+        .client
+        .put(&listing_path(&room_id), json!({ "visibility": "hidden" }))
+        .await
+        .assert_error(400, "M_INVALID_PARAM");
+    let read = server.client().get(&listing_path(&room_id)).await.ok();
+    assert_eq!(read, json!({ "visibility": "public" }));
+
     let unknown = format!("!unknown:{}", server.server_name());
     server
         .client()

@@ -731,3 +731,55 @@ async fn threads_cannot_start_from_events_with_relations() {
         .await
         .assert_status(200);
 }
+
+/// A thread summary's `latest_event` is one the reader may see (spec: "History visibility"): a
+/// user who left sees the latest reply from before they left, and no summary of a thread all of
+/// whose replies came after.
+#[tokio::test]
+async fn thread_summaries_show_only_replies_the_reader_may_see() {
+    let server = TestServer::start().await;
+    let (alice, bob, room_id) = room_with_bob(&server).await;
+    let root = send(
+        &alice,
+        &room_id,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "root" }),
+    )
+    .await;
+    let other_root = send(
+        &alice,
+        &room_id,
+        "m.room.message",
+        json!({ "msgtype": "m.text", "body": "other root" }),
+    )
+    .await;
+    let before = thread_reply(&bob, &room_id, &root, "before bob left").await;
+    bob.leave_room(&room_id).await;
+    let after = thread_reply(&alice, &room_id, &root, "after bob left").await;
+    thread_reply(&alice, &room_id, &other_root, "only after bob left").await;
+
+    let for_alice = event(&alice, &room_id, &root).await;
+    let thread = &for_alice["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(
+        thread["latest_event"]["event_id"],
+        after.as_str(),
+        "{for_alice}"
+    );
+    assert_eq!(thread["count"], 2);
+
+    let for_bob = event(&bob, &room_id, &root).await;
+    let thread = &for_bob["unsigned"]["m.relations"]["m.thread"];
+    assert_eq!(
+        thread["latest_event"]["event_id"],
+        before.as_str(),
+        "{for_bob}"
+    );
+    assert_eq!(thread["latest_event"]["content"]["body"], "before bob left");
+    assert_eq!(thread["current_user_participated"], true);
+
+    let for_bob = event(&bob, &room_id, &other_root).await;
+    assert!(
+        for_bob["unsigned"]["m.relations"]["m.thread"].is_null(),
+        "{for_bob}"
+    );
+}

@@ -7,23 +7,26 @@
 //! relate to nothing can be thread roots; a redacted event keeps its references but bundles no
 //! edit (spec: "Redactions of edited events") and no thread.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{Map, Value as JsonValue, json};
 
 use crate::{
     Result,
     events::{Unsigned, client_event_json},
-    store::{ChildRelation, EventRow},
+    store::{ChildRelation, EventRow, RelationsQuery},
 };
 
-use super::{Rooms, read::parse, relation};
+use super::{Rooms, read::parse, relation, visibility::VisibilityFilter};
 
 pub(super) const THREAD: &str = "m.thread";
 const REPLACE: &str = "m.replace";
 const REFERENCE: &str = "m.reference";
 const ANNOTATION: &str = "m.annotation";
+/// Thread replies read at a time, and at most, looking for the latest one a user may see.
+const REPLIES_PAGE: i64 = 50;
+const MAX_SCANNED_REPLIES: usize = 2_000;
 
 /// What an edit is checked against (spec: "Validity of replacement events").
 struct Parent {
@@ -171,7 +174,8 @@ impl Rooms {
 
     /// For each thread among `roots` (with whether the user sent the root): the latest
     /// reply's ID, the reply count and whether the user took part (sent the root or a reply),
-    /// leaving out replies by users they ignore; and the rows of the latest replies.
+    /// leaving out replies by users they ignore, the latest being one they may see; and the rows
+    /// of the latest replies.
     async fn thread_summaries(
         &self,
         roots: &[(OwnedEventId, bool)],
@@ -208,21 +212,83 @@ impl Rooms {
             .map(|(id, _)| id)
             .collect();
         let positions: Vec<i64> = summaries.iter().map(|s| s.latest).collect();
-        let latest_rows = self.store.events_at(&positions).await?;
-        let id_at: HashMap<i64, OwnedEventId> = latest_rows
-            .iter()
-            .map(|row| (row.stream_ordering, row.event_id.clone()))
-            .collect();
-        let threads = summaries
+        let mut rows_at: HashMap<i64, EventRow> = self
+            .store
+            .events_at(&positions)
+            .await?
             .into_iter()
-            .filter_map(|summary| {
-                let latest = id_at.get(&summary.latest)?.clone();
-                let participated =
-                    replied.contains(&summary.root) || started.contains(&summary.root);
-                Some((summary.root, (latest, summary.count, participated)))
-            })
+            .map(|row| (row.stream_ordering, row))
             .collect();
+        let mut visibility: HashMap<OwnedRoomId, VisibilityFilter<'_>> = HashMap::new();
+        let mut threads = HashMap::new();
+        let mut latest_rows = Vec::new();
+        for summary in summaries {
+            let Some(latest) = rows_at.remove(&summary.latest) else {
+                continue;
+            };
+            let filter = match visibility.entry(latest.room_id.clone()) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    entry.insert(VisibilityFilter::new(self, &latest.room_id, user_id).await?)
+                }
+            };
+            let Some(latest) = self
+                .latest_visible_reply(filter, &summary.root, latest)
+                .await?
+            else {
+                continue;
+            };
+            let participated = replied.contains(&summary.root) || started.contains(&summary.root);
+            threads.insert(
+                summary.root,
+                (latest.event_id.clone(), summary.count, participated),
+            );
+            latest_rows.push(latest);
+        }
         Ok((threads, latest_rows))
+    }
+
+    /// `latest` if the user may see it, else the thread's latest earlier reply they may see (a
+    /// user who left sees no reply sent after; Synapse leaves this unfiltered), or none. The
+    /// count stays that of all replies, as Synapse's.
+    async fn latest_visible_reply(
+        &self,
+        visibility: &mut VisibilityFilter<'_>,
+        root: &EventId,
+        latest: EventRow,
+    ) -> Result<Option<EventRow>> {
+        if visibility.allows(&latest, &parse(&latest)?).await? {
+            return Ok(Some(latest));
+        }
+        let mut position = latest.stream_ordering - 1;
+        let mut scanned = 0;
+        while scanned < MAX_SCANNED_REPLIES {
+            let rows = self
+                .store
+                .relations_page(RelationsQuery {
+                    room_id: &latest.room_id,
+                    parent: root,
+                    rel_type: Some(THREAD),
+                    event_type: None,
+                    max_depth: 1,
+                    from: position,
+                    forward: false,
+                    limit: REPLIES_PAGE,
+                })
+                .await?;
+            let last_page = rows.len() < REPLIES_PAGE as usize;
+            for row in rows {
+                scanned += 1;
+                position = row.stream_ordering - 1;
+                if visibility.allows(&row, &parse(&row)?).await? {
+                    return Ok(Some(row));
+                }
+            }
+            if last_page {
+                break;
+            }
+        }
+        Ok(None)
     }
 
     /// The most recent valid edit of each parent (spec: by `origin_server_ts`, then the
