@@ -64,6 +64,9 @@ async fn sender_redacts_own_message_and_everyone_sees_it_pruned() {
         .as_str()
         .unwrap_or_default()
         .to_owned();
+    // Read before the redaction, so that a copy kept in memory would show if it outlived it.
+    let before = get_event(&alice, &room_id, &event_id).await;
+    assert_eq!(before["content"]["body"], "oops", "{before}");
 
     let body = redact(&bob, &room_id, &event_id, json!({ "reason": "typo" }))
         .await
@@ -271,6 +274,10 @@ async fn redacted_state_events_keep_only_protected_keys() {
         .await
         .ok();
     let member_id = member["event_id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        bob.state_content(&room_id, "m.room.name", "").await,
+        json!({ "name": "Secret plans" })
+    );
 
     redact(&alice, &room_id, &name_id, json!({}))
         .await

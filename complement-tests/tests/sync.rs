@@ -470,6 +470,18 @@ async fn the_sending_device_sees_its_transaction_id() {
     assert_eq!(own["unsigned"]["transaction_id"], txn.as_str(), "{own}");
     let other = find(&bob.initial_sync().await);
     assert!(other["unsigned"].get("transaction_id").is_none(), "{other}");
+
+    // In more rooms, where a device that sent nothing is not looked up room by room: the
+    // sending device still sees its transaction ID, Alice's new login does not.
+    alice.create_room(json!({ "preset": "private_chat" })).await;
+    let own = find(&alice.initial_sync().await);
+    assert_eq!(own["unsigned"]["transaction_id"], txn.as_str(), "{own}");
+    let new_login = server.client().login(&alice.user_id, PASSWORD).await;
+    let other_device = find(&new_login.initial_sync().await);
+    assert!(
+        other_device["unsigned"].get("transaction_id").is_none(),
+        "{other_device}"
+    );
 }
 
 #[tokio::test]

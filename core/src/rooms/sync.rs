@@ -94,6 +94,9 @@ struct SyncContext<'r, 'a> {
     /// Read ahead for the rooms a sync shows whole.
     summaries: &'r HashMap<OwnedRoomId, RoomSummary>,
     forgotten: &'r HashSet<OwnedRoomId>,
+    /// False if the device has sent no event with a transaction ID (up to `upto`): its
+    /// events' `transaction_id` need not be looked up room by room.
+    device_has_sent: bool,
 }
 
 /// One room's part of the response, by section.
@@ -133,6 +136,14 @@ impl Rooms {
         } else {
             HashSet::new()
         };
+        // A first sync of many rooms is usually a new login's, which has sent nothing yet: one
+        // look spares one per room. Events up to `upto` committed with their transactions.
+        let device_has_sent = since.is_some()
+            || memberships.len() < 2
+            || self
+                .store
+                .device_has_transactions(user_id, request.device_id)
+                .await?;
         let context = SyncContext {
             request,
             changed: &changed,
@@ -140,6 +151,7 @@ impl Rooms {
             receipts: &receipts,
             summaries: &summaries,
             forgotten: &forgotten,
+            device_has_sent,
         };
         let mut entries = futures::stream::iter(
             memberships
@@ -216,7 +228,7 @@ impl Rooms {
                 }
                 let mut joined = JoinedRoom::new();
                 let (timeline, state) = self
-                    .timeline_and_state(request, &room_id, (upto, true), since, state_mode)
+                    .timeline_and_state(context, &room_id, (upto, true), since, state_mode)
                     .await?;
                 let members_changed = state_mode == StateMode::Full
                     || has_member_event(&timeline.events)
@@ -283,7 +295,7 @@ impl Rooms {
                     _ => StateMode::Full,
                 };
                 let (timeline, state) = self
-                    .timeline_and_state(request, &room_id, (left_at, false), since, state_mode)
+                    .timeline_and_state(context, &room_id, (left_at, false), since, state_mode)
                     .await?;
                 let mut left = LeftRoom::new();
                 left.timeline = timeline;
@@ -494,12 +506,13 @@ impl Rooms {
     /// `(upto, joined)`: where the timeline ends and whether the user is joined there.
     async fn timeline_and_state(
         &self,
-        request: &RoomsSyncRequest<'_>,
+        context: &SyncContext<'_, '_>,
         room_id: &RoomId,
         (upto, joined): (i64, bool),
         since: Option<i64>,
         state_mode: StateMode,
     ) -> Result<(Timeline, State)> {
+        let request = context.request;
         let filter = &request.filter.timeline;
         let limit = filter
             .limit
@@ -570,10 +583,13 @@ impl Rooms {
             .filter(|row| parse(row).is_ok_and(|pdu| pdu.sender == request.user_id))
             .map(|row| row.event_id.clone())
             .collect();
-        let transaction_ids = self
-            .store
-            .transaction_ids(request.user_id, request.device_id, &own)
-            .await?;
+        let transaction_ids = if context.device_has_sent {
+            self.store
+                .transaction_ids(request.user_id, request.device_id, &own)
+                .await?
+        } else {
+            HashMap::new()
+        };
         let events = self
             .serve_with_transactions(
                 &rows,

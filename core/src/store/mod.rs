@@ -12,6 +12,7 @@ mod device_lists;
 mod devices;
 mod directory;
 mod e2e_keys;
+mod event_row_cache;
 mod event_writer;
 mod federation_queue;
 mod filters;
@@ -125,6 +126,7 @@ pub struct Store {
     ignored_users: Arc<ignored_users::IgnoredUsersCache>,
     unread_counts: Arc<unread_cache::UnreadCache>,
     state_groups: Arc<state_group_cache::StateGroupCache>,
+    event_rows: Arc<event_row_cache::EventRowCache>,
     positions: Arc<positions::StreamPositions>,
     to_device_inboxes: Arc<to_device::Inboxes>,
 }
@@ -177,6 +179,7 @@ impl Store {
             ignored_users: Arc::default(),
             unread_counts: Arc::default(),
             state_groups: Arc::default(),
+            event_rows: Arc::default(),
             positions,
             to_device_inboxes,
         })

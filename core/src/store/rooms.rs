@@ -176,6 +176,14 @@ pub(super) fn event_row(row: &sqlx::any::AnyRow) -> Result<EventRow> {
     })
 }
 
+/// The events that `events` redact, whose stored rows their write prunes.
+fn redaction_targets(events: &[NewEventRow]) -> Vec<OwnedEventId> {
+    events
+        .iter()
+        .filter_map(|event| event.redacts.clone())
+        .collect()
+}
+
 /// One row per event from the `events` rows and the `outliers` rows of the same IDs. An
 /// out-of-band membership (a timeline row without state, see
 /// [`Store::persist_out_of_band_membership`]) that was later received into the room graph and
@@ -232,6 +240,17 @@ impl Store {
                 }
             }));
         }
+        let redacted = redaction_targets(&batch.events);
+        if !redacted.is_empty() {
+            let event_rows = self.event_rows.clone();
+            let then = batch.after_commit.take();
+            batch.after_commit = Some(Box::new(move || {
+                event_rows.forget(redacted.iter().map(|id| &**id));
+                if let Some(then) = then {
+                    then();
+                }
+            }));
+        }
         match &self.event_writer {
             Some(event_writer) => event_writer.enqueue(batch).await,
             None => {
@@ -281,14 +300,22 @@ impl Store {
         redaction_rules: RedactionRules,
     ) -> Result<()> {
         let room = room_id.to_string();
-        self.writer
+        // Redactions among them prune events stored before; pending redactions prune them.
+        let changed: Vec<OwnedEventId> = redaction_targets(&rows)
+            .into_iter()
+            .chain(rows.iter().map(|row| row.event_id.clone()))
+            .collect();
+        let written = self
+            .writer
             .write(move |conn| {
                 Box::pin(async move {
                     super::event_writer::write_backfilled(conn, &room, &rows, &redaction_rules)
                         .await
                 })
             })
-            .await
+            .await;
+        self.event_rows.forget(changed.iter().map(|id| &**id));
+        written
     }
 
     /// Remembers a redaction of an event not stored here, to apply when it is backfilled.
@@ -346,6 +373,7 @@ impl Store {
         mut batch: EventBatch,
     ) -> Result<()> {
         let after_commit = batch.after_commit.take();
+        let redacted = redaction_targets(&batch.events);
         let room = batch.room_id.to_string();
         self.writer
             .write(move |conn| {
@@ -397,6 +425,7 @@ impl Store {
                 })
             })
             .await?;
+        self.event_rows.forget(redacted.iter().map(|id| &**id));
         if let Some(after_commit) = after_commit {
             after_commit();
         }
@@ -521,6 +550,10 @@ impl Store {
     }
 
     pub async fn event(&self, event_id: &EventId) -> Result<Option<EventRow>> {
+        let (found, _, start) = self.event_rows.get(&[event_id.to_owned()]);
+        if let Some(row) = found.into_iter().next() {
+            return Ok(Some(row));
+        }
         let rows = sqlx::query(&format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1 \
              UNION ALL SELECT {OUTLIER_COLUMNS} FROM outliers WHERE event_id = $1"
@@ -528,27 +561,38 @@ impl Store {
         .bind(event_id.as_str())
         .fetch_all(&self.pool)
         .await?;
-        let (timeline, outliers) = rows
+        let (timeline, outliers): (Vec<EventRow>, Vec<EventRow>) = rows
             .iter()
             .map(event_row)
             .collect::<Result<Vec<_>>>()?
             .into_iter()
             .partition(|row| row.stream_ordering != 0);
+        self.event_rows.remember(start, &timeline);
         Ok(one_row_per_event(timeline, outliers).into_iter().next())
     }
 
     /// The events among `ids` that are stored, in no particular order.
     pub async fn events(&self, ids: &[OwnedEventId]) -> Result<Vec<EventRow>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let (mut found, missing, start) = self.event_rows.get(ids);
+        if !missing.is_empty() {
+            let read = self.read_events(&missing).await?;
+            // Only rows as the `events` table holds them: an out-of-band row given its
+            // outlier's state may still be taken into the room (see [`one_row_per_event`]).
+            self.event_rows.remember(start, &read.0);
+            found.extend(one_row_per_event(read.0, read.1));
         }
+        Ok(found)
+    }
+
+    /// The `events` rows among `ids`, and the `outliers` rows of those without state there.
+    async fn read_events(&self, ids: &[OwnedEventId]) -> Result<(Vec<EventRow>, Vec<EventRow>)> {
         let placeholders = super::placeholders(1, ids.len());
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({placeholders})");
         let mut query = sqlx::query(&sql);
         for id in ids {
             query = query.bind(id.as_str());
         }
-        let mut rows: Vec<EventRow> = query
+        let rows: Vec<EventRow> = query
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -580,9 +624,9 @@ impl Store {
                 .iter()
                 .map(event_row)
                 .collect::<Result<_>>()?;
-            rows = one_row_per_event(rows, outliers);
+            return Ok((rows, outliers));
         }
-        Ok(rows)
+        Ok((rows, Vec::new()))
     }
 
     /// [`Store::events`], by event ID.

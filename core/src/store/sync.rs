@@ -186,6 +186,22 @@ impl Store {
         rooms.into_iter().map(stored_id).collect()
     }
 
+    /// Whether the device has sent any event with a transaction ID.
+    pub async fn device_has_transactions(
+        &self,
+        user_id: &UserId,
+        device_id: &DeviceId,
+    ) -> Result<bool> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM event_transactions WHERE user_id = $1 AND device_id = $2 LIMIT 1",
+        )
+        .bind(user_id.as_str())
+        .bind(device_id.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
     /// The transaction IDs this device sent the given events with.
     pub async fn transaction_ids(
         &self,
