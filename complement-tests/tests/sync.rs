@@ -215,6 +215,50 @@ async fn a_gap_beyond_the_timeline_limit_is_limited_and_prev_batch_continues_wit
     assert_eq!(bodies(&older), ["m5", "m4", "m3", "m2", "m1", "before"]);
 }
 
+/// An initial sync reads its rooms' newest events together; each room still gets its own
+/// newest events, `limited` where there were more, and a `prev_batch` that continues there.
+#[tokio::test]
+async fn an_initial_sync_in_many_rooms_shows_each_rooms_newest_events() {
+    let server = TestServer::start().await;
+    let (alice, bob, busy) = shared_room(&server).await;
+    let quiet = alice.create_room(json!({ "preset": "public_chat" })).await;
+    bob.join_room(&quiet).await;
+    let empty = alice.create_room(json!({ "preset": "public_chat" })).await;
+    for i in 1..=6 {
+        alice.send_text(&busy, &format!("busy {i}")).await;
+    }
+    alice.send_text(&quiet, "quiet 1").await;
+    let filter = timeline_filter(3, false);
+    let sync = bob
+        .sync(&SyncQuery {
+            filter: Some(&filter),
+            ..SyncQuery::default()
+        })
+        .await;
+    let joined = room(&sync, "join", &busy);
+    assert_eq!(joined["timeline"]["limited"], true, "{joined}");
+    assert_eq!(
+        bodies(&timeline(&sync, &busy)),
+        ["busy 4", "busy 5", "busy 6"]
+    );
+    let prev_batch = joined["timeline"]["prev_batch"]
+        .as_str()
+        .expect("prev_batch");
+    let page = bob
+        .messages(&busy, &format!("dir=b&limit=3&from={}", enc(prev_batch)))
+        .await;
+    let older: Vec<&Value> = page["chunk"].as_array().expect("chunk").iter().collect();
+    assert_eq!(bodies(&older), ["busy 3", "busy 2", "busy 1"]);
+    // Bob's join and Alice's message: the timeline's last three events.
+    let quiet_timeline = timeline(&sync, &quiet);
+    assert_eq!(quiet_timeline.len(), 3, "{quiet_timeline:?}");
+    assert_eq!(bodies(&quiet_timeline), ["quiet 1"]);
+    assert!(
+        sync["rooms"]["join"].get(&empty).is_none(),
+        "Bob is not in Alice's third room: {sync}"
+    );
+}
+
 #[tokio::test]
 async fn lazy_loading_sends_only_the_members_the_timeline_needs() {
     let server = TestServer::start().await;

@@ -58,6 +58,7 @@ impl Rooms {
             dir,
             limit,
             filter,
+            first_page: None,
         };
         let before = self
             .scan_timeline(

@@ -419,6 +419,7 @@ impl Rooms {
                     dir,
                     limit,
                     filter,
+                    first_page: None,
                 },
             )
             .await?;
@@ -489,6 +490,7 @@ impl Rooms {
             dir,
             limit,
             filter,
+            mut first_page,
         } = scan;
         let forward = dir == Direction::Forward;
         // A user who left reads no further than their leave (spec: history visibility).
@@ -497,15 +499,19 @@ impl Rooms {
             _ => start,
         };
         let mut rows = Vec::with_capacity(limit);
-        let batch = (limit * 2).clamp(20, 500);
+        let batch = scan_page_size(limit);
         let mut scanned = 0;
         // Whether the last row in this direction (or `to`) was reached: then there is no `end`.
         let mut exhausted = false;
         'pages: while rows.len() < limit && scanned < MAX_SCANNED {
-            let batch_rows = self
-                .store
-                .room_events(room_id, position, forward, batch as i64)
-                .await?;
+            let batch_rows = match first_page.take() {
+                Some(rows) => rows,
+                None => {
+                    self.store
+                        .room_events(room_id, position, forward, batch as i64)
+                        .await?
+                }
+            };
             let last_batch = batch_rows.len() < batch;
             for row in batch_rows {
                 scanned += 1;
@@ -598,6 +604,13 @@ pub(super) struct TimelineScan<'a> {
     pub dir: Direction,
     pub limit: usize,
     pub filter: &'a RoomEventFilter,
+    /// The first page of rows from `start`, if already read (see [`scan_page_size`]).
+    pub first_page: Option<Vec<EventRow>>,
+}
+
+/// Rows read per page of a scan for `limit` events.
+pub(super) fn scan_page_size(limit: usize) -> usize {
+    (limit * 2).clamp(20, 500)
 }
 
 pub(super) struct ScannedTimeline {

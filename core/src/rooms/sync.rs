@@ -94,6 +94,8 @@ struct SyncContext<'r, 'a> {
     /// Read ahead for the rooms a sync shows whole.
     summaries: &'r HashMap<OwnedRoomId, RoomSummary>,
     forgotten: &'r HashSet<OwnedRoomId>,
+    /// The first timeline pages of an initial sync's joined rooms, read ahead together.
+    first_pages: &'r HashMap<OwnedRoomId, Vec<EventRow>>,
     /// False if the device has sent no event with a transaction ID (up to `upto`): its
     /// events' `transaction_id` need not be looked up room by room.
     device_has_sent: bool,
@@ -144,6 +146,7 @@ impl Rooms {
                 .store
                 .device_has_transactions(user_id, request.device_id)
                 .await?;
+        let first_pages = self.first_timeline_pages(request, &memberships).await?;
         let context = SyncContext {
             request,
             changed: &changed,
@@ -151,6 +154,7 @@ impl Rooms {
             receipts: &receipts,
             summaries: &summaries,
             forgotten: &forgotten,
+            first_pages: &first_pages,
             device_has_sent,
         };
         let mut entries = futures::stream::iter(
@@ -514,15 +518,7 @@ impl Rooms {
     ) -> Result<(Timeline, State)> {
         let request = context.request;
         let filter = &request.filter.timeline;
-        let limit = filter
-            .limit
-            .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
-                usize::try_from(u64::from(l)).unwrap_or(usize::MAX)
-            })
-            .clamp(
-                1,
-                usize::try_from(self.config.limits.max_page_size).unwrap_or(usize::MAX),
-            );
+        let limit = self.timeline_limit(filter);
         // A room joined since the token shows its recent history, not just what followed.
         let lower = match state_mode {
             StateMode::Since(since) => Some(since),
@@ -566,6 +562,11 @@ impl Rooms {
                             dir: Direction::Backward,
                             limit,
                             filter,
+                            first_page: context
+                                .first_pages
+                                .get(room_id)
+                                .filter(|_| lower.is_none() && upto == request.upto.timeline)
+                                .cloned(),
                         },
                     )
                     .await?;
@@ -608,6 +609,46 @@ impl Rooms {
             .sync_state(request, room_id, upto, &rows, limited, state_mode)
             .await?;
         Ok((timeline, state))
+    }
+
+    /// Events per room timeline, as the filter asks within the server's page size.
+    fn timeline_limit(&self, filter: &RoomEventFilter) -> usize {
+        filter
+            .limit
+            .map_or(DEFAULT_TIMELINE_LIMIT, |l| {
+                usize::try_from(u64::from(l)).unwrap_or(usize::MAX)
+            })
+            .clamp(
+                1,
+                usize::try_from(self.config.limits.max_page_size).unwrap_or(usize::MAX),
+            )
+    }
+
+    /// An initial sync's joined rooms' first timeline pages (see [`Rooms::scan_timeline`]), read
+    /// together: one statement for many rooms rather than one each.
+    async fn first_timeline_pages(
+        &self,
+        request: &RoomsSyncRequest<'_>,
+        memberships: &HashMap<OwnedRoomId, Membership>,
+    ) -> Result<HashMap<OwnedRoomId, Vec<EventRow>>> {
+        let filter = &request.filter.timeline;
+        let rooms: Vec<OwnedRoomId> = memberships
+            .iter()
+            .filter(|(room_id, membership)| {
+                membership.membership == "join"
+                    && room_selected(request.filter, room_id)
+                    && sub_filter_selects(filter, room_id)
+            })
+            .map(|(room_id, _)| room_id.clone())
+            .collect();
+        if request.since.is_some() || rooms.len() < 2 {
+            return Ok(HashMap::new());
+        }
+        let page = super::read::scan_page_size(self.timeline_limit(filter));
+        Ok(self
+            .store
+            .newest_room_events(&rooms, request.upto.timeline, page as i64)
+            .await?)
     }
 
     /// The `state` (or `state_after`) of a room in a sync: the state at the start of the

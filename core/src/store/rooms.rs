@@ -221,6 +221,9 @@ const OUTLIER_COLUMNS: &str = "CAST(0 AS BIGINT) AS stream_ordering, event_id, r
      state_before, state_after, \
      CAST(NULL AS TEXT) AS replaces_state, CAST(NULL AS TEXT) AS redacted_by, json";
 
+/// Rooms read by one statement of [`Store::newest_room_events`].
+const ROOMS_PER_STATEMENT: usize = 100;
+
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
 
 impl Store {
@@ -671,6 +674,48 @@ impl Store {
             .iter()
             .map(event_row)
             .collect()
+    }
+
+    /// For each of `rooms`, its newest events at or before position `upto`, at most `limit`,
+    /// newest first: [`Store::room_events`] backwards for many rooms, a statement per
+    /// [`ROOMS_PER_STATEMENT`] rooms.
+    pub async fn newest_room_events(
+        &self,
+        rooms: &[OwnedRoomId],
+        upto: i64,
+        limit: i64,
+    ) -> Result<HashMap<OwnedRoomId, Vec<EventRow>>> {
+        let mut pages: HashMap<OwnedRoomId, Vec<EventRow>> = rooms
+            .iter()
+            .map(|room_id| (room_id.clone(), Vec::new()))
+            .collect();
+        for chunk in rooms.chunks(ROOMS_PER_STATEMENT) {
+            let sql = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS} FROM events \
+                         WHERE room_id = ${} AND stream_ordering <= $1 \
+                         ORDER BY stream_ordering DESC LIMIT $2) AS room{i}",
+                        i + 3
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ");
+            let mut query = sqlx::query(&sql).bind(upto).bind(limit);
+            for room_id in chunk {
+                query = query.bind(room_id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await?.iter().map(event_row) {
+                let row = row?;
+                if let Some(page) = pages.get_mut(&row.room_id) {
+                    page.push(row);
+                }
+            }
+        }
+        for page in pages.values_mut() {
+            page.sort_unstable_by_key(|row| std::cmp::Reverse(row.stream_ordering));
+        }
+        Ok(pages)
     }
 
     /// The full state of a state group: the chain of deltas back to its snapshot, nearest first.
