@@ -7,7 +7,7 @@
 //! relate to nothing can be thread roots; a redacted event keeps its references but bundles no
 //! edit (spec: "Redactions of edited events") and no thread.
 
-use std::collections::{HashMap, HashSet, hash_map::Entry};
+use std::collections::{HashMap, HashSet};
 
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, UserId};
 use serde_json::{Map, Value as JsonValue, json};
@@ -18,7 +18,12 @@ use crate::{
     store::{ChildRelation, EventRow, RelationsQuery},
 };
 
-use super::{Rooms, read::parse, relation, visibility::VisibilityFilter};
+use super::{
+    Rooms,
+    read::parse,
+    relation,
+    visibility::{RoomVisibilityFilters, VisibilityFilter},
+};
 
 pub(super) const THREAD: &str = "m.thread";
 const REPLACE: &str = "m.replace";
@@ -219,19 +224,14 @@ impl Rooms {
             .into_iter()
             .map(|row| (row.stream_ordering, row))
             .collect();
-        let mut visibility: HashMap<OwnedRoomId, VisibilityFilter<'_>> = HashMap::new();
+        let mut visibility = RoomVisibilityFilters::new(self, user_id);
         let mut threads = HashMap::new();
         let mut latest_rows = Vec::new();
         for summary in summaries {
             let Some(latest) = rows_at.remove(&summary.latest) else {
                 continue;
             };
-            let filter = match visibility.entry(latest.room_id.clone()) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => {
-                    entry.insert(VisibilityFilter::new(self, &latest.room_id, user_id).await?)
-                }
-            };
+            let filter = visibility.of(&latest.room_id).await?;
             let Some(latest) = self
                 .latest_visible_reply(filter, &summary.root, latest)
                 .await?

@@ -8,7 +8,7 @@
 //! local recipients with their display names, the member count, the power levels) is built
 //! once per state group, and each event is flattened once for all its recipients.
 
-use std::collections::{BTreeMap, HashMap, HashSet, hash_map::Entry};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ruma::{
     MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, ServerName, UInt, UserId,
@@ -28,7 +28,9 @@ use crate::{
     store::{NewEventRow, PushActionRow},
 };
 
-use super::{RoomState, Rooms, aggregations::THREAD, read::parse, visibility::VisibilityFilter};
+use super::{
+    RoomState, Rooms, aggregations::THREAD, read::parse, visibility::RoomVisibilityFilters,
+};
 
 /// `/notifications` page size when the client gives none, and the most it may ask for.
 const DEFAULT_NOTIFICATIONS: usize = 50;
@@ -340,20 +342,14 @@ impl Rooms {
             .map(|last| last.stream_ordering.to_string());
         let ids: Vec<OwnedEventId> = found.iter().map(|n| n.event_id.clone()).collect();
         let mut rows = self.store.events_by_id(&ids).await?;
-        let mut filters: HashMap<OwnedRoomId, VisibilityFilter<'_>> = HashMap::new();
+        let mut filters = RoomVisibilityFilters::new(self, user_id);
         let mut visible = Vec::new();
         let mut visible_rows = Vec::new();
         for notification in found {
             let Some(row) = rows.remove(&notification.event_id) else {
                 continue;
             };
-            let filter = match filters.entry(notification.room_id.clone()) {
-                Entry::Occupied(entry) => entry.into_mut(),
-                Entry::Vacant(entry) => {
-                    entry.insert(VisibilityFilter::new(self, &notification.room_id, user_id).await?)
-                }
-            };
-            if filter.allows(&row, &parse(&row)?).await? {
+            if filters.allows(&row, &parse(&row)?).await? {
                 visible.push(notification);
                 visible_rows.push(row);
             }

@@ -5,7 +5,7 @@
 //! Unlike Synapse, rooms the user has left are not searched (Synapse searches them up to the
 //! leave); every result is an event of a room the user is in now.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ruma::{
@@ -22,7 +22,7 @@ use super::{
     Rooms,
     read::{matches_filter, parse},
     token::StreamToken,
-    visibility::VisibilityFilter,
+    visibility::{RoomVisibilityFilters, VisibilityFilter},
 };
 
 /// Results per page when the filter sets no `limit` (Synapse's default).
@@ -271,9 +271,7 @@ impl Rooms {
         for (hit, event) in hits.iter().zip(events) {
             let context = match request.event_context {
                 Some(wanted) => {
-                    let room_visibility = visibility
-                        .get_mut(&hit.row.room_id)
-                        .ok_or_else(|| Error::Internal("result of an unchecked room".to_owned()))?;
+                    let room_visibility = visibility.of(&hit.row.room_id).await?;
                     Some(
                         self.context_of(user_id, &hit.row, wanted, room_visibility)
                             .await?,
@@ -337,7 +335,7 @@ impl Rooms {
         limit: usize,
         filter: &RoomEventFilter,
     ) -> Result<SearchPage<'a>> {
-        let mut visibility = HashMap::new();
+        let mut visibility = RoomVisibilityFilters::new(self, user_id);
         let batch = (limit * 2).clamp(20, 500);
         let mut hits = Vec::with_capacity(limit);
         let mut scanned = 0;
@@ -354,10 +352,7 @@ impl Rooms {
                     rank: hit.rank,
                     stream_ordering: hit.row.stream_ordering,
                 });
-                if !self
-                    .may_see(user_id, &hit.row, filter, &mut visibility)
-                    .await?
-                {
+                if !self.may_see(&hit.row, filter, &mut visibility).await? {
                     continue;
                 }
                 hits.push(hit);
@@ -386,25 +381,17 @@ impl Rooms {
     }
 
     /// Whether a match passes the request's filter and the room's history visibility.
-    async fn may_see<'a>(
-        &'a self,
-        user_id: &'a UserId,
+    async fn may_see(
+        &self,
         row: &EventRow,
         filter: &RoomEventFilter,
-        visibility: &mut HashMap<OwnedRoomId, VisibilityFilter<'a>>,
+        visibility: &mut RoomVisibilityFilters<'_>,
     ) -> Result<bool> {
         let pdu = parse(row)?;
         if !matches_filter(&pdu, filter) {
             return Ok(false);
         }
-        let room_visibility = match visibility.get_mut(&row.room_id) {
-            Some(known) => known,
-            None => {
-                let new = VisibilityFilter::new(self, &row.room_id, user_id).await?;
-                visibility.entry(row.room_id.clone()).or_insert(new)
-            }
-        };
-        room_visibility.allows(row, &pdu).await
+        visibility.allows(row, &pdu).await
     }
 
     /// The visible events around a result, with pagination tokens and, if asked, the senders'
@@ -493,7 +480,7 @@ struct SearchPage<'a> {
     /// The last match read, when there may be more.
     last: Option<SearchPosition>,
     /// The history visibility of each room read, for the context of the results.
-    visibility: HashMap<OwnedRoomId, VisibilityFilter<'a>>,
+    visibility: RoomVisibilityFilters<'a>,
 }
 
 /// The page's results grouped by `key`, each group in result order.

@@ -2,9 +2,12 @@
 //! decided from the state at each event, cached per state group while reading one page; and
 //! the events of users they ignore (spec: "Ignoring Users"), which they are not sent.
 
-use std::{collections::HashMap, sync::Mutex};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    sync::Mutex,
+};
 
-use ruma::{OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 
 use crate::{
     Result,
@@ -130,6 +133,39 @@ impl<'a> VisibilityFilter<'a> {
             HistoryVisibility::Invited => membership == Some("invite"),
             HistoryVisibility::Joined => false,
         })
+    }
+}
+
+/// One user's [`VisibilityFilter`]s across rooms, each made when its room first comes up (for
+/// pages mixing rooms: notifications, search results, thread summaries).
+pub(super) struct RoomVisibilityFilters<'a> {
+    rooms: &'a Rooms,
+    user_id: &'a UserId,
+    filters: HashMap<OwnedRoomId, VisibilityFilter<'a>>,
+}
+
+impl<'a> RoomVisibilityFilters<'a> {
+    pub(super) fn new(rooms: &'a Rooms, user_id: &'a UserId) -> Self {
+        Self {
+            rooms,
+            user_id,
+            filters: HashMap::new(),
+        }
+    }
+
+    pub(super) async fn of(&mut self, room_id: &RoomId) -> Result<&mut VisibilityFilter<'a>> {
+        let (rooms, user_id) = (self.rooms, self.user_id);
+        Ok(match self.filters.entry(room_id.to_owned()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                entry.insert(VisibilityFilter::new(rooms, room_id, user_id).await?)
+            }
+        })
+    }
+
+    /// Whether the user may see `event` (the row of `pdu`), by the rules of its room.
+    pub(super) async fn allows(&mut self, event: &EventRow, pdu: &Pdu) -> Result<bool> {
+        self.of(&event.room_id).await?.allows(event, pdu).await
     }
 }
 
