@@ -82,8 +82,8 @@ impl Rooms {
                 .store
                 .state_group(last.state_after)
                 .await?
-                .into_iter()
-                .map(|entry| entry.event_id)
+                .iter()
+                .map(|entry| entry.event_id.clone())
                 .collect();
             let mut rows = self.store.events(&ids).await?;
             rows.sort_by_key(|row| row.stream_ordering);

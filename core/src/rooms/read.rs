@@ -15,7 +15,7 @@ use serde_json::{Map, Value as JsonValue, value::RawValue};
 use crate::{
     Error, Result,
     events::{Pdu, Unsigned, client_event_json, event_json_in},
-    store::EventRow,
+    store::{EventRow, StateEntry},
 };
 
 use super::{Rooms, token::StreamToken, visibility::VisibilityFilter};
@@ -254,11 +254,11 @@ impl Rooms {
     }
 
     async fn state_rows(&self, room_id: &RoomId, readable: ReadableState) -> Result<Vec<EventRow>> {
-        let entries = match readable {
-            ReadableState::Current => self.store.current_state(room_id).await?,
+        let entries: Arc<[StateEntry]> = match readable {
+            ReadableState::Current => self.store.current_state(room_id).await?.into(),
             ReadableState::Group(group) => self.store.state_group(group).await?,
         };
-        let ids: Vec<OwnedEventId> = entries.into_iter().map(|e| e.event_id).collect();
+        let ids: Vec<OwnedEventId> = entries.iter().map(|e| e.event_id.clone()).collect();
         let mut rows = self.store.events(&ids).await?;
         rows.sort_by_key(|row| row.stream_ordering);
         Ok(rows)

@@ -316,13 +316,16 @@ impl Rooms {
             .map(|row| parse(row).map(|pdu| (row.event_id.clone(), Arc::new(pdu))))
             .collect::<Result<_>>()?;
         entries
-            .into_iter()
+            .iter()
             .map(|entry| {
                 let pdu = pdus.get(&entry.event_id).cloned().ok_or_else(|| {
                     Error::Internal(format!("state event {} is missing", entry.event_id))
                 })?;
                 Ok((
-                    (StateEventType::from(entry.event_type), entry.state_key),
+                    (
+                        StateEventType::from(entry.event_type.as_str()),
+                        entry.state_key.clone(),
+                    ),
                     pdu,
                 ))
             })
@@ -371,8 +374,8 @@ impl Rooms {
             .store
             .state_group(row.state_before)
             .await?
-            .into_iter()
-            .map(|entry| entry.event_id)
+            .iter()
+            .map(|entry| entry.event_id.clone())
             .collect();
         let state = self.store.events(&state_ids).await?;
         let mut auth_events = Vec::new();

@@ -279,7 +279,7 @@ impl<'a> ServerView<'a> {
         };
         let sees = wanted.is_empty() || {
             let mut any = false;
-            for entry in self.rooms.store.state_group(group).await? {
+            for entry in self.rooms.store.state_group(group).await?.iter() {
                 let local_member = entry.event_type == "m.room.member"
                     && UserId::parse(&entry.state_key)
                         .is_ok_and(|user| user.server_name() == self.server);

@@ -27,7 +27,7 @@ use serde_json::{Value as JsonValue, json};
 
 use crate::{
     Result,
-    store::{AccountDataEntry, EventRow, MemberCounts, MembershipRow, Receipt, StateEntry},
+    store::{AccountDataEntry, EventRow, MemberCounts, MembershipRow, Receipt},
 };
 
 use super::{
@@ -632,14 +632,9 @@ impl Rooms {
         memberships: &HashMap<OwnedRoomId, Membership>,
     ) -> Result<HashMap<OwnedRoomId, Vec<EventRow>>> {
         let filter = &request.filter.timeline;
-        let rooms: Vec<OwnedRoomId> = memberships
-            .iter()
-            .filter(|(room_id, membership)| {
-                membership.membership == "join"
-                    && room_selected(request.filter, room_id)
-                    && sub_filter_selects(filter, room_id)
-            })
-            .map(|(room_id, _)| room_id.clone())
+        let rooms: Vec<OwnedRoomId> = selected_joined_rooms(request, memberships)
+            .filter(|room_id| sub_filter_selects(filter, room_id))
+            .cloned()
             .collect();
         if request.since.is_some() || rooms.len() < 2 {
             return Ok(HashMap::new());
@@ -684,16 +679,17 @@ impl Rooms {
         let mut ids: Vec<OwnedEventId> = Vec::new();
         if let Some(group) = group {
             if whole_delta {
-                let mut entries = self.store.state_group(group).await?;
-                if let StateMode::Since(since) = state_mode {
-                    let before = self.state_ids_at(room_id, since).await?;
-                    entries.retain(|entry| !before.contains(&entry.event_id));
-                }
+                let entries = self.store.state_group(group).await?;
+                let before = match state_mode {
+                    StateMode::Since(since) => self.state_ids_at(room_id, since).await?,
+                    StateMode::Full => HashSet::new(),
+                };
                 ids.extend(
                     entries
-                        .into_iter()
+                        .iter()
+                        .filter(|entry| !before.contains(&entry.event_id))
                         .filter(|entry| lazy.is_none() || entry.event_type != "m.room.member")
-                        .map(|entry: StateEntry| entry.event_id),
+                        .map(|entry| entry.event_id.clone()),
                 );
             }
             if let Some(include_redundant) = lazy {
@@ -759,8 +755,8 @@ impl Rooms {
                 .store
                 .state_group(group)
                 .await?
-                .into_iter()
-                .map(|entry| entry.event_id)
+                .iter()
+                .map(|entry| entry.event_id.clone())
                 .collect(),
             None => HashSet::new(),
         })
@@ -786,10 +782,8 @@ impl Rooms {
         if request.since.is_some() && !request.full_state {
             return Ok(HashMap::new());
         }
-        let joined: Vec<OwnedRoomId> = memberships
-            .iter()
-            .filter(|(room_id, m)| m.membership == "join" && room_selected(request.filter, room_id))
-            .map(|(room_id, _)| room_id.clone())
+        let joined: Vec<OwnedRoomId> = selected_joined_rooms(request, memberships)
+            .cloned()
             .collect();
         Ok(self
             .store
@@ -810,9 +804,9 @@ impl Rooms {
             None => {
                 let entries = self.store.state_group(membership.state_before).await?;
                 let ids: Vec<OwnedEventId> = entries
-                    .into_iter()
+                    .iter()
                     .filter(|entry| STRIPPED_STATE_TYPES.contains(&entry.event_type.as_str()))
-                    .map(|entry| entry.event_id)
+                    .map(|entry| entry.event_id.clone())
                     .collect();
                 self.store
                     .events(&ids)
@@ -838,6 +832,17 @@ impl Rooms {
         );
         Ok(())
     }
+}
+
+/// The rooms the user is joined to that the sync's room filter selects.
+fn selected_joined_rooms<'m>(
+    request: &RoomsSyncRequest<'_>,
+    memberships: &'m HashMap<OwnedRoomId, Membership>,
+) -> impl Iterator<Item = &'m OwnedRoomId> {
+    memberships
+        .iter()
+        .filter(|(room_id, m)| m.membership == "join" && room_selected(request.filter, room_id))
+        .map(|(room_id, _)| room_id)
 }
 
 fn summary_of(counts: MemberCounts) -> RoomSummary {

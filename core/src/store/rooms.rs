@@ -121,6 +121,19 @@ pub struct EventBatch {
     pub resolved: Option<ResolvedState>,
 }
 
+impl EventBatch {
+    /// Runs `hook` once the batch has committed, before the hooks already set.
+    fn first_after_commit(&mut self, hook: impl FnOnce() + Send + Sync + 'static) {
+        let then = self.after_commit.take();
+        self.after_commit = Some(Box::new(move || {
+            hook();
+            if let Some(then) = then {
+                then();
+            }
+        }));
+    }
+}
+
 /// The current state of a room whose branches were merged by state resolution.
 #[derive(Debug, Clone)]
 pub struct ResolvedState {
@@ -231,28 +244,16 @@ impl Store {
     /// Fails (and writes nothing) if an event's prev_events were not persisted, so events built
     /// on a write that failed fail too.
     pub async fn enqueue_events(&self, mut batch: EventBatch) -> Result<Pending<()>> {
+        // The caches follow the commit before the positions are released (the batch's own
+        // hook releases them).
         if let Some(raised) = super::unread_cache::Raised::by(&batch.room_id, &batch.events) {
-            // The counts follow the push actions before the positions are released (the
-            // batch's own hook releases them).
             let unread = self.unread_counts.clone();
-            let then = batch.after_commit.take();
-            batch.after_commit = Some(Box::new(move || {
-                unread.committed(&raised);
-                if let Some(then) = then {
-                    then();
-                }
-            }));
+            batch.first_after_commit(move || unread.committed(&raised));
         }
         let redacted = redaction_targets(&batch.events);
         if !redacted.is_empty() {
             let event_rows = self.event_rows.clone();
-            let then = batch.after_commit.take();
-            batch.after_commit = Some(Box::new(move || {
-                event_rows.forget(redacted.iter().map(|id| &**id));
-                if let Some(then) = then {
-                    then();
-                }
-            }));
+            batch.first_after_commit(move || event_rows.forget(redacted.iter().map(|id| &**id)));
         }
         match &self.event_writer {
             Some(event_writer) => event_writer.enqueue(batch).await,
@@ -719,9 +720,10 @@ impl Store {
     }
 
     /// The full state of a state group: the chain of deltas back to its snapshot, nearest first.
-    pub async fn state_group(&self, group_id: i64) -> Result<Vec<StateEntry>> {
+    /// Shared with the cache of state groups, which keeps it once read.
+    pub async fn state_group(&self, group_id: i64) -> Result<Arc<[StateEntry]>> {
         if let Some(state) = self.state_groups.get(group_id) {
-            return Ok(state.to_vec());
+            return Ok(state);
         }
         let rows = sqlx::query(&format!(
             "{STATE_CHAIN} SELECT s.event_type, s.state_key, s.event_id FROM state_group_entries s \
@@ -736,11 +738,11 @@ impl Store {
             seen.entry((entry.event_type.clone(), entry.state_key.clone()))
                 .or_insert(entry);
         }
-        let state: Vec<StateEntry> = seen.into_values().collect();
+        let state: Arc<[StateEntry]> = seen.into_values().collect();
         // Nothing is read of a group that is not committed yet (or of none): only a group
         // with state is kept.
         if !state.is_empty() {
-            self.state_groups.insert(group_id, state.clone().into());
+            self.state_groups.insert(group_id, state.clone());
         }
         Ok(state)
     }
