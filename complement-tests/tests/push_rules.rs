@@ -409,6 +409,56 @@ async fn notifications_list_the_events_that_notified() {
 }
 
 #[tokio::test]
+async fn notifications_of_several_rooms_come_newest_first_across_them() {
+    // Push actions are stored by user and room: the list merges the rooms' newest.
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let mut rooms = Vec::new();
+    for _ in 0..3 {
+        let room_id = alice.create_room(json!({ "preset": "public_chat" })).await;
+        bob.join_room(&room_id).await;
+        rooms.push(room_id);
+    }
+    let mut sent = Vec::new();
+    // Rooms take turns in varying order, so no room's events are all newer.
+    for (round, order) in [[0, 1, 2], [2, 0, 1], [1, 2, 0]].into_iter().enumerate() {
+        for i in order {
+            let room_id = &rooms[i];
+            let event_id = alice.send_text(room_id, &format!("message {round}")).await;
+            sent.push((room_id.clone(), event_id));
+        }
+    }
+    sent.reverse();
+    let expected: Vec<String> = sent.iter().map(|(_, id)| id.clone()).collect();
+
+    let page = notifications(&bob, "").await;
+    assert_eq!(event_ids(&page), expected);
+    let page_rooms: Vec<&str> = page["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .map(|n| n["room_id"].as_str().expect("room_id"))
+        .collect();
+    let sent_rooms: Vec<&str> = sent.iter().map(|(room, _)| room.as_str()).collect();
+    assert_eq!(page_rooms, sent_rooms);
+
+    let mut seen = Vec::new();
+    let mut query = "?limit=4".to_owned();
+    loop {
+        let page = notifications(&bob, &query).await;
+        let ids = event_ids(&page);
+        assert!(ids.len() <= 4, "{page}");
+        seen.extend(ids);
+        match page["next_token"].as_str() {
+            Some(token) => query = format!("?limit=4&from={}", enc(token)),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+#[tokio::test]
 async fn an_invite_notifies_the_invitee() {
     // Spec: the default `.m.rule.invite_for_me`: the invitee is not a member yet, and is still
     // notified of the invite.

@@ -7,6 +7,7 @@
 mod account_data;
 mod accounts;
 mod aliases;
+mod checkpointer;
 mod dehydrated_devices;
 mod device_lists;
 mod devices;
@@ -48,6 +49,7 @@ use sqlx::{
 
 pub use account_data::AccountDataEntry;
 pub use accounts::{Account, KeepSessions, NewAccount};
+use checkpointer::Checkpointer;
 pub use dehydrated_devices::NewDehydratedDevice;
 pub use devices::{Device, NewSession};
 pub use directory::{DirectoryPosition, RoomStateJson};
@@ -117,6 +119,8 @@ pub struct Store {
     pool: AnyPool,
     /// The connections writes use: on SQLite a single one; on PostgreSQL the read pool.
     writer_pool: AnyPool,
+    /// SQLite's WAL checkpoints, off the writer's connection.
+    checkpointer: Option<Checkpointer>,
     writer: Writer,
     /// For the few queries whose SQL differs between the backends (full-text search).
     backend: Backend,
@@ -140,7 +144,7 @@ impl Store {
         } else {
             Backend::Postgres
         };
-        let (pool, writer_pool) = match backend {
+        let (pool, writer_pool, checkpointer) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url);
                 let writer_pool = sqlite_pool_options(1).connect(&url).await?;
@@ -148,20 +152,26 @@ impl Store {
                 sqlx::query("PRAGMA journal_mode = WAL")
                     .execute(&writer_pool)
                     .await?;
+                sqlx::query(checkpointer::WRITER_CHECKPOINT_PAGES)
+                    .execute(&writer_pool)
+                    .await?;
                 (
                     sqlite_pool_options(max_connections).connect(&url).await?,
                     writer_pool,
+                    Some(Checkpointer::start(
+                        sqlite_pool_options(1).connect(&url).await?,
+                    )),
                 )
             }
             Backend::Postgres => {
                 let pool = pool_options(max_connections).connect(url).await?;
-                (pool.clone(), pool)
+                (pool.clone(), pool, None)
             }
         };
         migrate(backend, &writer_pool).await?;
-        let writer = match backend {
-            Backend::Sqlite => Writer::grouped(writer_pool.clone()),
-            Backend::Postgres => Writer::Direct(writer_pool.clone()),
+        let writer = match &checkpointer {
+            Some(checkpointer) => Writer::grouped(writer_pool.clone(), checkpointer.clone()),
+            None => Writer::Direct(writer_pool.clone()),
         };
         let event_writer = match backend {
             Backend::Sqlite => Some(EventWriter::new(writer.clone())),
@@ -172,6 +182,7 @@ impl Store {
         Ok(Self {
             pool,
             writer_pool,
+            checkpointer,
             writer,
             backend,
             event_writer,
@@ -210,6 +221,9 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer_pool.close().await;
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.close().await;
+        }
     }
 }
 

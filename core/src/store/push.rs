@@ -14,6 +14,9 @@ pub(super) const MAIN_THREAD: &str = "main";
 /// Rooms per query: each is bound once, well under the backends' bound-parameter limits.
 pub(super) const ROOMS_PER_QUERY: usize = 256;
 
+/// Rooms per `/notifications` query: a subquery each, as the first pages of a sync.
+const ROOMS_PER_PAGE_QUERY: usize = 100;
+
 /// Receipts that mark events as read, each user's latest per room, receipt type and thread.
 /// `$1` is the user; `{rooms}` selects the rooms.
 const READ_UP_TO: &str = "SELECT room_id, thread_id, MAX(event_stream_ordering) AS pos \
@@ -119,10 +122,55 @@ impl Store {
     }
 
     /// Up to `limit` of the user's notifications before stream position `before` (all if
-    /// `None`), newest first; only those that highlight if `only_highlight`.
+    /// `None`), newest first; only those that highlight if `only_highlight`. Push actions are
+    /// indexed by user and room only (each index costs every message a page per recipient),
+    /// so the newest of each room are read and merged here.
     pub async fn push_notifications(
         &self,
         user_id: &UserId,
+        before: Option<i64>,
+        only_highlight: bool,
+        limit: usize,
+    ) -> Result<Vec<PushNotification>> {
+        let rooms = self.push_action_rooms(user_id).await?;
+        let mut page = Vec::new();
+        for chunk in rooms.chunks(ROOMS_PER_PAGE_QUERY) {
+            page.extend(
+                self.newest_push_notifications(user_id, chunk, before, only_highlight, limit)
+                    .await?,
+            );
+        }
+        page.sort_unstable_by_key(|notification| std::cmp::Reverse(notification.stream_ordering));
+        page.truncate(limit);
+        Ok(page)
+    }
+
+    /// The rooms in which the user has push actions: one index seek per room, not a scan of
+    /// all their rows.
+    async fn push_action_rooms(&self, user_id: &UserId) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "WITH RECURSIVE room(id) AS ( \
+                 SELECT MIN(room_id) FROM event_push_actions WHERE user_id = $1 \
+                 UNION ALL \
+                 SELECT (SELECT MIN(room_id) FROM event_push_actions \
+                         WHERE user_id = $1 AND room_id > room.id) \
+                 FROM room WHERE room.id IS NOT NULL) \
+             SELECT id FROM room WHERE id IS NOT NULL",
+        )
+        .bind(user_id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<String, _>(0)?))
+            .collect()
+    }
+
+    /// Up to `limit` of the newest notifications of the user in each of `rooms`, before
+    /// `before`.
+    async fn newest_push_notifications(
+        &self,
+        user_id: &UserId,
+        rooms: &[String],
         before: Option<i64>,
         only_highlight: bool,
         limit: usize,
@@ -132,11 +180,21 @@ impl Store {
         } else {
             ""
         };
+        let per_room = (0..rooms.len())
+            .map(|i| {
+                format!(
+                    "SELECT * FROM (SELECT room_id, stream_ordering, event_id, thread_id, actions, ts \
+                     FROM event_push_actions WHERE user_id = $1 AND room_id = ${} \
+                     AND stream_ordering < $2{highlight} \
+                     ORDER BY stream_ordering DESC LIMIT $3) AS room{i}",
+                    i + 4
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
         let read_up_to = READ_UP_TO.replace("{rooms}", "SELECT room_id FROM page");
         let sql = format!(
-            "WITH page AS (SELECT room_id, stream_ordering, event_id, thread_id, actions, ts \
-             FROM event_push_actions WHERE user_id = $1 AND stream_ordering < $2{highlight} \
-             ORDER BY stream_ordering DESC LIMIT $3), \
+            "WITH page AS ({per_room}), \
              read_up_to AS ({read_up_to}) \
              SELECT p.room_id, p.stream_ordering, p.event_id, p.actions, p.ts, \
              CASE WHEN p.stream_ordering <= COALESCE(t.pos, 0) \
@@ -144,12 +202,16 @@ impl Store {
              FROM page p \
              LEFT JOIN read_up_to t ON t.room_id = p.room_id AND t.thread_id = p.thread_id \
              LEFT JOIN read_up_to u ON u.room_id = p.room_id AND u.thread_id = '' \
-             ORDER BY p.stream_ordering DESC"
+             ORDER BY p.stream_ordering DESC LIMIT $3"
         );
-        sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(user_id.as_str())
             .bind(before.unwrap_or(i64::MAX))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX));
+        for room_id in rooms {
+            query = query.bind(room_id.as_str());
+        }
+        query
             .fetch_all(&self.pool)
             .await?
             .iter()

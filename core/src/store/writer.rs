@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use sqlx::{Any, AnyConnection, AnyPool, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, StoreError};
+use super::{Result, StoreError, checkpointer::Checkpointer};
 
 /// Most writes committed together; bounds the latency one batch adds to its first write.
 const MAX_BATCH: usize = 256;
@@ -30,10 +30,11 @@ pub(super) enum Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on a single-connection pool (SQLite).
-    pub(super) fn grouped(pool: AnyPool) -> Self {
+    /// Starts the writer task on a single-connection pool (SQLite); `checkpointer` hears of
+    /// each commit.
+    pub(super) fn grouped(pool: AnyPool, checkpointer: Checkpointer) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_LENGTH);
-        tokio::spawn(run(pool, receiver));
+        tokio::spawn(run(pool, checkpointer, receiver));
         Self::Grouped(sender)
     }
 
@@ -104,12 +105,15 @@ impl<T> Pending<T> {
     }
 }
 
-async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
+async fn run(pool: AnyPool, checkpointer: Checkpointer, mut jobs: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let completions = commit_batch(&pool, batch.drain(..)).await;
+        let completions = commit_batch(&pool, &mut batch).await;
         let (completions, error) = match completions {
-            Ok(completions) => (completions, None),
+            Ok(completions) => {
+                checkpointer.committed();
+                (completions, None)
+            }
             Err((completions, error)) => {
                 tracing::error!("grouped commit failed: {error}");
                 (completions, Some(error))
@@ -124,9 +128,12 @@ async fn run(pool: AnyPool, mut jobs: mpsc::Receiver<Job>) {
 type BatchOutcome = std::result::Result<Vec<Completion>, (Vec<Completion>, StoreError)>;
 
 /// Runs one batch. A job that cannot be started is dropped, which tells its caller through the
-/// closed reply channel ([`StoreError::WriterUnavailable`]).
-async fn commit_batch(pool: &AnyPool, batch: impl Iterator<Item = Job>) -> BatchOutcome {
-    let mut completions = Vec::with_capacity(MAX_BATCH);
+/// closed reply channel ([`StoreError::WriterUnavailable`]). A job alone in its batch needs no
+/// savepoint (two round trips to the database thread): if it fails, the transaction is rolled
+/// back instead.
+async fn commit_batch(pool: &AnyPool, batch: &mut Vec<Job>) -> BatchOutcome {
+    let mut completions = Vec::with_capacity(batch.len());
+    let alone = batch.len() == 1;
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => return Err((completions, e.into())),
@@ -135,7 +142,18 @@ async fn commit_batch(pool: &AnyPool, batch: impl Iterator<Item = Job>) -> Batch
         Ok(tx) => tx,
         Err(e) => return Err((completions, e.into())),
     };
-    for job in batch {
+    for job in batch.drain(..) {
+        if alone {
+            let (ok, completion) = job(&mut tx).await;
+            completions.push(completion);
+            if !ok {
+                return match tx.rollback().await {
+                    Ok(()) => Ok(completions),
+                    Err(e) => Err((completions, e.into())),
+                };
+            }
+            continue;
+        }
         if let Err(e) = execute(&mut tx, "SAVEPOINT grouped_write").await {
             return Err((completions, e));
         }
