@@ -5,7 +5,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    fmt::Write as _,
     sync::{Arc, Mutex, MutexGuard},
 };
 
@@ -17,11 +16,9 @@ use super::{
     Result, StoreError,
     rooms::{AfterCommit, EventBatch, NewEventRow, NewStateGroup, prune_redacted},
     search,
-    writer::{Arg, Pending, Writer, bind_arg},
+    statements::{ROWS_PER_STATEMENT, Statements},
+    writer::{Arg, Pending, Writer},
 };
-
-/// Rows per multi-row statement: well under SQLite's and PostgreSQL's bound-parameter limits.
-const ROWS_PER_STATEMENT: usize = 256;
 
 type Reply = oneshot::Sender<Result<()>>;
 
@@ -217,44 +214,17 @@ async fn in_savepoint(
     Ok(outcome)
 }
 
-/// `head VALUES (...), (...) tail` for many rows, in chunks.
+/// `head VALUES (...), (...) tail` for many rows, in as few statements as the parameter limits
+/// allow.
 pub(super) async fn insert_rows(
     conn: &mut AnyConnection,
     head: &str,
     tail: &str,
     rows: Vec<Vec<Arg>>,
 ) -> Result<()> {
-    // SQLite looks a numbered parameter's name up by walking a list of all of them, so binding
-    // a statement of n `$i` takes n^2 steps (hundreds of rows of many columns, in profiles);
-    // anonymous `?` parameters bind in order at no such cost.
-    let anonymous = conn.backend_name() == "SQLite";
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<Arg>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-        let mut sql = format!("{head} VALUES ");
-        let mut n = 0;
-        for (i, row) in chunk.iter().enumerate() {
-            sql.push_str(if i == 0 { "(" } else { ", (" });
-            for j in 0..row.len() {
-                n += 1;
-                let separator = if j == 0 { "" } else { ", " };
-                // Writing to a String cannot fail.
-                let _ = if anonymous {
-                    write!(sql, "{separator}?")
-                } else {
-                    write!(sql, "{separator}${n}")
-                };
-            }
-            sql.push(')');
-        }
-        sql.push_str(tail);
-        let mut query = sqlx::query(&sql);
-        for arg in chunk.into_iter().flatten() {
-            query = bind_arg(query, arg);
-        }
-        query.execute(&mut *conn).await?;
-    }
-    Ok(())
+    let mut statements = Statements::default();
+    statements.insert_rows(head, tail, rows);
+    statements.run(conn).await
 }
 
 /// The engine hands out an event's place in the graph before the write of its predecessor
@@ -303,7 +273,11 @@ async fn check_prev_events_persisted(
 /// (branches merged without it).
 type CurrentEntry<'a> = Option<(&'a str, Option<&'a str>)>;
 
+/// The rows of all batches go in one script of statements (see [`Statements`]), after the
+/// check of their predecessors; redactions, which read what they prune, follow it.
 async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
+    check_prev_events_persisted(conn, batches).await?;
+    let mut statements = Statements::default();
     for batch in batches {
         if let Some(new_room) = &batch.new_room {
             let current_group = batch
@@ -312,21 +286,20 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
                 .rev()
                 .find_map(|e| e.state_group.as_ref().map(|g| g.group_id))
                 .unwrap_or_default();
-            sqlx::query(
+            statements.push(
                 "INSERT INTO rooms (room_id, room_version, creator, state_group, published, created_ts) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(batch.room_id.as_str())
-            .bind(new_room.version.as_str())
-            .bind(new_room.creator.as_str())
-            .bind(current_group)
-            .bind(super::flag(new_room.published))
-            .bind(new_room.created_ts)
-            .execute(&mut *conn)
-            .await?;
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                vec![
+                    batch.room_id.as_str().into(),
+                    new_room.version.as_str().into(),
+                    new_room.creator.as_str().into(),
+                    current_group.into(),
+                    super::flag(new_room.published).into(),
+                    new_room.created_ts.into(),
+                ],
+            );
         }
     }
-    check_prev_events_persisted(conn, batches).await?;
 
     let mut events = Vec::new();
     let mut groups = Vec::new();
@@ -406,21 +379,17 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
             }
         }
     }
-    insert_rows(conn, INSERT_EVENTS, TAKE_OVER_OUT_OF_BAND, events).await?;
-    insert_rows(
-        conn,
+    statements.insert_rows(INSERT_EVENTS, TAKE_OVER_OUT_OF_BAND, events);
+    statements.insert_rows(
         "INSERT INTO state_groups (group_id, room_id, prev_group, chain_length)",
         "",
         groups,
-    )
-    .await?;
-    insert_rows(
-        conn,
+    );
+    statements.insert_rows(
         "INSERT INTO state_group_entries (group_id, event_type, state_key, event_id)",
         "",
         group_entries,
-    )
-    .await?;
+    );
     let mut removed_state = Vec::new();
     let current_state = current_state
         .into_iter()
@@ -439,54 +408,43 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
         })
         .collect();
     for (room, kind, key) in removed_state {
-        sqlx::query(
-            "DELETE FROM current_state WHERE room_id = $1 AND event_type = $2 AND state_key = $3",
-        )
-        .bind(room)
-        .bind(kind)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
+        statements.push(
+            "DELETE FROM current_state WHERE room_id = ? AND event_type = ? AND state_key = ?",
+            vec![room.into(), kind.into(), key.into()],
+        );
     }
-    insert_rows(
-        conn,
+    statements.insert_rows(
         "INSERT INTO current_state (room_id, event_type, state_key, event_id, membership)",
         " ON CONFLICT (room_id, event_type, state_key) \
          DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
         current_state,
-    )
-    .await?;
-    insert_rows(
-        conn,
+    );
+    statements.insert_rows(
         "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id)",
         "",
         transactions,
-    )
-    .await?;
-    insert_rows(
-        conn,
+    );
+    statements.insert_rows(
         "INSERT INTO event_push_actions (user_id, room_id, stream_ordering, event_id, thread_id, \
          notify, highlight, actions, ts)",
         "",
         push_actions,
-    )
-    .await?;
-    insert_rows(
-        conn,
+    );
+    statements.insert_rows(
         "INSERT INTO federation_outbox (destination, stream_ordering)",
         "",
         outbox,
-    )
-    .await?;
-    search::index_entries(conn, search_entries).await?;
+    );
+    search::index_entries(conn, &mut statements, search_entries);
     // A room forgotten by a user is remembered again when they come back to it.
     for (user, room) in rejoined {
-        sqlx::query("DELETE FROM forgotten_rooms WHERE user_id = $1 AND room_id = $2")
-            .bind(user)
-            .bind(room)
-            .execute(&mut *conn)
-            .await?;
+        statements.push(
+            "DELETE FROM forgotten_rooms WHERE user_id = ? AND room_id = ?",
+            vec![user.into(), room.into()],
+        );
     }
+    room_heads(&mut statements, batches);
+    statements.run(conn).await?;
     for batch in batches {
         for event in &batch.events {
             if let Some(target) = &event.redacts {
@@ -501,7 +459,7 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
             }
         }
     }
-    write_room_heads(conn, batches).await
+    Ok(())
 }
 
 /// The `events` row of an event of `room`, in the column order of [`INSERT_EVENTS`].
@@ -541,18 +499,18 @@ pub(super) async fn write_backfilled(
     events: &[NewEventRow],
     redaction_rules: &RedactionRules,
 ) -> Result<()> {
-    insert_rows(
-        conn,
+    let mut statements = Statements::default();
+    statements.insert_rows(
         INSERT_EVENTS,
         "",
         events.iter().map(|event| event_args(room, event)).collect(),
-    )
-    .await?;
+    );
     search::index_entries(
         conn,
+        &mut statements,
         events.iter().filter_map(search::search_entry).collect(),
-    )
-    .await?;
+    );
+    statements.run(conn).await?;
     // After the inserts, so that a redaction prunes a target backfilled with it.
     for event in events {
         if let Some(target) = &event.redacts {
@@ -647,7 +605,7 @@ pub(super) fn state_group_rows(
 }
 
 /// Each room's latest state group and forward extremities, from its last batch.
-async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
+fn room_heads(statements: &mut Statements, batches: &[EventBatch]) {
     let mut heads: HashMap<&str, &EventBatch> = HashMap::new();
     let mut state_groups: HashMap<&str, i64> = HashMap::new();
     for batch in batches {
@@ -665,21 +623,18 @@ async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> R
         }
     }
     for (room, group) in state_groups {
-        sqlx::query("UPDATE rooms SET state_group = $1 WHERE room_id = $2")
-            .bind(group)
-            .bind(room)
-            .execute(&mut *conn)
-            .await?;
+        statements.push(
+            "UPDATE rooms SET state_group = ? WHERE room_id = ?",
+            vec![group.into(), room.into()],
+        );
     }
     let rooms: Vec<&str> = heads.keys().copied().collect();
     for chunk in rooms.chunks(ROWS_PER_STATEMENT) {
-        let placeholders = super::placeholders(1, chunk.len());
-        let sql = format!("DELETE FROM forward_extremities WHERE room_id IN ({placeholders})");
-        let mut query = sqlx::query(&sql);
-        for room in chunk {
-            query = query.bind(*room);
-        }
-        query.execute(&mut *conn).await?;
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        statements.push(
+            format!("DELETE FROM forward_extremities WHERE room_id IN ({placeholders})"),
+            chunk.iter().map(|room| Arg::from(*room)).collect(),
+        );
     }
     let extremities = heads
         .values()
@@ -690,13 +645,11 @@ async fn write_room_heads(conn: &mut AnyConnection, batches: &[EventBatch]) -> R
                 .map(|id| vec![batch.room_id.as_str().into(), id.as_str().into()])
         })
         .collect();
-    insert_rows(
-        conn,
+    statements.insert_rows(
         "INSERT INTO forward_extremities (room_id, event_id)",
         "",
         extremities,
-    )
-    .await
+    );
 }
 
 #[cfg(test)]

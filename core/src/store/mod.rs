@@ -32,6 +32,7 @@ mod rooms;
 mod search;
 mod server_keys;
 mod state_group_cache;
+mod statements;
 mod sync;
 mod to_device;
 mod token_cache;

@@ -91,12 +91,13 @@ pub(super) fn search_entry(event: &NewEventRow) -> Option<(i64, &'static str, St
     Some((event.stream_ordering, key, text))
 }
 
-/// Indexes the searchable text of events being persisted, in one statement per chunk. Part of
-/// the events' write.
-pub(super) async fn index_entries(
-    conn: &mut AnyConnection,
+/// Indexes the searchable text of events being persisted, in one statement per chunk, among
+/// the other statements of the events' write.
+pub(super) fn index_entries(
+    conn: &AnyConnection,
+    statements: &mut super::statements::Statements,
     entries: Vec<(i64, &'static str, String)>,
-) -> Result<()> {
+) {
     let head = match backend_of(conn) {
         Backend::Sqlite => "INSERT INTO event_search (rowid, key, value)",
         Backend::Postgres => "INSERT INTO event_search (stream_ordering, key, value)",
@@ -105,7 +106,7 @@ pub(super) async fn index_entries(
         .into_iter()
         .map(|(stream_ordering, key, text)| vec![stream_ordering.into(), key.into(), text.into()])
         .collect();
-    super::event_writer::insert_rows(conn, head, "", rows).await
+    statements.insert_rows(head, "", rows);
 }
 
 /// Removes a redacted event's text from the index: redacted content must not be found.
