@@ -579,10 +579,10 @@ impl Rooms {
             Some(first) => StreamToken(first.stream_ordering - 1),
             None => StreamToken(upto),
         };
-        let own: Vec<OwnedEventId> = rows
+        let own: Vec<i64> = rows
             .iter()
             .filter(|row| parse(row).is_ok_and(|pdu| pdu.sender == request.user_id))
-            .map(|row| row.event_id.clone())
+            .map(|row| row.stream_ordering)
             .collect();
         let transaction_ids = if context.device_has_sent {
             self.store

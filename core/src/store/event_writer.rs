@@ -343,6 +343,7 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
                     scope.as_str().into(),
                     txn.as_str().into(),
                     event.event_id.as_str().into(),
+                    event.stream_ordering.into(),
                 ]);
             }
             search_entries.extend(search::search_entry(event));
@@ -420,7 +421,8 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
         current_state,
     );
     statements.insert_rows(
-        "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id)",
+        "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id, \
+         stream_ordering)",
         "",
         transactions,
     );

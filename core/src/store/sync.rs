@@ -202,32 +202,35 @@ impl Store {
         .is_some())
     }
 
-    /// The transaction IDs this device sent the given events with.
+    /// The transaction IDs this device sent events with, of the events at the given timeline
+    /// positions, by event ID. An event has one transaction at most, so the rows are read by
+    /// position alone and the device picked here: a condition on the device would have SQLite
+    /// walk all of the device's transactions instead.
     pub async fn transaction_ids(
         &self,
         user_id: &UserId,
         device_id: &DeviceId,
-        event_ids: &[OwnedEventId],
+        positions: &[i64],
     ) -> Result<HashMap<OwnedEventId, String>> {
-        if event_ids.is_empty() {
-            return Ok(HashMap::new());
+        let mut ids = HashMap::new();
+        for chunk in positions.chunks(super::MAX_BOUND_IDS) {
+            let sql = format!(
+                "SELECT user_id, device_id, event_id, txn_id FROM event_transactions \
+                 WHERE stream_ordering IN ({})",
+                super::placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for position in chunk {
+                query = query.bind(*position);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                if row.try_get::<&str, _>("user_id")? == user_id.as_str()
+                    && row.try_get::<&str, _>("device_id")? == device_id.as_str()
+                {
+                    ids.insert(stored_id(row.try_get("event_id")?)?, row.try_get("txn_id")?);
+                }
+            }
         }
-        let sql = format!(
-            "SELECT event_id, txn_id FROM event_transactions WHERE user_id = $1 AND device_id = $2 \
-             AND event_id IN ({})",
-            super::placeholders(3, event_ids.len())
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(user_id.as_str())
-            .bind(device_id.as_str());
-        for id in event_ids {
-            query = query.bind(id.as_str());
-        }
-        query
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|row| Ok((stored_id(row.try_get("event_id")?)?, row.try_get("txn_id")?)))
-            .collect()
+        Ok(ids)
     }
 }
