@@ -579,12 +579,12 @@ impl Rooms {
             Some(first) => StreamToken(first.stream_ordering - 1),
             None => StreamToken(upto),
         };
-        let own: Vec<i64> = rows
-            .iter()
-            .filter(|row| parse(row).is_ok_and(|pdu| pdu.sender == request.user_id))
-            .map(|row| row.stream_ordering)
-            .collect();
         let transaction_ids = if context.device_has_sent {
+            let own: Vec<i64> = rows
+                .iter()
+                .filter(|row| parse(row).is_ok_and(|pdu| pdu.sender == request.user_id))
+                .map(|row| row.stream_ordering)
+                .collect();
             self.store
                 .transaction_ids(request.user_id, request.device_id, &own)
                 .await?

@@ -45,11 +45,11 @@ impl Checkpointer {
 async fn run(pool: AnyPool, commits: Arc<Notify>) {
     loop {
         commits.notified().await;
-        // A failed checkpoint leaves the pages in the log, where readers find them, and the
-        // next one retries; the writer's own threshold bounds the log meanwhile.
         if pool.is_closed() {
             return;
         }
+        // A failed checkpoint leaves the pages in the log, where readers find them, and the
+        // next one retries; the writer's own threshold bounds the log meanwhile.
         if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&pool)
             .await

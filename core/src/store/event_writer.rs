@@ -16,7 +16,7 @@ use super::{
     Result, StoreError,
     rooms::{AfterCommit, EventBatch, NewEventRow, NewStateGroup, prune_redacted},
     search,
-    statements::{ROWS_PER_STATEMENT, Statements},
+    statements::{ROWS_PER_STATEMENT, Statements, push_parameters},
     writer::{Arg, Pending, Writer},
 };
 
@@ -632,11 +632,10 @@ fn room_heads(statements: &mut Statements, batches: &[EventBatch]) {
     }
     let rooms: Vec<&str> = heads.keys().copied().collect();
     for chunk in rooms.chunks(ROWS_PER_STATEMENT) {
-        let placeholders = vec!["?"; chunk.len()].join(", ");
-        statements.push(
-            format!("DELETE FROM forward_extremities WHERE room_id IN ({placeholders})"),
-            chunk.iter().map(|room| Arg::from(*room)).collect(),
-        );
+        let mut sql = "DELETE FROM forward_extremities WHERE room_id IN (".to_owned();
+        push_parameters(&mut sql, chunk.len());
+        sql.push(')');
+        statements.push(sql, chunk.iter().map(|room| Arg::from(*room)).collect());
     }
     let extremities = heads
         .values()

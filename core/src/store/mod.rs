@@ -296,6 +296,18 @@ fn placeholders(from: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// Rooms per statement of per-room subqueries ([`per_room_union`]).
+const ROOMS_PER_UNION: usize = 100;
+
+/// `subquery(0) UNION ALL subquery(1) ...` for `rooms` rooms, each a derived table so that its
+/// own `ORDER BY ... LIMIT` holds (both backends): the first rows of many rooms in one statement.
+fn per_room_union(rooms: usize, subquery: impl Fn(usize) -> String) -> String {
+    (0..rooms)
+        .map(|i| format!("SELECT * FROM ({}) AS room{i}", subquery(i)))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+}
+
 /// `($1, ..., $columns), ($columns+1, ...)`: the placeholders of a multi-row `VALUES` list.
 fn row_placeholders(rows: usize, columns: usize) -> String {
     (0..rows)

@@ -14,9 +14,6 @@ pub(super) const MAIN_THREAD: &str = "main";
 /// Rooms per query: each is bound once, well under the backends' bound-parameter limits.
 pub(super) const ROOMS_PER_QUERY: usize = 256;
 
-/// Rooms per `/notifications` query: a subquery each, as the first pages of a sync.
-const ROOMS_PER_PAGE_QUERY: usize = 100;
-
 /// Receipts that mark events as read, each user's latest per room, receipt type and thread.
 /// `$1` is the user; `{rooms}` selects the rooms.
 const READ_UP_TO: &str = "SELECT room_id, thread_id, MAX(event_stream_ordering) AS pos \
@@ -134,7 +131,7 @@ impl Store {
     ) -> Result<Vec<PushNotification>> {
         let rooms = self.push_action_rooms(user_id).await?;
         let mut page = Vec::new();
-        for chunk in rooms.chunks(ROOMS_PER_PAGE_QUERY) {
+        for chunk in rooms.chunks(super::ROOMS_PER_UNION) {
             page.extend(
                 self.newest_push_notifications(user_id, chunk, before, only_highlight, limit)
                     .await?,
@@ -180,18 +177,15 @@ impl Store {
         } else {
             ""
         };
-        let per_room = (0..rooms.len())
-            .map(|i| {
-                format!(
-                    "SELECT * FROM (SELECT room_id, stream_ordering, event_id, thread_id, actions, ts \
-                     FROM event_push_actions WHERE user_id = $1 AND room_id = ${} \
-                     AND stream_ordering < $2{highlight} \
-                     ORDER BY stream_ordering DESC LIMIT $3) AS room{i}",
-                    i + 4
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
+        let per_room = super::per_room_union(rooms.len(), |i| {
+            format!(
+                "SELECT room_id, stream_ordering, event_id, thread_id, actions, ts \
+                 FROM event_push_actions WHERE user_id = $1 AND room_id = ${} \
+                 AND stream_ordering < $2{highlight} \
+                 ORDER BY stream_ordering DESC LIMIT $3",
+                i + 4
+            )
+        });
         let read_up_to = READ_UP_TO.replace("{rooms}", "SELECT room_id FROM page");
         let sql = format!(
             "WITH page AS ({per_room}), \

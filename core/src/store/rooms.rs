@@ -234,9 +234,6 @@ const OUTLIER_COLUMNS: &str = "CAST(0 AS BIGINT) AS stream_ordering, event_id, r
      state_before, state_after, \
      CAST(NULL AS TEXT) AS replaces_state, CAST(NULL AS TEXT) AS redacted_by, json";
 
-/// Rooms read by one statement of [`Store::newest_room_events`].
-const ROOMS_PER_STATEMENT: usize = 100;
-
 pub(super) const EVENT_COLUMNS: &str = "stream_ordering, event_id, room_id, state_before, state_after, replaces_state, redacted_by, json";
 
 impl Store {
@@ -679,7 +676,7 @@ impl Store {
 
     /// For each of `rooms`, its newest events at or before position `upto`, at most `limit`,
     /// newest first: [`Store::room_events`] backwards for many rooms, a statement per
-    /// [`ROOMS_PER_STATEMENT`] rooms.
+    /// [`super::ROOMS_PER_UNION`] rooms.
     pub async fn newest_room_events(
         &self,
         rooms: &[OwnedRoomId],
@@ -690,18 +687,15 @@ impl Store {
             .iter()
             .map(|room_id| (room_id.clone(), Vec::new()))
             .collect();
-        for chunk in rooms.chunks(ROOMS_PER_STATEMENT) {
-            let sql = (0..chunk.len())
-                .map(|i| {
-                    format!(
-                        "SELECT {EVENT_COLUMNS} FROM (SELECT {EVENT_COLUMNS} FROM events \
-                         WHERE room_id = ${} AND stream_ordering <= $1 \
-                         ORDER BY stream_ordering DESC LIMIT $2) AS room{i}",
-                        i + 3
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" UNION ALL ");
+        for chunk in rooms.chunks(super::ROOMS_PER_UNION) {
+            let sql = super::per_room_union(chunk.len(), |i| {
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM events \
+                     WHERE room_id = ${} AND stream_ordering <= $1 \
+                     ORDER BY stream_ordering DESC LIMIT $2",
+                    i + 3
+                )
+            });
             let mut query = sqlx::query(&sql).bind(upto).bind(limit);
             for room_id in chunk {
                 query = query.bind(room_id.as_str());

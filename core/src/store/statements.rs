@@ -35,7 +35,7 @@ impl Statements {
             let mut sql = format!("{head} VALUES ");
             for (i, row) in chunk.iter().enumerate() {
                 sql.push_str(if i == 0 { "(" } else { ", (" });
-                sql.push_str(&vec!["?"; row.len()].join(", "));
+                push_parameters(&mut sql, row.len());
                 sql.push(')');
             }
             sql.push_str(tail);
@@ -74,6 +74,13 @@ impl Statements {
             query.execute(&mut *conn).await?;
         }
         Ok(())
+    }
+}
+
+/// Appends `?, ?, ...`: `count` parameters.
+pub(super) fn push_parameters(sql: &mut String, count: usize) {
+    for i in 0..count {
+        sql.push_str(if i == 0 { "?" } else { ", ?" });
     }
 }
 

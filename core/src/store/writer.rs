@@ -133,7 +133,6 @@ type BatchOutcome = std::result::Result<Vec<Completion>, (Vec<Completion>, Store
 /// back instead.
 async fn commit_batch(pool: &AnyPool, batch: &mut Vec<Job>) -> BatchOutcome {
     let mut completions = Vec::with_capacity(batch.len());
-    let alone = batch.len() == 1;
     let mut conn = match pool.acquire().await {
         Ok(conn) => conn,
         Err(e) => return Err((completions, e.into())),
@@ -142,18 +141,22 @@ async fn commit_batch(pool: &AnyPool, batch: &mut Vec<Job>) -> BatchOutcome {
         Ok(tx) => tx,
         Err(e) => return Err((completions, e.into())),
     };
+    if batch.len() == 1
+        && let Some(job) = batch.pop()
+    {
+        let (ok, completion) = job(&mut tx).await;
+        completions.push(completion);
+        let ended = if ok {
+            tx.commit().await
+        } else {
+            tx.rollback().await
+        };
+        return match ended {
+            Ok(()) => Ok(completions),
+            Err(e) => Err((completions, e.into())),
+        };
+    }
     for job in batch.drain(..) {
-        if alone {
-            let (ok, completion) = job(&mut tx).await;
-            completions.push(completion);
-            if !ok {
-                return match tx.rollback().await {
-                    Ok(()) => Ok(completions),
-                    Err(e) => Err((completions, e.into())),
-                };
-            }
-            continue;
-        }
         if let Err(e) = execute(&mut tx, "SAVEPOINT grouped_write").await {
             return Err((completions, e));
         }
