@@ -393,6 +393,38 @@ async fn sent_events_show_up_in_messages_in_order() {
     );
 }
 
+/// A message is acknowledged only once it is on disk: every message acknowledged to two users
+/// sending at once (their writes share commits and log syncs) is there, in each sender's
+/// order, after the server is killed without a chance to shut down and is started again.
+#[tokio::test]
+async fn acknowledged_messages_survive_the_server_being_killed() {
+    const EACH: usize = 40;
+    let mut server = TestServer::start().await;
+    let (alice, bob, room_id) = public_room_with_bob(&server).await;
+    let send_all = |user: &User, name: &'static str| {
+        let (user, room_id) = (user.clone(), room_id.clone());
+        async move {
+            for i in 0..EACH {
+                user.send_text(&room_id, &format!("{name} {i}")).await;
+            }
+        }
+    };
+    tokio::join!(send_all(&alice, "alice"), send_all(&bob, "bob"));
+    server.stop();
+    server.run().await;
+    let bodies = all_bodies(&bob, &room_id).await;
+    for name in ["alice", "bob"] {
+        let prefix = format!("{name} ");
+        let sent: Vec<String> = bodies
+            .iter()
+            .filter(|body| body.starts_with(&prefix))
+            .cloned()
+            .collect();
+        let acknowledged: Vec<String> = (0..EACH).map(|i| format!("{name} {i}")).collect();
+        assert_eq!(sent, acknowledged, "{name}'s messages after the restart");
+    }
+}
+
 #[tokio::test]
 async fn event_type_over_255_bytes_is_rejected() {
     let server = TestServer::start().await;

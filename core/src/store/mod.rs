@@ -20,6 +20,7 @@ mod filters;
 mod ignored_users;
 mod im;
 mod key_backup;
+mod log_sync;
 mod media;
 mod out_of_band;
 mod positions;
@@ -63,6 +64,7 @@ pub use im::{FriendRequestRow, MomentRow, MuteRow};
 pub use key_backup::{
     BackupKey, BackupKeyScope, BackupKeysState, BackupVersion, PutBackupKeys, ReplaceRule,
 };
+use log_sync::LogSync;
 pub use media::{MediaRow, NewMedia, ThumbnailRow};
 pub use out_of_band::{OutOfBandMembership, OutOfBandRoom, PendingMembership};
 pub use presence::StoredPresence;
@@ -100,6 +102,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the write was not committed: {0}")]
     CommitFailed(String),
+    #[error("SQLite kept the journal mode {0:?} instead of WAL; the database file must allow WAL")]
+    NoWriteAheadLog(String),
+    #[error("cannot use the database's write-ahead log: {0}")]
+    LogFile(#[from] std::io::Error),
     #[error("the database writer could not run this write")]
     WriterUnavailable,
     #[error("too much contention on {0}; try again")]
@@ -148,19 +154,18 @@ impl Store {
         let (pool, writer_pool, checkpointer) = match backend {
             Backend::Sqlite => {
                 let url = sqlite_url(url);
-                let writer_pool = sqlite_pool_options(1).connect(&url).await?;
-                // WAL lets readers run beside the writer; it is persistent in the file.
-                sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&writer_pool)
-                    .await?;
-                sqlx::query(checkpointer::WRITER_CHECKPOINT_PAGES)
-                    .execute(&writer_pool)
+                let writer_pool = sqlite_pool_options(1, WRITER_PRAGMAS)
+                    .max_lifetime(None)
+                    .idle_timeout(None)
+                    .connect(&url)
                     .await?;
                 (
-                    sqlite_pool_options(max_connections).connect(&url).await?,
+                    sqlite_pool_options(max_connections, &[])
+                        .connect(&url)
+                        .await?,
                     writer_pool,
                     Some(Checkpointer::start(
-                        sqlite_pool_options(1).connect(&url).await?,
+                        sqlite_pool_options(1, &[]).connect(&url).await?,
                     )),
                 )
             }
@@ -171,7 +176,10 @@ impl Store {
         };
         migrate(backend, &writer_pool).await?;
         let writer = match &checkpointer {
-            Some(checkpointer) => Writer::grouped(writer_pool.clone(), checkpointer.clone()),
+            Some(checkpointer) => {
+                let log = write_ahead_log(&sqlite_url(url), &writer_pool).await?;
+                Writer::grouped(writer_pool.clone(), checkpointer.clone(), log)
+            }
             None => Writer::Direct(writer_pool.clone()),
         };
         let event_writer = match backend {
@@ -261,19 +269,49 @@ const MMAP_SIZE: &str = "PRAGMA mmap_size = 1073741824";
 /// A connection to a local file does not go stale: checking it before each use (a round trip
 /// to its thread) would only slow every query down. Temporary storage stays in memory: each
 /// grouped write runs in savepoints, whose sub-journals would otherwise be a temporary file
-/// created, written and deleted on every commit.
-fn sqlite_pool_options(max_connections: u32) -> AnyPoolOptions {
+/// created, written and deleted on every commit. `pragmas` run on each new connection after
+/// those.
+fn sqlite_pool_options(max_connections: u32, pragmas: &'static [&'static str]) -> AnyPoolOptions {
     pool_options(max_connections)
         .test_before_acquire(false)
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
             Box::pin(async move {
-                sqlx::query("PRAGMA temp_store = MEMORY")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query(MMAP_SIZE).execute(&mut *conn).await?;
+                for pragma in ["PRAGMA temp_store = MEMORY", MMAP_SIZE]
+                    .iter()
+                    .chain(pragmas)
+                {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
                 Ok(())
             })
         })
+}
+
+/// The writer's connection. WAL lets readers run beside the writer (it is persistent in the
+/// file); commits are not synced by SQLite but by [`LogSync`], beside the writer.
+const WRITER_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    checkpointer::WRITER_CHECKPOINT_PAGES,
+];
+
+/// Starts syncing the database's write-ahead log. An in-memory database has none (and nothing to
+/// make durable); a file whose log could not be turned on is refused, as its unsynced commits
+/// could be torn by a crash.
+async fn write_ahead_log(url: &str, writer_pool: &AnyPool) -> Result<Option<LogSync>> {
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(writer_pool)
+        .await?;
+    match mode.to_ascii_lowercase().as_str() {
+        "wal" => {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+            let mut log = options.get_filename().as_os_str().to_owned();
+            log.push("-wal");
+            Ok(Some(LogSync::start(std::path::Path::new(&log))?))
+        }
+        "memory" => Ok(None),
+        other => Err(StoreError::NoWriteAheadLog(other.to_owned())),
+    }
 }
 
 /// Ensures the SQLite file is created on first open (`mode=rwc`).
@@ -431,6 +469,32 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The writer leaves syncing to the log thread; readers keep SQLite's defaults. The
+    /// settings hold for the writer's connection itself, not just the first statement's.
+    #[tokio::test]
+    async fn the_sqlite_writer_commits_to_a_log_synced_beside_it() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::open(&url, 2).await.expect("open");
+        let number = |pool: AnyPool, pragma: &'static str| async move {
+            sqlx::query_scalar::<_, i64>(pragma)
+                .fetch_one(&pool)
+                .await
+                .expect(pragma)
+        };
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&store.writer_pool)
+            .await
+            .expect("journal mode");
+        assert_eq!(mode, "wal");
+        let writer = store.writer_pool.clone();
+        assert_eq!(number(writer.clone(), "PRAGMA synchronous").await, 1);
+        assert_eq!(number(writer, "PRAGMA wal_autocheckpoint").await, 16384);
+        assert_eq!(number(store.pool.clone(), "PRAGMA synchronous").await, 2);
+        assert!(dir.path().join("t.db-wal").exists());
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn migrations_record_the_schema_version() {

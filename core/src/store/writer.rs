@@ -2,7 +2,8 @@
 //! waiting at that moment, runs each inside its own savepoint of one transaction, and commits
 //! once, so concurrent writers share a single fsync. A write's caller hears back only after the
 //! commit, so an acknowledged write is durable. A failing write rolls back to its savepoint and
-//! leaves the others of its batch intact.
+//! leaves the others of its batch intact. With SQLite's write-ahead log the commit itself is not
+//! synced: [`LogSync`] syncs the log beside the writer and reports the commits it covers.
 //!
 //! PostgreSQL groups concurrent commits itself; there each write is its own transaction.
 
@@ -10,7 +11,7 @@ use futures::future::BoxFuture;
 use sqlx::{Any, AnyConnection, AnyPool, Connection};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, StoreError, checkpointer::Checkpointer};
+use super::{Result, StoreError, checkpointer::Checkpointer, log_sync::LogSync};
 
 /// Most writes committed together; bounds the latency one batch adds to its first write.
 const MAX_BATCH: usize = 256;
@@ -18,7 +19,7 @@ const MAX_BATCH: usize = 256;
 const QUEUE_LENGTH: usize = 4096;
 
 /// What a write reports once its batch's commit is known.
-type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+pub(super) type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// A write: runs on the writer's connection and says whether it succeeded.
 type Job =
     Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, (bool, Completion)> + Send>;
@@ -31,10 +32,11 @@ pub(super) enum Writer {
 
 impl Writer {
     /// Starts the writer task on a single-connection pool (SQLite); `checkpointer` hears of
-    /// each commit.
-    pub(super) fn grouped(pool: AnyPool, checkpointer: Checkpointer) -> Self {
+    /// each commit, and commits are reported once `log` has synced them (at once without a
+    /// log: an in-memory database).
+    pub(super) fn grouped(pool: AnyPool, checkpointer: Checkpointer, log: Option<LogSync>) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE_LENGTH);
-        tokio::spawn(run(pool, checkpointer, receiver));
+        tokio::spawn(run(pool, checkpointer, log, receiver));
         Self::Grouped(sender)
     }
 
@@ -105,27 +107,39 @@ impl<T> Pending<T> {
     }
 }
 
-async fn run(pool: AnyPool, checkpointer: Checkpointer, mut jobs: mpsc::Receiver<Job>) {
+async fn run(
+    pool: AnyPool,
+    checkpointer: Checkpointer,
+    log: Option<LogSync>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let completions = commit_batch(&pool, &mut batch).await;
-        let (completions, error) = match completions {
-            Ok(completions) => {
-                checkpointer.committed();
-                (completions, None)
-            }
-            Err((completions, error)) => {
-                tracing::error!("grouped commit failed: {error}");
-                (completions, Some(error))
-            }
-        };
-        for completion in completions {
-            completion(error.as_ref());
+        let outcome = commit_batch(&pool, &mut batch).await;
+        match &outcome {
+            Ok(_) => checkpointer.committed(),
+            Err((_, error)) => tracing::error!("grouped commit failed: {error}"),
+        }
+        match &log {
+            Some(log) => log.report(outcome).await,
+            None => complete(outcome),
         }
     }
 }
 
-type BatchOutcome = std::result::Result<Vec<Completion>, (Vec<Completion>, StoreError)>;
+/// A batch's completions, and the error that ended it if it did not commit.
+pub(super) type BatchOutcome = std::result::Result<Vec<Completion>, (Vec<Completion>, StoreError)>;
+
+/// Tells the batch's callers how their writes ended.
+pub(super) fn complete(outcome: BatchOutcome) {
+    let (completions, error) = match outcome {
+        Ok(completions) => (completions, None),
+        Err((completions, error)) => (completions, Some(error)),
+    };
+    for completion in completions {
+        completion(error.as_ref());
+    }
+}
 
 /// Runs one batch. A job that cannot be started is dropped, which tells its caller through the
 /// closed reply channel ([`StoreError::WriterUnavailable`]). A job alone in its batch needs no
