@@ -170,7 +170,7 @@ async fn write_coalesced(
         [] => return Ok(Vec::new()),
         // Alone, a failure fails the enclosing write, which rolls it back.
         [batch] => {
-            write_batches(conn, std::slice::from_ref(batch)).await?;
+            write_batches(conn, std::slice::from_ref(batch), None).await?;
             return Ok(vec![Ok(())]);
         }
         _ => {}
@@ -190,27 +190,23 @@ async fn write_coalesced(
 
 /// One batch in the caller's transaction (PostgreSQL, where each write is its own).
 pub(super) async fn write_one(conn: &mut AnyConnection, batch: EventBatch) -> Result<()> {
-    write_batches(conn, std::slice::from_ref(&batch)).await
+    write_batches(conn, std::slice::from_ref(&batch), None).await
 }
 
-/// The outer result fails only if the savepoint itself cannot be managed.
+/// The outer result fails only if the savepoint itself cannot be managed. The write's own
+/// script opens the savepoint and, if it gets that far, releases it: two round trips fewer.
 async fn in_savepoint(
     conn: &mut AnyConnection,
     name: &str,
     batches: &[EventBatch],
 ) -> Result<Result<()>> {
-    sqlx::query(&format!("SAVEPOINT {name}"))
-        .execute(&mut *conn)
-        .await?;
-    let outcome = write_batches(conn, batches).await;
+    let outcome = write_batches(conn, batches, Some(name)).await;
     if outcome.is_err() {
-        sqlx::query(&format!("ROLLBACK TO {name}"))
-            .execute(&mut *conn)
-            .await?;
+        // A script stops at its first failing statement: the savepoint is still open.
+        for statement in [format!("ROLLBACK TO {name}"), format!("RELEASE {name}")] {
+            sqlx::query(&statement).execute(&mut *conn).await?;
+        }
     }
-    sqlx::query(&format!("RELEASE {name}"))
-        .execute(&mut *conn)
-        .await?;
     Ok(outcome)
 }
 
@@ -229,11 +225,9 @@ pub(super) async fn insert_rows(
 
 /// The engine hands out an event's place in the graph before the write of its predecessor
 /// commits; if that write failed, the events built on it must fail too rather than point at
-/// nothing.
-async fn check_prev_events_persisted(
-    conn: &mut AnyConnection,
-    batches: &[EventBatch],
-) -> Result<()> {
+/// nothing. A statement of the write inserts each predecessor that is neither in the write nor
+/// in `events` into `unpersisted_prev_events`, whose check refuses any row.
+fn check_prev_events_persisted(statements: &mut Statements, batches: &[EventBatch]) {
     let written: HashSet<&EventId> = batches
         .iter()
         .flat_map(|b| b.events.iter().map(|e| &*e.event_id))
@@ -245,27 +239,23 @@ async fn check_prev_events_persisted(
         .flat_map(|event| &event.prev_events)
         .filter(|p| !written.contains(&***p))
         .collect();
-    if outside.is_empty() {
-        return Ok(());
-    }
     let outside: Vec<&OwnedEventId> = outside.into_iter().collect();
-    let mut found = HashSet::new();
     for chunk in outside.chunks(ROWS_PER_STATEMENT) {
-        let placeholders = super::placeholders(1, chunk.len());
-        let sql = format!("SELECT event_id FROM events WHERE event_id IN ({placeholders})");
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(id.as_str());
+        let mut sql = String::from(
+            "INSERT INTO unpersisted_prev_events (event_id) SELECT column1 FROM (VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(CAST(? AS TEXT))"
+            } else {
+                ", (CAST(? AS TEXT))"
+            });
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            found.insert(row.try_get::<String, _>(0)?);
-        }
-    }
-    match outside.iter().find(|id| !found.contains(id.as_str())) {
-        Some(missing) => Err(StoreError::CommitFailed(format!(
-            "events follow {missing}, which was not persisted"
-        ))),
-        None => Ok(()),
+        sql.push_str(
+            ") AS prev_events WHERE NOT EXISTS \
+             (SELECT 1 FROM events WHERE events.event_id = prev_events.column1)",
+        );
+        statements.push(sql, chunk.iter().map(|id| id.as_str().into()).collect());
     }
 }
 
@@ -274,10 +264,18 @@ async fn check_prev_events_persisted(
 type CurrentEntry<'a> = Option<(&'a str, Option<&'a str>)>;
 
 /// The rows of all batches go in one script of statements (see [`Statements`]), after the
-/// check of their predecessors; redactions, which read what they prune, follow it.
-async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Result<()> {
-    check_prev_events_persisted(conn, batches).await?;
+/// check of their predecessors; redactions, which read what they prune, follow it. Within
+/// `savepoint`, if named: the script opens it and the write releases it once it succeeded.
+async fn write_batches(
+    conn: &mut AnyConnection,
+    batches: &[EventBatch],
+    savepoint: Option<&str>,
+) -> Result<()> {
     let mut statements = Statements::default();
+    if let Some(name) = savepoint {
+        statements.push(format!("SAVEPOINT {name}"), Vec::new());
+    }
+    check_prev_events_persisted(&mut statements, batches);
     for batch in batches {
         if let Some(new_room) = &batch.new_room {
             let current_group = batch
@@ -446,20 +444,33 @@ async fn write_batches(conn: &mut AnyConnection, batches: &[EventBatch]) -> Resu
         );
     }
     room_heads(&mut statements, batches);
-    statements.run(conn).await?;
-    for batch in batches {
-        for event in &batch.events {
-            if let Some(target) = &event.redacts {
-                prune_redacted(
-                    conn,
-                    batch.room_id.as_str(),
-                    target,
-                    &event.event_id,
-                    &batch.redaction_rules,
-                )
-                .await?;
-            }
+    let redactions: Vec<(&EventBatch, &NewEventRow, &OwnedEventId)> = batches
+        .iter()
+        .flat_map(|batch| batch.events.iter().map(move |event| (batch, event)))
+        .filter_map(|(batch, event)| Some((batch, event, event.redacts.as_ref()?)))
+        .collect();
+    // The savepoint is released by the script unless redactions follow it.
+    let release_after = match savepoint {
+        Some(name) if redactions.is_empty() => {
+            statements.push(format!("RELEASE {name}"), Vec::new());
+            None
         }
+        Some(name) => Some(format!("RELEASE {name}")),
+        None => None,
+    };
+    statements.run(conn).await?;
+    for (batch, event, target) in redactions {
+        prune_redacted(
+            conn,
+            batch.room_id.as_str(),
+            target,
+            &event.event_id,
+            &batch.redaction_rules,
+        )
+        .await?;
+    }
+    if let Some(release) = release_after {
+        sqlx::query(&release).execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -753,5 +764,45 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(extremities, ["$a3"]);
+    }
+
+    /// A redaction among batches written together prunes its target inside their savepoint,
+    /// which is released only after it: everything commits, the target pruned.
+    #[tokio::test]
+    async fn a_redaction_written_together_with_other_batches_prunes_its_target() {
+        let (store, _db) = test_store().await;
+        let mut target = message(1, "$a1", None);
+        target.json =
+            Arc::from(r#"{"type":"m.room.message","sender":"@a:x.test","content":{"body":"$a1"}}"#);
+        let mut redaction = message(3, "$r", Some("$a2"));
+        redaction.redacts = Some(OwnedEventId::try_from("$a1").unwrap());
+        let mut queued = Vec::new();
+        for batch in [
+            batch("!a:x.test", vec![target], true),
+            batch("!a:x.test", vec![message(2, "$a2", Some("$a1"))], false),
+            batch("!a:x.test", vec![redaction], false),
+            batch("!a:x.test", vec![message(4, "$a3", Some("$r"))], false),
+        ] {
+            queued.push(store.enqueue_events(batch).await);
+        }
+        for queued in queued {
+            queued
+                .expect("queued")
+                .committed()
+                .await
+                .expect("committed");
+        }
+        let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT event_id, json, redacted_by FROM events ORDER BY stream_ordering",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        let ids: Vec<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
+        assert_eq!(ids, ["$a1", "$a2", "$r", "$a3"]);
+        let (_, pruned, redacted_by) = &rows[0];
+        assert!(!pruned.contains("body"), "{pruned}");
+        assert_eq!(redacted_by.as_deref(), Some("$r"));
+        assert!(rows[1].1.contains("body"), "{}", rows[1].1);
     }
 }

@@ -15,7 +15,7 @@ use std::{fs::File, path::Path};
 use tokio::sync::mpsc;
 
 use super::{
-    Result,
+    Result, StoreError,
     writer::{BatchOutcome, complete},
 };
 
@@ -32,11 +32,12 @@ impl LogSync {
     /// Opens the log at `wal` and starts the thread that syncs it; the thread ends once every
     /// [`LogSync`] is dropped and what they sent is reported.
     pub(super) fn start(wal: &Path) -> Result<Self> {
-        let log = File::open(wal)?;
+        let log = File::open(wal).map_err(StoreError::LogFile)?;
         let (outcomes, receiver) = mpsc::channel(QUEUE_LENGTH);
         std::thread::Builder::new()
             .name("tessera-log-sync".to_owned())
-            .spawn(move || run(&log, receiver))?;
+            .spawn(move || run(&log, receiver))
+            .map_err(StoreError::Thread)?;
         Ok(Self { outcomes })
     }
 

@@ -104,8 +104,10 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("SQLite kept the journal mode {0:?} instead of WAL; the database file must allow WAL")]
     NoWriteAheadLog(String),
-    #[error("cannot use the database's write-ahead log: {0}")]
-    LogFile(#[from] std::io::Error),
+    #[error("cannot open the database's write-ahead log: {0}")]
+    LogFile(std::io::Error),
+    #[error("cannot start a database thread: {0}")]
+    Thread(std::io::Error),
     #[error("the database writer could not run this write")]
     WriterUnavailable,
     #[error("too much contention on {0}; try again")]
@@ -178,7 +180,7 @@ impl Store {
         let writer = match &checkpointer {
             Some(checkpointer) => {
                 let log = write_ahead_log(&sqlite_url(url), &writer_pool).await?;
-                Writer::grouped(writer_pool.clone(), checkpointer.clone(), log)
+                Writer::grouped(writer_pool.clone(), checkpointer.clone(), log)?
             }
             None => Writer::Direct(writer_pool.clone()),
         };

@@ -1,4 +1,4 @@
-//! Grouped commits: on SQLite every write runs on one writer task, which takes all the writes
+//! Grouped commits: on SQLite every write runs on one writer thread, which takes all the writes
 //! waiting at that moment, runs each inside its own savepoint of one transaction, and commits
 //! once, so concurrent writers share a single fsync. A write's caller hears back only after the
 //! commit, so an acknowledged write is durable. A failing write rolls back to its savepoint and
@@ -31,13 +31,26 @@ pub(super) enum Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on a single-connection pool (SQLite); `checkpointer` hears of
-    /// each commit, and commits are reported once `log` has synced them (at once without a
-    /// log: an in-memory database).
-    pub(super) fn grouped(pool: AnyPool, checkpointer: Checkpointer, log: Option<LogSync>) -> Self {
+    /// Starts the writer on a single-connection pool (SQLite); `checkpointer` hears of each
+    /// commit, and commits are reported once `log` has synced them (at once without a log: an
+    /// in-memory database). The writer runs on a thread and runtime of its own: each of its
+    /// round trips to the database thread would otherwise wait its turn behind request handling
+    /// on the shared runtime, and every write waits for the writer.
+    pub(super) fn grouped(
+        pool: AnyPool,
+        checkpointer: Checkpointer,
+        log: Option<LogSync>,
+    ) -> Result<Self> {
         let (sender, receiver) = mpsc::channel(QUEUE_LENGTH);
-        tokio::spawn(run(pool, checkpointer, log, receiver));
-        Self::Grouped(sender)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StoreError::Thread)?;
+        std::thread::Builder::new()
+            .name("tessera-writer".to_owned())
+            .spawn(move || runtime.block_on(run(pool, checkpointer, log, receiver)))
+            .map_err(StoreError::Thread)?;
+        Ok(Self::Grouped(sender))
     }
 
     /// Runs `write` in a transaction (its own, or a savepoint of a grouped one) and returns its
@@ -114,8 +127,16 @@ async fn run(
     mut jobs: mpsc::Receiver<Job>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut connection = None;
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcome = commit_batch(&pool, &mut batch).await;
+        let outcome = match writer_connection(&pool, &mut connection).await {
+            Ok(conn) => commit_batch(conn, &mut batch).await,
+            Err(e) => {
+                // Dropped, the jobs tell their callers the writer is unavailable.
+                batch.clear();
+                Err((Vec::new(), e))
+            }
+        };
         match &outcome {
             Ok(_) => checkpointer.committed(),
             Err((_, error)) => tracing::error!("grouped commit failed: {error}"),
@@ -125,6 +146,18 @@ async fn run(
             None => complete(outcome),
         }
     }
+}
+
+/// The writer's connection, taken from its pool once and kept: giving it back after each batch
+/// and taking it again would cost a task hop each time.
+async fn writer_connection<'c>(
+    pool: &AnyPool,
+    held: &'c mut Option<AnyConnection>,
+) -> Result<&'c mut AnyConnection> {
+    if held.is_none() {
+        *held = Some(pool.acquire().await?.detach());
+    }
+    held.as_mut().ok_or(StoreError::WriterUnavailable)
 }
 
 /// A batch's completions, and the error that ended it if it did not commit.
@@ -145,12 +178,8 @@ pub(super) fn complete(outcome: BatchOutcome) {
 /// closed reply channel ([`StoreError::WriterUnavailable`]). A job alone in its batch needs no
 /// savepoint (two round trips to the database thread): if it fails, the transaction is rolled
 /// back instead.
-async fn commit_batch(pool: &AnyPool, batch: &mut Vec<Job>) -> BatchOutcome {
+async fn commit_batch(conn: &mut AnyConnection, batch: &mut Vec<Job>) -> BatchOutcome {
     let mut completions = Vec::with_capacity(batch.len());
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => return Err((completions, e.into())),
-    };
     let mut tx = match conn.begin().await {
         Ok(tx) => tx,
         Err(e) => return Err((completions, e.into())),
