@@ -8,7 +8,7 @@
 //! PostgreSQL groups concurrent commits itself; there each write is its own transaction.
 
 use futures::future::BoxFuture;
-use sqlx::{Any, AnyConnection, AnyPool, Connection};
+use sqlx::{Any, AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Result, StoreError, checkpointer::Checkpointer, log_sync::LogSync};
@@ -129,8 +129,8 @@ async fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut connection = None;
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let outcome = match writer_connection(&pool, &mut connection).await {
-            Ok(conn) => commit_batch(conn, &mut batch).await,
+        let outcome = match WriterConnection::get(&pool, &mut connection).await {
+            Ok(writer) => writer.commit_batch(&mut batch).await,
             Err(e) => {
                 // Dropped, the jobs tell their callers the writer is unavailable.
                 batch.clear();
@@ -148,18 +148,6 @@ async fn run(
     }
 }
 
-/// The writer's connection, taken from its pool once and kept: giving it back after each batch
-/// and taking it again would cost a task hop each time.
-async fn writer_connection<'c>(
-    pool: &AnyPool,
-    held: &'c mut Option<AnyConnection>,
-) -> Result<&'c mut AnyConnection> {
-    if held.is_none() {
-        *held = Some(pool.acquire().await?.detach());
-    }
-    held.as_mut().ok_or(StoreError::WriterUnavailable)
-}
-
 /// A batch's completions, and the error that ended it if it did not commit.
 pub(super) type BatchOutcome = std::result::Result<Vec<Completion>, (Vec<Completion>, StoreError)>;
 
@@ -174,58 +162,106 @@ pub(super) fn complete(outcome: BatchOutcome) {
     }
 }
 
-/// Runs one batch. A job that cannot be started is dropped, which tells its caller through the
-/// closed reply channel ([`StoreError::WriterUnavailable`]). A job alone in its batch needs no
-/// savepoint (two round trips to the database thread): if it fails, the transaction is rolled
-/// back instead.
-async fn commit_batch(conn: &mut AnyConnection, batch: &mut Vec<Job>) -> BatchOutcome {
-    let mut completions = Vec::with_capacity(batch.len());
-    let mut tx = match conn.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return Err((completions, e.into())),
-    };
-    if batch.len() == 1
-        && let Some(job) = batch.pop()
-    {
-        let (ok, completion) = job(&mut tx).await;
-        completions.push(completion);
-        let ended = if ok {
-            tx.commit().await
-        } else {
-            tx.rollback().await
-        };
-        return match ended {
-            Ok(()) => Ok(completions),
-            Err(e) => Err((completions, e.into())),
-        };
-    }
-    for job in batch.drain(..) {
-        if let Err(e) = execute(&mut tx, "SAVEPOINT grouped_write").await {
-            return Err((completions, e));
+/// The writer's connection, taken from its pool once and kept (giving it back after each batch
+/// and taking it again would cost a task hop each time), with a transaction left open for the
+/// next batch: a batch ends with `COMMIT; BEGIN`, one round trip to the database thread. A
+/// deferred `BEGIN` takes no lock and no snapshot until its first statement, so the idle
+/// transaction holds nothing back.
+struct WriterConnection {
+    conn: AnyConnection,
+    in_transaction: bool,
+}
+
+impl WriterConnection {
+    async fn get<'w>(pool: &AnyPool, held: &'w mut Option<Self>) -> Result<&'w mut Self> {
+        if held.is_none() {
+            *held = Some(Self {
+                conn: pool.acquire().await?.detach(),
+                in_transaction: false,
+            });
         }
-        let (ok, completion) = job(&mut tx).await;
-        completions.push(completion);
-        // ROLLBACK TO keeps the savepoint open, so both paths end with RELEASE.
-        let ended = if ok {
-            execute(&mut tx, "RELEASE grouped_write").await
+        held.as_mut().ok_or(StoreError::WriterUnavailable)
+    }
+
+    /// Runs one batch. A job that cannot be started is dropped, which tells its caller through
+    /// the closed reply channel ([`StoreError::WriterUnavailable`]). A job alone in its batch
+    /// needs no savepoint (two round trips): if it fails, the transaction is rolled back.
+    async fn commit_batch(&mut self, batch: &mut Vec<Job>) -> BatchOutcome {
+        let mut completions = Vec::with_capacity(batch.len());
+        if !self.in_transaction {
+            if let Err(e) = execute(&mut self.conn, "BEGIN").await {
+                return Err((completions, e));
+            }
+            self.in_transaction = true;
+        }
+        let ended = if batch.len() == 1
+            && let Some(job) = batch.pop()
+        {
+            let (ok, completion) = job(&mut self.conn).await;
+            completions.push(completion);
+            self.end(if ok {
+                "COMMIT; BEGIN"
+            } else {
+                "ROLLBACK; BEGIN"
+            })
+            .await
         } else {
-            match execute(&mut tx, "ROLLBACK TO grouped_write").await {
-                Ok(()) => execute(&mut tx, "RELEASE grouped_write").await,
-                Err(e) => Err(e),
+            match in_savepoints(&mut self.conn, batch, &mut completions).await {
+                Ok(()) => self.end("COMMIT; BEGIN").await,
+                Err(e) => {
+                    self.abandon().await;
+                    Err(e)
+                }
             }
         };
-        if let Err(e) = ended {
-            return Err((completions, e));
+        match ended {
+            Ok(()) => Ok(completions),
+            Err(e) => Err((completions, e)),
         }
     }
-    match tx.commit().await {
-        Ok(()) => Ok(completions),
-        Err(e) => Err((completions, e.into())),
+
+    /// Ends the batch's transaction and opens the next one. If that fails, whether the batch
+    /// committed is unknown to SQLite's caller only if `BEGIN` failed after the commit, which a
+    /// deferred `BEGIN` does not do; the batch is reported failed and the next one begins
+    /// afresh.
+    async fn end(&mut self, statements: &str) -> Result<()> {
+        let ended = execute(&mut self.conn, statements).await;
+        if ended.is_err() {
+            self.abandon().await;
+        }
+        ended
+    }
+
+    async fn abandon(&mut self) {
+        // Fails only when no transaction is open, which is what it is for.
+        let _ = execute(&mut self.conn, "ROLLBACK").await;
+        self.in_transaction = false;
     }
 }
 
-async fn execute(tx: &mut sqlx::Transaction<'_, Any>, statement: &str) -> Result<()> {
-    sqlx::query(statement).execute(&mut **tx).await?;
+/// Each job in a savepoint of its own: a failing one is rolled back alone.
+async fn in_savepoints(
+    conn: &mut AnyConnection,
+    batch: &mut Vec<Job>,
+    completions: &mut Vec<Completion>,
+) -> Result<()> {
+    for job in batch.drain(..) {
+        execute(conn, "SAVEPOINT grouped_write").await?;
+        let (ok, completion) = job(conn).await;
+        completions.push(completion);
+        // ROLLBACK TO keeps the savepoint open, so both paths end with RELEASE.
+        let end = if ok {
+            "RELEASE grouped_write"
+        } else {
+            "ROLLBACK TO grouped_write; RELEASE grouped_write"
+        };
+        execute(conn, end).await?;
+    }
+    Ok(())
+}
+
+async fn execute(conn: &mut AnyConnection, statements: &str) -> Result<()> {
+    sqlx::query(statements).execute(&mut *conn).await?;
     Ok(())
 }
 
