@@ -395,7 +395,9 @@ async fn sent_events_show_up_in_messages_in_order() {
 
 /// A message is acknowledged only once it is on disk: every message acknowledged to two users
 /// sending at once (their writes share commits and log syncs) is there, in each sender's
-/// order, after the server is killed without a chance to shut down and is started again.
+/// order, after the server is killed without a chance to shut down and is started again. A
+/// retry of a transaction made before the restart still returns its event ("Transaction
+/// identifiers"), and a new transaction ID still makes a new event.
 #[tokio::test]
 async fn acknowledged_messages_survive_the_server_being_killed() {
     const EACH: usize = 40;
@@ -410,9 +412,27 @@ async fn acknowledged_messages_survive_the_server_being_killed() {
         }
     };
     tokio::join!(send_all(&alice, "alice"), send_all(&bob, "bob"));
+    let before = send_path(&room_id, "m.room.message", &txn_id());
+    let first = alice.client.put(&before, text("before")).await.ok();
     server.stop();
     server.run().await;
+    let retried = alice.client.put(&before, text("before")).await.ok();
+    assert_eq!(
+        retried["event_id"], first["event_id"],
+        "{retried} vs {first}"
+    );
+    let after = send_path(&room_id, "m.room.message", &txn_id());
+    let new = alice.client.put(&after, text("after")).await.ok();
+    assert_ne!(new["event_id"], first["event_id"], "{new}");
     let bodies = all_bodies(&bob, &room_id).await;
+    assert_eq!(
+        bodies
+            .iter()
+            .filter(|b| *b == "before" || *b == "after")
+            .collect::<Vec<_>>(),
+        ["before", "after"],
+        "one event per transaction"
+    );
     for name in ["alice", "bob"] {
         let prefix = format!("{name} ");
         let sent: Vec<String> = bodies

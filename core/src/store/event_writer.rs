@@ -418,6 +418,7 @@ async fn write_batches(
          DO UPDATE SET event_id = excluded.event_id, membership = excluded.membership",
         current_state,
     );
+    // Their IDs are in the store's transaction filter already (`remember_transactions`).
     statements.insert_rows(
         "INSERT INTO event_transactions (user_id, device_id, scope, txn_id, event_id, \
          stream_ordering)",

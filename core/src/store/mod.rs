@@ -38,6 +38,7 @@ mod sync;
 mod to_device;
 mod token_cache;
 mod tokens;
+mod transaction_filter;
 mod unread_cache;
 mod writer;
 
@@ -81,6 +82,7 @@ pub use sync::{MemberCounts, MembershipRow};
 pub use to_device::{OutgoingToDevice, ToDeviceMessage};
 pub use token_cache::TOKEN_CACHE_TTL;
 pub use tokens::{AccessTokenInfo, ShortLivedToken};
+use transaction_filter::TransactionFilter;
 pub use writer::Pending;
 use writer::Writer;
 
@@ -142,6 +144,8 @@ pub struct Store {
     event_rows: Arc<event_row_cache::EventRowCache>,
     positions: Arc<positions::StreamPositions>,
     to_device_inboxes: Arc<to_device::Inboxes>,
+    /// Transaction IDs certainly never used (SQLite only: see the module).
+    transaction_filter: Option<Arc<TransactionFilter>>,
 }
 
 impl Store {
@@ -188,6 +192,10 @@ impl Store {
             Backend::Sqlite => Some(EventWriter::new(writer.clone())),
             Backend::Postgres => None,
         };
+        let transaction_filter = match backend {
+            Backend::Sqlite => Some(transaction_filter(&pool).await?),
+            Backend::Postgres => None,
+        };
         let positions = Arc::new(positions::StreamPositions::load(&pool).await?);
         let to_device_inboxes = Arc::new(to_device::Inboxes::load(&pool).await?);
         Ok(Self {
@@ -204,6 +212,7 @@ impl Store {
             event_rows: Arc::default(),
             positions,
             to_device_inboxes,
+            transaction_filter,
         })
     }
 
@@ -296,6 +305,24 @@ const WRITER_PRAGMAS: &[&str] = &[
     "PRAGMA synchronous = NORMAL",
     checkpointer::WRITER_CHECKPOINT_PAGES,
 ];
+
+/// A filter sized for the transaction IDs stored, filled in the background: a large table takes
+/// a while to read, and until it is read the filter sends every question to the database.
+async fn transaction_filter(pool: &AnyPool) -> Result<Arc<TransactionFilter>> {
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_transactions")
+        .fetch_one(pool)
+        .await?;
+    let filter = Arc::new(TransactionFilter::with_capacity(
+        u64::try_from(stored).unwrap_or_default(),
+    ));
+    let (loading, pool) = (filter.clone(), pool.clone());
+    tokio::spawn(async move {
+        if let Err(e) = loading.load(&pool).await {
+            tracing::warn!("transaction IDs not loaded, each send asks the database: {e}");
+        }
+    });
+    Ok(filter)
+}
 
 /// Starts syncing the database's write-ahead log. An in-memory database has none (and nothing to
 /// make durable); a file whose log could not be turned on is refused, as its unsynced commits

@@ -241,6 +241,7 @@ impl Store {
     /// Fails (and writes nothing) if an event's prev_events were not persisted, so events built
     /// on a write that failed fail too.
     pub async fn enqueue_events(&self, mut batch: EventBatch) -> Result<Pending<()>> {
+        self.remember_transactions(&batch.events);
         // The caches follow the commit before the positions are released (the batch's own
         // hook releases them).
         if let Some(raised) = super::unread_cache::Raised::by(&batch.room_id, &batch.events) {
@@ -373,6 +374,7 @@ impl Store {
         memberships: HashMap<OwnedEventId, String>,
         mut batch: EventBatch,
     ) -> Result<()> {
+        self.remember_transactions(&batch.events);
         let after_commit = batch.after_commit.take();
         let redacted = redaction_targets(&batch.events);
         let room = batch.room_id.to_string();
@@ -794,6 +796,11 @@ impl Store {
         scope: &str,
         txn_id: &str,
     ) -> Result<Option<OwnedEventId>> {
+        if let Some(filter) = &self.transaction_filter
+            && filter.certainly_absent(user_id.as_str(), device_id.as_str(), scope, txn_id)
+        {
+            return Ok(None);
+        }
         let id: Option<String> = sqlx::query_scalar(
             "SELECT event_id FROM event_transactions \
              WHERE user_id = $1 AND device_id = $2 AND scope = $3 AND txn_id = $4",
@@ -805,6 +812,17 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         id.map(super::stored_id::<OwnedEventId>).transpose()
+    }
+
+    /// Puts the events' transaction IDs in the filter before they are written: once a write
+    /// commits, no lookup of its IDs can miss them.
+    fn remember_transactions(&self, events: &[NewEventRow]) {
+        let Some(filter) = &self.transaction_filter else {
+            return;
+        };
+        for (user, device, scope, txn_id) in events.iter().filter_map(|e| e.transaction.as_ref()) {
+            filter.insert(user, device, scope, txn_id);
+        }
     }
 
     /// The user's current membership in the room, as committed.
