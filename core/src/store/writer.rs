@@ -220,10 +220,9 @@ impl WriterConnection {
         }
     }
 
-    /// Ends the batch's transaction and opens the next one. If that fails, whether the batch
-    /// committed is unknown to SQLite's caller only if `BEGIN` failed after the commit, which a
-    /// deferred `BEGIN` does not do; the batch is reported failed and the next one begins
-    /// afresh.
+    /// Ends the batch's transaction and opens the next one. On failure the batch is reported
+    /// failed and the next one begins afresh. (Only a failing `BEGIN` after a good `COMMIT`
+    /// would report a committed batch as failed, and a deferred `BEGIN` does not fail.)
     async fn end(&mut self, statements: &str) -> Result<()> {
         let ended = execute(&mut self.conn, statements).await;
         if ended.is_err() {
