@@ -152,14 +152,13 @@ impl Store {
     /// Connects, creating the SQLite file if needed, and brings the schema up to date.
     pub async fn open(url: &str, max_connections: u32) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
+        let (backend, url) = if url.starts_with("sqlite:") {
+            (Backend::Sqlite, sqlite_url(url))
         } else {
-            Backend::Postgres
+            (Backend::Postgres, url.to_owned())
         };
         let (pool, writer_pool, checkpointer) = match backend {
             Backend::Sqlite => {
-                let url = sqlite_url(url);
                 let writer_pool = sqlite_pool_options(1, WRITER_PRAGMAS)
                     .max_lifetime(None)
                     .idle_timeout(None)
@@ -176,25 +175,24 @@ impl Store {
                 )
             }
             Backend::Postgres => {
-                let pool = pool_options(max_connections).connect(url).await?;
+                let pool = pool_options(max_connections).connect(&url).await?;
                 (pool.clone(), pool, None)
             }
         };
         migrate(backend, &writer_pool).await?;
-        let writer = match &checkpointer {
+        // SQLite: grouped commits on one writer, event batches coalesced, transaction IDs
+        // filtered in memory; PostgreSQL: each write its own transaction.
+        let (writer, event_writer, transaction_filter) = match &checkpointer {
             Some(checkpointer) => {
-                let log = write_ahead_log(&sqlite_url(url), &writer_pool).await?;
-                Writer::grouped(writer_pool.clone(), checkpointer.clone(), log)?
+                let log = write_ahead_log(&url, &writer_pool).await?;
+                let writer = Writer::grouped(writer_pool.clone(), checkpointer.clone(), log)?;
+                (
+                    writer.clone(),
+                    Some(EventWriter::new(writer)),
+                    Some(transaction_filter(&pool).await?),
+                )
             }
-            None => Writer::Direct(writer_pool.clone()),
-        };
-        let event_writer = match backend {
-            Backend::Sqlite => Some(EventWriter::new(writer.clone())),
-            Backend::Postgres => None,
-        };
-        let transaction_filter = match backend {
-            Backend::Sqlite => Some(transaction_filter(&pool).await?),
-            Backend::Postgres => None,
+            None => (Writer::Direct(writer_pool.clone()), None, None),
         };
         let positions = Arc::new(positions::StreamPositions::load(&pool).await?);
         let to_device_inboxes = Arc::new(to_device::Inboxes::load(&pool).await?);

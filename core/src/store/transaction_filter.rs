@@ -13,6 +13,7 @@ use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
+use futures::TryStreamExt;
 use sqlx::{AnyPool, Row};
 
 use super::Result;
@@ -53,10 +54,11 @@ impl TransactionFilter {
     /// Adds every stored transaction ID, then starts answering. IDs inserted meanwhile are
     /// kept: the filter only ever gains bits.
     pub(super) async fn load(&self, pool: &AnyPool) -> Result<()> {
-        let rows = sqlx::query("SELECT user_id, device_id, scope, txn_id FROM event_transactions")
-            .fetch_all(pool)
-            .await?;
-        for row in rows {
+        // Streamed: the table may hold millions of rows.
+        let mut rows =
+            sqlx::query("SELECT user_id, device_id, scope, txn_id FROM event_transactions")
+                .fetch(pool);
+        while let Some(row) = rows.try_next().await? {
             self.insert(
                 row.try_get("user_id")?,
                 row.try_get("device_id")?,
